@@ -1,0 +1,497 @@
+/* Loads the appstack INI file with inih. The line reader is ours: inih's
+ * handler gets no line numbers in Debian's build, and lines longer than
+ * inih's buffer would otherwise be split silently. */
+#include "config.h"
+#include "listen.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum kind { K_STR, K_LIST, K_INT, K_SIZE, K_DURATION, K_BOOL, K_ADDRS };
+
+struct key {
+    const char *name;
+    enum kind kind;
+    size_t off;
+    long min, max;          /* K_INT */
+};
+
+#define F(field) offsetof(struct as_config, field)
+
+static const struct key app_keys[] = {
+    { "module", K_STR, F(module), 0, 0 },
+    { "chdir", K_STR, F(chdir), 0, 0 },
+    { "virtualenv", K_STR, F(virtualenv), 0, 0 },
+    { "pythonpath", K_LIST, F(pythonpath), 0, 0 },
+    { "env", K_LIST, F(env), 0, 0 },
+    { "script_name", K_STR, F(script_name), 0, 0 },
+    { NULL, 0, 0, 0, 0 }
+};
+
+static const struct key supervisor_keys[] = {
+    { "listen", K_ADDRS, F(listen), 0, 0 },
+    { "workers", K_INT, F(workers), 1, AS_MAX_WORKERS },
+    { "timeout", K_DURATION, F(timeout), 0, 0 },
+    { "graceful_timeout", K_DURATION, F(graceful_timeout), 0, 0 },
+    { "max_requests", K_INT, F(max_requests), 0, 1000000000 },
+    { "max_requests_jitter", K_INT, F(max_requests_jitter), 0, 1000000000 },
+    { "control", K_STR, F(control), 0, 0 },
+    { "user", K_STR, F(user), 0, 0 },
+    { "group", K_STR, F(group), 0, 0 },
+    { "limit_request_line", K_INT, F(limit_request_line), 64, 1 << 20 },
+    { "limit_request_fields", K_INT, F(limit_request_fields), 1, 32768 },
+    { "limit_request_field_size", K_INT, F(limit_request_field_size), 64, 1 << 20 },
+    { "keepalive", K_DURATION, F(keepalive), 0, 0 },
+    { "forwarded_allow_ips", K_LIST, F(forwarded_allow_ips), 0, 0 },
+    { NULL, 0, 0, 0, 0 }
+};
+
+static const struct key proxy_keys[] = {
+    { "listen", K_ADDRS, F(proxy_listen), 0, 0 },
+    { "upstream", K_ADDRS, F(upstream), 0, 0 },
+    { "client_max_body_size", K_SIZE, F(client_max_body_size), 0, 0 },
+    { "client_body_buffer_size", K_SIZE, F(client_body_buffer_size), 0, 0 },
+    { "access_log", K_BOOL, F(access_log), 0, 0 },
+    { "client_header_timeout", K_DURATION, F(client_header_timeout), 0, 0 },
+    { "client_body_timeout", K_DURATION, F(client_body_timeout), 0, 0 },
+    { "keepalive_timeout", K_DURATION, F(keepalive_timeout), 0, 0 },
+    { "proxy_connect_timeout", K_DURATION, F(proxy_connect_timeout), 0, 0 },
+    { "proxy_read_timeout", K_DURATION, F(proxy_read_timeout), 0, 0 },
+    { "max_connections", K_INT, F(max_connections), 1, 10000000 },
+    { "user", K_STR, F(proxy_user), 0, 0 },
+    { "group", K_STR, F(proxy_group), 0, 0 },
+    { NULL, 0, 0, 0, 0 }
+};
+
+enum section { S_NONE, S_APP, S_SUPERVISOR, S_PROXY, S_LOCATION, S_BAD };
+
+struct loader {
+    struct as_config *cfg;
+    FILE *f;
+    int lineno;
+    int errors;
+    enum section section;
+    int app_line;
+    char *linebuf;
+    size_t linecap;
+};
+
+static void err_at(struct loader *ld, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void err_at(struct loader *ld, int line, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "%s:%d: ", ld->cfg->path, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    ld->errors++;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s);
+    if (!d) {
+        perror("appstack: out of memory");
+        abort();
+    }
+    return d;
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n);
+    if (!p) {
+        perror("appstack: out of memory");
+        abort();
+    }
+    return p;
+}
+
+static void list_add(struct as_strlist *l, const char *v, int line)
+{
+    l->v = xrealloc(l->v, (l->n + 1) * sizeof *l->v);
+    l->line = xrealloc(l->line, (l->n + 1) * sizeof *l->line);
+    l->v[l->n] = xstrdup(v);
+    l->line[l->n] = line;
+    l->n++;
+}
+
+static void list_free(struct as_strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    free(l->line);
+    memset(l, 0, sizeof *l);
+}
+
+static char *trim(char *s)
+{
+    char *e;
+
+    while (isspace((unsigned char)*s))
+        s++;
+    e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+/* "[location /static/]" or "[location = /favicon.ico]". */
+static void begin_location(struct loader *ld, char *rest)
+{
+    struct as_config *c = ld->cfg;
+    struct as_location *loc;
+    bool exact = false;
+
+    rest = trim(rest);
+    if (rest[0] == '=' && (rest[1] == ' ' || rest[1] == '\t')) {
+        exact = true;
+        rest = trim(rest + 1);
+    }
+    if (rest[0] != '/' || strpbrk(rest, " \t")) {
+        err_at(ld, ld->lineno, "location must be \"/PREFIX\" or \"= /PATH\", got \"%s\"", rest);
+        ld->section = S_BAD;
+        return;
+    }
+    for (size_t i = 0; i < c->n_locations; i++) {
+        if (c->locations[i].exact == exact && !strcmp(c->locations[i].prefix, rest)) {
+            err_at(ld, ld->lineno, "duplicate location \"%s\" (first at line %d)", rest, c->locations[i].line);
+            ld->section = S_BAD;
+            return;
+        }
+    }
+    c->locations = xrealloc(c->locations, (c->n_locations + 1) * sizeof *c->locations);
+    loc = &c->locations[c->n_locations++];
+    memset(loc, 0, sizeof *loc);
+    loc->prefix = xstrdup(rest);
+    loc->exact = exact;
+    loc->expires = -1;
+    loc->line = ld->lineno;
+    ld->section = S_LOCATION;
+}
+
+static void begin_section(struct loader *ld, char *name)
+{
+    name = trim(name);
+    if (!strcmp(name, "app")) {
+        ld->section = S_APP;
+        ld->app_line = ld->lineno;
+    } else if (!strcmp(name, "supervisor")) {
+        ld->section = S_SUPERVISOR;
+    } else if (!strcmp(name, "proxy")) {
+        ld->section = S_PROXY;
+    } else if (!strncmp(name, "location", 8) && (name[8] == ' ' || name[8] == '\t')) {
+        begin_location(ld, name + 8);
+    } else {
+        err_at(ld, ld->lineno, "unknown section [%s]", name);
+        ld->section = S_BAD;
+    }
+}
+
+/* Checks one raw line for what inih would reject or misread, and tracks the
+ * current section so that empty unknown sections are reported too. */
+static void check_line(struct loader *ld, char *line)
+{
+    char *s = line, *close;
+
+    while (isspace((unsigned char)*s))
+        s++;
+    if (!*s || *s == ';' || *s == '#')
+        return;
+    if (*s == '[') {
+        close = strchr(s, ']');
+        if (!close) {
+            err_at(ld, ld->lineno, "section header without \"]\"");
+            ld->section = S_BAD;
+            return;
+        }
+        *close = '\0';
+        begin_section(ld, s + 1);
+        *close = ']';
+        return;
+    }
+    if (s != line)
+        err_at(ld, ld->lineno, "indented line (continuation lines are not supported)");
+    else if (!strpbrk(s, "=:"))
+        err_at(ld, ld->lineno, "expected \"key = value\"");
+    else if (ld->section == S_NONE)
+        err_at(ld, ld->lineno, "key outside of any section");
+}
+
+static char *reader(char *str, int num, void *stream)
+{
+    struct loader *ld = stream;
+    ssize_t n = getline(&ld->linebuf, &ld->linecap, ld->f);
+
+    if (n < 0)
+        return NULL;
+    ld->lineno++;
+    if (n > 0 && ld->linebuf[n - 1] == '\n')
+        ld->linebuf[--n] = '\0';
+    if (memchr(ld->linebuf, '\0', (size_t)n)) {
+        err_at(ld, ld->lineno, "NUL byte in line");
+        str[0] = '\0';
+        return str;
+    }
+    if (n >= num - 1) {
+        err_at(ld, ld->lineno, "line longer than %d characters", num - 2);
+        str[0] = '\0';
+        return str;
+    }
+    check_line(ld, ld->linebuf);
+    /* Lines we rejected reach inih as blank, so it reports nothing twice. */
+    memcpy(str, ld->linebuf, (size_t)n + 1);
+    str[n] = '\n';
+    str[n + 1] = '\0';
+    return str;
+}
+
+static bool set_value(struct loader *ld, const struct key *k, const char *value)
+{
+    char *base = (char *)ld->cfg, err[256];
+    long l;
+    struct as_addr addr;
+
+    switch (k->kind) {
+    case K_STR:
+        free(*(char **)(base + k->off));
+        *(char **)(base + k->off) = xstrdup(value);
+        return true;
+    case K_LIST:
+        list_add((struct as_strlist *)(base + k->off), value, ld->lineno);
+        return true;
+    case K_ADDRS:
+        if (!as_addr_parse(value, &addr, err, sizeof err)) {
+            err_at(ld, ld->lineno, "%s: %s", k->name, err);
+            return false;
+        }
+        list_add((struct as_strlist *)(base + k->off), value, ld->lineno);
+        return true;
+    case K_INT:
+        if (!as_parse_long(value, k->min, k->max, &l)) {
+            err_at(ld, ld->lineno, "%s: \"%s\" is not a whole number from %ld to %ld", k->name, value, k->min, k->max);
+            return false;
+        }
+        if (k->off == F(workers))
+            ld->cfg->workers = (int)l;
+        else
+            *(long *)(base + k->off) = l;
+        return true;
+    case K_SIZE:
+        if (!as_parse_size(value, (size_t *)(base + k->off))) {
+            err_at(ld, ld->lineno, "%s: \"%s\" is not a size (e.g. 512k, 10m, 1g)", k->name, value);
+            return false;
+        }
+        return true;
+    case K_DURATION:
+        if (!as_parse_duration(value, (double *)(base + k->off))) {
+            err_at(ld, ld->lineno, "%s: \"%s\" is not a duration (e.g. 30, 30s, 5m, 1h, 30d)", k->name, value);
+            return false;
+        }
+        return true;
+    case K_BOOL:
+        if (!as_parse_bool(value, (bool *)(base + k->off))) {
+            err_at(ld, ld->lineno, "%s: \"%s\" is not on or off", k->name, value);
+            return false;
+        }
+        return true;
+    }
+    return false;
+}
+
+static void set_location(struct loader *ld, const char *name, const char *value)
+{
+    struct as_location *loc = &ld->cfg->locations[ld->cfg->n_locations - 1];
+    double d;
+
+    if (!strcmp(name, "alias")) {
+        if (value[0] != '/') {
+            err_at(ld, ld->lineno, "alias: \"%s\" is not an absolute path", value);
+            return;
+        }
+        free(loc->alias);
+        loc->alias = xstrdup(value);
+    } else if (!strcmp(name, "expires")) {
+        if (!as_parse_duration(value, &d) || d > 10 * 365 * 86400.0) {
+            err_at(ld, ld->lineno, "expires: \"%s\" is not a duration (e.g. 30d, 1h)", value);
+            return;
+        }
+        loc->expires = (long)d;
+    } else {
+        err_at(ld, ld->lineno, "unknown key \"%s\" in [location %s%s]", name,
+               loc->exact ? "= " : "", loc->prefix);
+    }
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+    struct loader *ld = user;
+    const struct key *keys;
+    const char *sname;
+
+    (void)section;
+    switch (ld->section) {
+    case S_APP: keys = app_keys; sname = "app"; break;
+    case S_SUPERVISOR: keys = supervisor_keys; sname = "supervisor"; break;
+    case S_PROXY: keys = proxy_keys; sname = "proxy"; break;
+    case S_LOCATION: set_location(ld, name, value); return 1;
+    default: return 1;  /* already reported */
+    }
+    for (const struct key *k = keys; k->name; k++)
+        if (!strcmp(k->name, name))
+            return set_value(ld, k, value), 1;
+    err_at(ld, ld->lineno, "unknown key \"%s\" in [%s]", name, sname);
+    return 1;
+}
+
+static void set_defaults(struct as_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->workers = 2;
+    c->timeout = 30;
+    c->graceful_timeout = 30;
+    c->control = xstrdup("/run/appstack/control.sock");
+    c->limit_request_line = 4094;
+    c->limit_request_fields = 100;
+    c->limit_request_field_size = 8190;
+    c->keepalive = 5;
+    c->client_max_body_size = 10 << 20;
+    c->client_body_buffer_size = 64 << 10;
+    c->access_log = true;
+    c->client_header_timeout = 60;
+    c->client_body_timeout = 60;
+    c->keepalive_timeout = 75;
+    c->proxy_connect_timeout = 5;
+    c->proxy_read_timeout = 60;
+    c->max_connections = 10000;
+}
+
+static bool is_dotted_name(const char *s, size_t n)
+{
+    bool start = true;
+
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '.') {
+            if (start)
+                return false;
+            start = true;
+        } else if (isalpha(ch) || ch == '_' || (!start && isdigit(ch)) || ch >= 0x80) {
+            start = false;
+        } else {
+            return false;
+        }
+    }
+    return !start;
+}
+
+/* module = "pkg.mod:callable" -> module, callable. */
+static void check_app(struct loader *ld)
+{
+    struct as_config *c = ld->cfg;
+    struct stat st;
+    char *colon;
+
+    if (c->module) {
+        colon = strchr(c->module, ':');
+        if (colon) {
+            c->callable = xstrdup(colon + 1);
+            *colon = '\0';
+        } else {
+            c->callable = xstrdup("application");
+        }
+        if (!is_dotted_name(c->module, strlen(c->module)) || !is_dotted_name(c->callable, strlen(c->callable)))
+            err_at(ld, ld->app_line, "module: expected \"package.module:callable\", got \"%s%s%s\"",
+                   c->module, colon ? ":" : "", colon ? c->callable : "");
+    }
+    if (c->chdir) {
+        errno = 0;
+        if (stat(c->chdir, &st) || !S_ISDIR(st.st_mode))
+            err_at(ld, ld->app_line, "chdir: %s: %s", c->chdir, errno ? strerror(errno) : "not a directory");
+    }
+    for (size_t i = 0; i < c->env.n; i++) {
+        const char *eq = strchr(c->env.v[i], '=');
+        if (!eq || eq == c->env.v[i])
+            err_at(ld, c->env.line[i], "env: expected \"NAME=value\", got \"%s\"", c->env.v[i]);
+    }
+    if (c->script_name && c->script_name[0] && (c->script_name[0] != '/' || c->script_name[strlen(c->script_name) - 1] == '/'))
+        err_at(ld, ld->app_line, "script_name: \"%s\" must start with / and not end with /", c->script_name);
+}
+
+static void check_locations(struct loader *ld)
+{
+    for (size_t i = 0; i < ld->cfg->n_locations; i++) {
+        struct as_location *loc = &ld->cfg->locations[i];
+        if (!loc->alias)
+            err_at(ld, loc->line, "location %s%s has no alias", loc->exact ? "= " : "", loc->prefix);
+    }
+}
+
+int as_config_load(const char *path, struct as_config *cfg)
+{
+    struct loader ld = { .cfg = cfg };
+
+    set_defaults(cfg);
+    cfg->path = xstrdup(path);
+    ld.f = fopen(path, "re");
+    if (!ld.f) {
+        fprintf(stderr, "%s:0: cannot open: %s\n", path, strerror(errno));
+        return 1;
+    }
+    errno = 0;
+    ini_parse_stream(reader, &ld, handler, &ld);
+    if (ferror(ld.f))
+        err_at(&ld, ld.lineno, "read error: %s", strerror(errno));
+    fclose(ld.f);
+    free(ld.linebuf);
+    check_app(&ld);
+    check_locations(&ld);
+    return ld.errors;
+}
+
+void as_config_free(struct as_config *c)
+{
+    free(c->path);
+    free(c->module);
+    free(c->callable);
+    free(c->chdir);
+    free(c->virtualenv);
+    free(c->script_name);
+    free(c->control);
+    free(c->user);
+    free(c->group);
+    free(c->proxy_user);
+    free(c->proxy_group);
+    list_free(&c->pythonpath);
+    list_free(&c->env);
+    list_free(&c->listen);
+    list_free(&c->forwarded_allow_ips);
+    list_free(&c->proxy_listen);
+    list_free(&c->upstream);
+    for (size_t i = 0; i < c->n_locations; i++) {
+        free(c->locations[i].prefix);
+        free(c->locations[i].alias);
+    }
+    free(c->locations);
+    memset(c, 0, sizeof *c);
+}
+
+const char *as_config_default_path(void)
+{
+    const char *env = getenv("APPSTACK_CONFIG");
+    return env && *env ? env : AS_DEFAULT_CONFIG;
+}

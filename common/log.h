@@ -1,0 +1,32 @@
+/* Logging to the journal (native protocol, structured fields) when stderr is
+ * connected to journald, to stderr otherwise. */
+#ifndef APPSTACK_LOG_H
+#define APPSTACK_LOG_H
+
+#include <stdarg.h>
+#include <syslog.h>
+
+/* IDENT becomes SYSLOG_IDENTIFIER and the stderr prefix. */
+void as_log_init(const char *ident);
+
+/* A field ("NAME=value") added to every later message of this process,
+ * e.g. APPSTACK_WORKER=3. At most 8. */
+void as_log_add_global_field(const char *field);
+
+/* True when messages go to the journal. */
+int as_log_to_journal(void);
+
+void as_log(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void as_vlog(int priority, const char *fmt, va_list ap);
+
+/* A message with extra fields: FIELDS is an array of N "NAME=value" strings.
+ * MESSAGE may contain newlines: it stays one entry. */
+void as_log_fields(int priority, const char *message, const char *const *fields, int n);
+
+#define as_err(...)     as_log(LOG_ERR, __VA_ARGS__)
+#define as_warn(...)    as_log(LOG_WARNING, __VA_ARGS__)
+#define as_notice(...)  as_log(LOG_NOTICE, __VA_ARGS__)
+#define as_info(...)    as_log(LOG_INFO, __VA_ARGS__)
+#define as_debug(...)   as_log(LOG_DEBUG, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,54 @@
+/* The scoreboard: one shared-memory page of slots that appstackd creates
+ * (memfd) before the first worker and every worker maps. A worker writes its
+ * own slot only; the master reads every slot for heartbeats, timeouts and
+ * `supctl status`. No locks: each field is written by one process and a torn
+ * read of method/path only ever reaches a log line. */
+#ifndef APPSTACK_SCOREBOARD_H
+#define APPSTACK_SCOREBOARD_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#define AS_SCOREBOARD_SLOTS 1024
+
+enum as_slot_state {
+    AS_SLOT_FREE = 0,
+    AS_SLOT_LOADING,    /* importing the app */
+    AS_SLOT_IDLE,       /* waiting for a request */
+    AS_SLOT_BUSY,       /* inside the app */
+    AS_SLOT_STOPPING,   /* finishing its last request */
+};
+
+struct as_slot {
+    volatile uint32_t state;          /* enum as_slot_state */
+    volatile int32_t pid;
+    volatile uint64_t requests;       /* served since start */
+    volatile uint64_t request_start;  /* CLOCK_MONOTONIC usec, 0 when idle */
+    volatile uint64_t heartbeat;      /* CLOCK_MONOTONIC usec of last loop turn */
+    char method[16];
+    char path[208];
+};
+
+struct as_scoreboard {
+    struct as_slot slot[AS_SCOREBOARD_SLOTS];
+};
+
+/* Environment a worker started by appstackd receives. Without them a worker
+ * runs standalone (binds its own sockets, no scoreboard). */
+#define AS_ENV_WORKER_ID   "APPSTACK_WORKER_ID"    /* decimal id shown in status/logs */
+#define AS_ENV_GENERATION  "APPSTACK_GENERATION"   /* decimal */
+#define AS_ENV_SLOT        "APPSTACK_SLOT"         /* index into the scoreboard */
+#define AS_ENV_SCOREBOARD  "APPSTACK_SCOREBOARD_FD"/* memfd with struct as_scoreboard */
+#define AS_ENV_CHANNEL     "APPSTACK_CHANNEL_FD"   /* SOCK_SEQPACKET to the master */
+#define AS_ENV_LISTEN_FDS  "APPSTACK_LISTEN_FDS"   /* "3,4": the listening sockets */
+#define AS_ENV_MAX_REQUESTS "APPSTACK_MAX_REQUESTS"/* this worker's limit, jitter applied; 0 = none */
+
+/* Channel messages, worker -> master, one per datagram:
+ *   "READY"              app imported, accepting
+ *   "FAILED\n<text>"     app import failed; text is the Python traceback
+ * Master -> worker: signals only. SIGTERM: finish the current request, stop
+ * accepting, exit 0. SIGQUIT/SIGINT: exit now. SIGKILL on timeout. */
+#define AS_MSG_READY  "READY"
+#define AS_MSG_FAILED "FAILED\n"
+
+#endif

@@ -1,0 +1,62 @@
+"""Shared fixtures: where the built programs are, free ports, temp configs.
+
+Tests drive the real programs over real sockets; nothing here imitates them.
+"""
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import pytest
+
+SRCDIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILDDIR = os.environ.get("APPSTACK_BUILDDIR", SRCDIR)
+APPS = os.path.join(SRCDIR, "tests", "apps")
+EXAMPLES = os.path.join(SRCDIR, "examples")
+sys.path.insert(0, os.path.join(SRCDIR, "tests"))
+
+
+def prog(name):
+    """Absolute path of a built program (appstackd, supctl, ...)."""
+    path = os.path.join(BUILDDIR, name)
+    if not os.path.exists(path):
+        pytest.fail(f"{path} is not built (run make first)")
+    return path
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def write_config(directory, text):
+    path = os.path.join(directory, "appstack.ini")
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture
+def tmpdir_short():
+    """A short temp dir: unix socket paths must stay under 108 bytes."""
+    with tempfile.TemporaryDirectory(prefix="as-", dir="/tmp") as d:
+        yield d
+
+
+@pytest.fixture
+def port():
+    return free_port()
