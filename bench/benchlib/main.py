@@ -1,0 +1,308 @@
+"""Command line of bench/run, bench/hello and bench/static."""
+import argparse
+import datetime
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from . import apps, deps, docs, procs, report, stacks
+from .runner import Case, Results, Runner, Unit, log
+
+GROUPS = ("hello-direct", "hello-front", "static", "django", "lifecycle")
+
+
+def _ints(text):
+    try:
+        return [int(x) for x in text.split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+
+
+def _groups(text):
+    out = [g for g in text.split(",") if g]
+    bad = [g for g in out if g not in GROUPS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown group {bad[0]!r}; known: {', '.join(GROUPS)}")
+    return out
+
+
+def parse_args(argv, prog, defaults):
+    p = argparse.ArgumentParser(prog=prog, description=defaults.pop("description"))
+    p.add_argument("--builddir", help="where appstackd, appstack-worker, appstack-proxy are "
+                   "(default: $APPSTACK_BUILDDIR, else ./ when built there, else a build "
+                   "made in <source>/build-bench)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: 1 repetition, 1 s per case, no docs update")
+    p.add_argument("--workers", type=_ints, default=[2, 4], help="worker counts (default 2,4)")
+    p.add_argument("--conc", type=_ints, default=[16, 64, 256, 1024],
+                   help="connections of the concurrency sweep (default 16,64,256,1024)")
+    p.add_argument("--base-conc", type=int, default=64,
+                   help="connections for the cases outside the sweep (default 64)")
+    p.add_argument("--sweep", type=_groups, default=["hello-front", "static"],
+                   help="groups measured over the whole sweep, at the last worker count "
+                   "(default hello-front,static)")
+    p.add_argument("--only", type=_groups, default=list(GROUPS),
+                   help=f"groups to run (default all: {','.join(GROUPS)})")
+    p.add_argument("--reps", type=int, help="repetitions (default 3; --quick 1)")
+    p.add_argument("--duration", type=int, help="seconds per case (default 4; --quick 1)")
+    p.add_argument("--warmup", type=int, help="seconds of discarded load after each start, "
+                   "0 for none (default 1)")
+    p.add_argument("--pin", choices=("split", "none"), default="split",
+                   help="split: wrk on CPU 0, every server process on the other CPUs "
+                   "(default); none: let the scheduler place everything")
+    p.add_argument("--threads", type=int, help="wrk threads (default: 1 with --pin split, "
+                   "else 2)")
+    p.add_argument("--start-timeout", type=float, default=60.0)
+    p.add_argument("--out", help="results directory (default bench/results/<date-time>)")
+    p.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
+                   help="update docs/performance.md and its plots (default: full bench/run only)")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir with configs and logs")
+    p.set_defaults(**defaults)
+    o = p.parse_args(argv)
+    o.reps = o.reps or (1 if o.quick else 3)
+    o.duration = o.duration or (1 if o.quick else 4)
+    o.warmup = o.warmup if o.warmup is not None else 1
+    if o.docs is None:
+        o.docs = defaults.get("docs_default", False) and not o.quick
+    return o
+
+
+def pinning(o):
+    ncpu = len(os.sched_getaffinity(0))
+    if o.pin == "split" and ncpu >= 2:
+        cpus = sorted(os.sched_getaffinity(0))
+        o.client_cpus = str(cpus[0])
+        o.server_cpus = ",".join(str(c) for c in cpus[1:])
+    else:
+        o.pin, o.client_cpus, o.server_cpus = "none", None, None
+    o.threads = o.threads or (1 if o.pin == "split" else 2)
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return want
+
+
+# ---- build directory ----------------------------------------------------------
+
+PROGRAMS = ("appstackd", "appstack-worker", "appstack-proxy")
+
+
+def _has_programs(d):
+    return d and any(os.access(os.path.join(d, p), os.X_OK) for p in PROGRAMS)
+
+
+def find_builddir(o):
+    if o.builddir:
+        return os.path.abspath(o.builddir)
+    env = os.environ.get("APPSTACK_BUILDDIR")
+    if env:
+        return os.path.abspath(env)
+    for d in (os.getcwd(), apps.SRCDIR, os.path.join(apps.SRCDIR, "build-bench")):
+        if _has_programs(d):
+            return d
+    return build(os.path.join(apps.SRCDIR, "build-bench"))
+
+
+def build(d):
+    """A fresh clone: configure and build appstack once, out of tree."""
+    log(f"bench: no built appstack found, building it in {d}")
+    src = apps.SRCDIR
+    os.makedirs(d, exist_ok=True)
+    steps = []
+    if not os.path.exists(os.path.join(src, "configure")):
+        steps.append((["autoreconf", "-fi"], src))
+    if not os.path.exists(os.path.join(d, "Makefile")):
+        steps.append(([os.path.join(src, "configure"), "-q"], d))
+    steps.append((["make", "-j2", *PROGRAMS], d))
+    for argv, cwd in steps:
+        if subprocess.run(argv, cwd=cwd).returncode != 0:
+            log(f"bench: '{' '.join(argv)}' failed; appstack rows will be missing")
+            break
+    return d
+
+
+# ---- plan -----------------------------------------------------------------------
+
+def plan(o, hello, django, static_paths):
+    units = []
+    last = o.workers[-1]
+
+    def concs(group, w):
+        return list(o.conc) if group in o.sweep and (w == last or group == "static") else [o.base_conc]
+
+    for w in o.workers:
+        if "hello-direct" in o.only:
+            units.append(Unit("hello-direct", "hello world, direct to the workers", stacks.DIRECT,
+                              hello, w, [Case(*hello.paths[0], concs("hello-direct", w))]))
+        if "hello-front" in o.only:
+            units.append(Unit("hello-front", "hello world through the front", stacks.FRONT,
+                              hello, w, [Case(*hello.paths[0], concs("hello-front", w))]))
+        if "django" in o.only:
+            units.append(Unit("django", "Django example through the front", stacks.FRONT, django, w,
+                              [Case(*p, [o.base_conc]) for p in django.paths]))
+    if "static" in o.only:
+        first, *rest = static_paths
+        units.append(Unit("static", "static files", stacks.STATIC, hello, 0,
+                          [Case(*first, concs("static", 0))] +
+                          [Case(*p, [o.base_conc]) for p in rest]))
+    return units
+
+
+def estimate(o, units):
+    cases = sum(len(u.classes) * sum(len(c.concs) for c in u.cases) for u in units)
+    starts = sum(len(u.classes) for u in units)
+    per_rep = cases * (o.duration + 0.3) + starts * (o.warmup + 2.5)
+    if "lifecycle" in o.only:
+        per_rep += len(stacks.FRONT) * (8 + max(1.0, o.warmup))
+    return o.reps * per_rep
+
+
+# ---- meta -----------------------------------------------------------------------
+
+def _version(argv):
+    try:
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=10)
+        return r.stdout.strip().splitlines()[0] if r.stdout.strip() else ""
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def meta(o, builddir, django_app):
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "kernel": platform.release(), "cpu": cpu, "cpus": os.cpu_count(),
+        "commit": _version(["git", "-C", apps.SRCDIR, "describe", "--always", "--dirty"]),
+        "builddir": builddir,
+        "pin": o.pin, "client_cpus": o.client_cpus, "server_cpus": o.server_cpus,
+        "wrk_threads": o.threads, "reps": o.reps, "duration_s": o.duration,
+        "warmup_s": o.warmup, "workers": o.workers, "conc": o.conc, "base_conc": o.base_conc,
+        "quick": o.quick,
+        "django_site": django_app.chdir if django_app else None,
+        "versions": {
+            "nginx": _version(["nginx", "-v"]),
+            "gunicorn": _version(["/usr/bin/python3", "-m", "gunicorn", "--version"]),
+            "uwsgi": _version(["uwsgi", "--version"]),
+            "wrk": _version(["wrk", "-v"]),
+            "python": _version(["/usr/bin/python3", "--version"]),
+            "django": _version(["/usr/bin/python3", "-c", "import django; print(django.get_version())"]),
+        },
+    }
+
+
+# ---- main -------------------------------------------------------------------------
+
+def main(argv, prog, **defaults):
+    o = parse_args(argv, prog, defaults)
+    procs.install_cleanup()
+    nofile = raise_nofile()
+    if max(o.conc + [o.base_conc]) + 64 > nofile:
+        log(f"bench: open files limited to {nofile}; lower --conc")
+        return 2
+    still = deps.ensure(log)
+    if set(still) - {"gnuplot-nox"}:
+        log(f"bench: cannot run without: {' '.join(still)}")
+        return 2
+    pinning(o)
+    builddir = find_builddir(o)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    outdir = os.path.abspath(o.out or os.path.join(apps.BENCH, "results", stamp + ("-quick" if o.quick else "")))
+    rawdir = os.path.join(outdir, "wrk")
+    os.makedirs(rawdir, exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix="asb-", dir="/tmp")   # short: unix socket paths
+    try:
+        return run(o, builddir, outdir, rawdir, workdir)
+    finally:
+        procs.stop_all()
+        if o.keep:
+            log(f"bench: configs and logs kept in {workdir}")
+        else:
+            _keep_logs(workdir, outdir)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _keep_logs(workdir, outdir):
+    """Servers' logs are small and explain failures: keep them with the results."""
+    dest = os.path.join(outdir, "logs")
+    for root, _, files in os.walk(workdir):
+        for name in files:
+            if name.endswith((".log", ".ini", ".conf")) and "files" not in root:
+                rel = os.path.relpath(os.path.join(root, name), workdir)
+                path = os.path.join(dest, rel)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                shutil.copyfile(os.path.join(root, name), path)
+
+
+def run(o, builddir, outdir, rawdir, workdir):
+    files_dir, static_paths = apps.static_files(workdir)
+    hello = apps.hello(files_dir)
+    need_django = {"django", "lifecycle"} & set(o.only)
+    django = apps.django(workdir) if need_django else None
+    units = plan(o, hello, django, static_paths)
+    ctx = stacks.Context(builddir, workdir, o.server_cpus)
+    results = Results()
+    runner = Runner(o, ctx, results, rawdir)
+    pin = (f"wrk -t{o.threads} on CPU {o.client_cpus}, servers on CPU {o.server_cpus}"
+           if o.pin == "split" else f"no pinning, wrk -t{o.threads}")
+    log(f"bench: appstack from {builddir}; {pin}; {o.reps} repetition(s) of "
+        f"{o.duration:g}s per case; about {estimate(o, units) / 60:.1f} min")
+    for rep in range(o.reps):
+        for unit in units:
+            runner.run_unit(unit, rep)
+        if "lifecycle" in o.only:
+            runner.run_lifecycle(stacks.FRONT, django, rep)
+    return finish(o, outdir, results, meta(o, builddir, django))
+
+
+def finish(o, outdir, results, info):
+    rows = report.summarize(results)
+    life = report.summarize_lifecycle(results)
+    text = report.text_table(report.HEAD, report.table_rows(rows)) if rows else ""
+    if life:
+        text += "\n\n" + report.text_table(report.LIFE_HEAD, report.life_rows(life))
+    problems = report.failures(rows, life, results.skipped)
+    notes = "\n".join(docs.NOTES)
+    print(text + "\n\n" + notes + ("\n\nProblems:\n  " + "\n  ".join(problems) if problems else ""))
+    report.write_json(os.path.join(outdir, "results.json"), info, rows, life, results)
+    report.write_csv(os.path.join(outdir, "results.csv"), results)
+    with open(os.path.join(outdir, "table.txt"), "w") as f:
+        f.write(text + "\n")
+    plots = report.plot(rows, outdir)
+    md = docs.markdown(info, rows, life, problems, plots)
+    with open(os.path.join(outdir, "table.md"), "w") as f:
+        f.write(md)
+    _link_latest(outdir)
+    log(f"bench: results in {outdir}")
+    if o.docs:
+        docs.update(md, plots)
+        log("bench: docs/performance.md updated")
+    return 0
+
+
+def _link_latest(outdir):
+    link = os.path.join(os.path.dirname(outdir), "latest")
+    try:
+        if os.path.islink(link):
+            os.unlink(link)
+        if not os.path.exists(link):
+            os.symlink(os.path.basename(outdir), link)
+    except OSError as e:
+        log(f"bench: cannot link {link}: {e}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], "bench", description="appstack benchmark", docs_default=True))

@@ -1,0 +1,304 @@
+"""Every server configuration the benchmark compares, each started on
+loopback from its own config files in a private directory.
+
+The peers run with their documented production settings; nothing is tuned
+down. Where a default would refuse the benchmark's 1024 connections (accept
+backlogs, nginx worker_connections) it is raised, as production setups do."""
+import os
+import signal
+import textwrap
+
+from . import net, procs
+
+PYTHON = "/usr/bin/python3"
+UWSGI_PLUGIN = "python3"
+
+
+class Context:
+    """What every stack needs: where the programs are and where to write."""
+
+    def __init__(self, builddir, workdir, server_cpus):
+        self.builddir = builddir
+        self.workdir = workdir
+        self.server_cpus = server_cpus     # taskset list, or None
+        self.seq = 0
+
+    def prog(self, name):
+        return os.path.join(self.builddir, name)
+
+    def new_dir(self, name):
+        self.seq += 1
+        d = os.path.join(self.workdir, f"{self.seq:03d}-{name}")
+        os.makedirs(d)
+        return d
+
+
+def python_env(app):
+    """Environment for the Python side: the system interpreter's, never the
+    one of a pyenv or virtualenv that happens to be on PATH."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONHOME", "PYTHONPATH", "VIRTUAL_ENV", "PYENV_VERSION")}
+    env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    env["PYTHONPATH"] = app.chdir
+    env.update(app.env)
+    return env
+
+
+class Stack:
+    key = ""            # id in the results files
+    label = ""          # column/row label for people
+    appstack = False
+    programs = ()       # built programs this stack needs (appstack only)
+
+    def __init__(self, ctx, app, workers):
+        self.ctx, self.app, self.workers = ctx, app, workers
+        self.dir = ctx.new_dir(self.key)
+        self.port = net.free_port()
+        self.procs = []
+        self.proxy = None       # Proc of the front, if any
+        self.master = None      # Proc of the app server, if any
+
+    def url(self, path="/"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def spawn(self, name, argv, stop_signal=signal.SIGTERM, env=None, cwd=None):
+        p = procs.Proc(name, argv, os.path.join(self.dir, name + ".log"),
+                       cpus=self.ctx.server_cpus, env=env, cwd=cwd, stop_signal=stop_signal)
+        self.procs.append(p)
+        return p
+
+    def write(self, name, text):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(text).lstrip())
+        return path
+
+    def start(self):
+        raise NotImplementedError
+
+    def wait_ready(self, path="/", timeout=60.0):
+        net.wait_ready(self.url(path), self.procs, timeout=timeout)
+
+    def worker_pids(self):
+        return procs.children(self.master.pid) if self.master else []
+
+    def proxy_pids(self):
+        return [self.proxy.pid] + procs.descendants(self.proxy.pid) if self.proxy else []
+
+    def all_pids(self):
+        out = []
+        for p in self.procs:
+            out += [p.pid] + procs.descendants(p.pid)
+        return out
+
+    def stop(self):
+        # Front first, so it does not log a storm of upstream errors.
+        for p in reversed(self.procs):
+            p.stop()
+
+
+# ---- appstack ---------------------------------------------------------------
+
+class _Appstack(Stack):
+    appstack = True
+
+    def ini(self, supervisor_listen, proxy=False):
+        a = self.app
+        env = "".join(f"env = {k}={v}\n" for k, v in sorted(a.env.items()))
+        text = (f"[app]\nmodule = {a.module}\nchdir = {a.chdir}\n{env}\n"
+                f"[supervisor]\nlisten = {supervisor_listen}\nworkers = {self.workers}\n"
+                f"control = {self.dir}/control.sock\n")
+        if proxy:
+            text += (f"\n[proxy]\nlisten = 127.0.0.1:{self.port}\n"
+                     f"upstream = unix:{self.dir}/app.sock\n")
+            if a.static_dir:
+                text += f"\n[location /static/]\nalias = {a.static_dir.rstrip('/')}/\nexpires = 30d\n"
+        return self.write("appstack.ini", text)
+
+    def start_master(self, ini):
+        self.master = self.spawn("appstackd", [self.ctx.prog("appstackd"), "-c", ini],
+                                 stop_signal=signal.SIGINT, env=python_env(self.app))
+
+    def start_proxy(self, ini):
+        self.proxy = self.spawn("appstack-proxy", [self.ctx.prog("appstack-proxy"), "-c", ini])
+
+    def worker_pids(self):
+        # Only the worker processes, not any helper the master may fork.
+        pids = super().worker_pids()
+        return [p for p in pids if _comm(p).startswith("appstack-worke")] or pids
+
+
+def _comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+class AppstackDirect(_Appstack):
+    key, label = "appstack-worker", "appstack workers"
+    programs = ("appstackd", "appstack-worker")
+
+    def start(self):
+        self.start_master(self.ini(f"127.0.0.1:{self.port}"))
+
+
+class AppstackFront(_Appstack):
+    key, label = "appstack", "appstack-proxy+appstackd"
+    programs = ("appstackd", "appstack-worker", "appstack-proxy")
+
+    def start(self):
+        ini = self.ini(f"unix:{self.dir}/app.sock", proxy=True)
+        self.start_master(ini)
+        self.start_proxy(ini)
+
+
+class AppstackStatic(_Appstack):
+    """The proxy alone: static files need no workers."""
+    key, label = "appstack-proxy", "appstack-proxy"
+    programs = ("appstack-proxy",)
+
+    def start(self):
+        self.start_proxy(self.ini(f"unix:{self.dir}/app.sock", proxy=True))
+
+
+# ---- gunicorn and uWSGI -----------------------------------------------------
+
+def gunicorn_argv(app, workers, bind, d):
+    # gunicorn's deployment docs: sync workers behind a buffering proxy,
+    # heartbeat files on tmpfs.
+    return [PYTHON, "-m", "gunicorn", "--workers", str(workers), "--worker-class", "sync",
+            "--bind", bind, "--chdir", app.chdir, "--worker-tmp-dir", "/dev/shm",
+            "--backlog", "2048", "--timeout", "30", "--graceful-timeout", "30",
+            "--log-level", "warning", "--pid", f"{d}/gunicorn.pid", app.module]
+
+
+def uwsgi_argv(app, workers, socket_opt, d):
+    # The options uWSGI's docs and its users recommend for production:
+    # strict parsing, a master, clean shutdown on TERM, fail if the app does
+    # not load, and no per-request log when a proxy logs access already.
+    return ["uwsgi", "--plugin", UWSGI_PLUGIN, "--strict", "--master",
+            "--processes", str(workers), *socket_opt,
+            "--chdir", app.chdir, "--module", app.module,
+            "--enable-threads", "--single-interpreter", "--need-app", "--die-on-term",
+            "--vacuum", "--disable-logging", "--harakiri", "30", "--listen", "1024",
+            "--pidfile", f"{d}/uwsgi.pid"]
+
+
+class GunicornDirect(Stack):
+    key, label = "gunicorn", "gunicorn sync"
+
+    def start(self):
+        self.master = self.spawn("gunicorn", gunicorn_argv(
+            self.app, self.workers, f"127.0.0.1:{self.port}", self.dir), env=python_env(self.app))
+
+
+class UwsgiDirect(Stack):
+    key, label = "uwsgi", "uWSGI http-socket"
+
+    def start(self):
+        self.master = self.spawn("uwsgi", uwsgi_argv(
+            self.app, self.workers, ["--http-socket", f"127.0.0.1:{self.port}"], self.dir),
+            env=python_env(self.app))
+
+
+# ---- nginx fronts -----------------------------------------------------------
+
+NGINX_CONF = """
+user root;
+daemon off;
+worker_processes auto;
+worker_rlimit_nofile 16384;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 65;
+    access_log {d}/access.log;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        server_name _;
+        location /static/ {{
+            alias {static}/;
+            expires 30d;
+        }}
+        location / {{
+{app}
+        }}
+    }}
+}}
+"""
+
+PROXY_TO_GUNICORN = """
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_redirect off;
+            proxy_pass http://unix:{sock}:;
+"""
+
+PASS_TO_UWSGI = """
+            include /etc/nginx/uwsgi_params;
+            uwsgi_pass unix:{sock};
+"""
+
+
+class _Nginx(Stack):
+    def start_nginx(self, app_block):
+        os.makedirs(os.path.join(self.dir, "tmp"))
+        static = (self.app.static_dir or os.path.join(self.dir, "nostatic")).rstrip("/")
+        conf = self.write("nginx.conf", NGINX_CONF.format(
+            d=self.dir, port=self.port, static=static, app=app_block))
+        self.proxy = self.spawn("nginx", ["nginx", "-p", self.dir, "-c", conf,
+                                          "-e", f"{self.dir}/nginx-error.log"])
+
+
+class NginxGunicorn(_Nginx):
+    key, label = "nginx+gunicorn", "nginx+gunicorn"
+
+    def start(self):
+        sock = f"{self.dir}/gunicorn.sock"
+        self.master = self.spawn("gunicorn", gunicorn_argv(
+            self.app, self.workers, "unix:" + sock, self.dir), env=python_env(self.app))
+        self.start_nginx(PROXY_TO_GUNICORN.format(sock=sock))
+
+
+class NginxUwsgi(_Nginx):
+    key, label = "nginx+uwsgi", "nginx+uWSGI"
+
+    def start(self):
+        sock = f"{self.dir}/uwsgi.sock"
+        self.master = self.spawn("uwsgi", uwsgi_argv(
+            self.app, self.workers, ["--socket", sock], self.dir), env=python_env(self.app))
+        self.start_nginx(PASS_TO_UWSGI.format(sock=sock))
+
+
+class NginxStatic(_Nginx):
+    key, label = "nginx", "nginx"
+
+    def start(self):
+        self.start_nginx("            return 404;")
+
+
+DIRECT = (AppstackDirect, GunicornDirect, UwsgiDirect)
+FRONT = (AppstackFront, NginxGunicorn, NginxUwsgi)
+STATIC = (AppstackStatic, NginxStatic)
+
+
+def available(cls, builddir):
+    """Why CLS cannot run here, or None when it can."""
+    for name in cls.programs:
+        path = os.path.join(builddir, name)
+        if not os.access(path, os.X_OK):
+            return f"{path} is not built"
+    return None
