@@ -1,0 +1,391 @@
+/* The control socket that supctl talks to (protocol in ctlproto.h). All
+ * connections are non-blocking and driven by the loop, so a reload that
+ * takes seconds keeps its connection open without holding anything else up. */
+#include "master.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ctlproto.h"
+#include "log.h"
+#include "status.h"
+
+#define CONN_TIMEOUT 10.0   /* s a client may take to send or read */
+
+enum conn_state { C_READ, C_WAIT_RELOAD, C_WAIT_STOP, C_WRITE };
+
+struct conn {
+    struct conn *next;
+    struct master *m;
+    enum conn_state state;
+    int fd;
+    ev_io io;
+    ev_timer timer;
+    char in[CTL_MAX_LINE];
+    size_t in_len;
+    char *out;
+    size_t out_len, out_off;
+};
+
+static void conn_close(struct conn *c)
+{
+    struct conn **p;
+
+    for (p = &c->m->conns; *p && *p != c; p = &(*p)->next)
+        ;
+    if (*p)
+        *p = c->next;
+    ev_io_stop(c->m->loop, &c->io);
+    ev_timer_stop(c->m->loop, &c->timer);
+    close(c->fd);
+    free(c->out);
+    free(c);
+}
+
+static void conn_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    conn_close(t->data);
+}
+
+static void arm_timeout(struct conn *c)
+{
+    ev_timer_stop(c->m->loop, &c->timer);
+    ev_timer_set(&c->timer, CONN_TIMEOUT, 0);
+    ev_timer_start(c->m->loop, &c->timer);
+}
+
+static void write_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct conn *c = io->data;
+    ssize_t n;
+
+    (void)loop;
+    (void)revents;
+    while (c->out_off < c->out_len) {
+        n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n < 0) {
+            conn_close(c);  /* the client went away; nothing to tell it */
+            return;
+        }
+        c->out_off += (size_t)n;
+    }
+    conn_close(c);
+}
+
+/* Sends "OK"/"ERR" and TEXT; takes TEXT (malloc'ed) over. */
+static void reply_take(struct conn *c, bool ok, char *text)
+{
+    const char *head = ok ? CTL_OK : CTL_ERR;
+    size_t tl = text ? strlen(text) : 0;
+
+    c->out = malloc(strlen(head) + tl + 2);
+    if (!c->out) {
+        free(text);
+        conn_close(c);
+        return;
+    }
+    c->out_len = (size_t)sprintf(c->out, "%s%s%s", head, text ? text : "", tl && text[tl - 1] != '\n' ? "\n" : "");
+    free(text);
+    c->state = C_WRITE;
+    ev_io_stop(c->m->loop, &c->io);
+    ev_io_init(&c->io, write_cb, c->fd, EV_WRITE);
+    c->io.data = c;
+    ev_io_start(c->m->loop, &c->io);
+    arm_timeout(c);
+}
+
+static void reply(struct conn *c, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void reply(struct conn *c, bool ok, const char *fmt, ...)
+{
+    va_list ap;
+    char *text = NULL;
+
+    va_start(ap, fmt);
+    if (vasprintf(&text, fmt, ap) < 0)
+        text = NULL;
+    va_end(ap);
+    reply_take(c, ok, text);
+}
+
+/* "4" -> 4, "+2" -> target + 2, "-1" -> target - 1. */
+static void cmd_scale(struct conn *c, const char *arg)
+{
+    struct master *m = c->m;
+    long k;
+    int old = m->target;
+
+    if (!arg || !as_parse_long(arg[0] == '+' ? arg + 1 : arg, -AS_MAX_WORKERS, AS_MAX_WORKERS, &k)) {
+        reply(c, false, "scale: expected N, +K or -K, got \"%s\"\n", arg ? arg : "");
+        return;
+    }
+    if (arg[0] == '+' || arg[0] == '-')
+        k += old;
+    if (m->stopping) {
+        reply(c, false, "appstackd is stopping\n");
+        return;
+    }
+    if (!workers_scale(m, (int)k)) {
+        reply(c, false, "scale: %ld workers is out of range (1 to %d)\n", k, AS_MAX_WORKERS);
+        return;
+    }
+    reply(c, true, "workers: %d -> %d\n", old, m->target);
+}
+
+static void dispatch(struct conn *c, char *line)
+{
+    char *save = NULL, *cmd = strtok_r(line, " \t\r", &save), *arg = strtok_r(NULL, " \t\r", &save);
+    struct master *m = c->m;
+
+    if (cmd && !strcmp(cmd, "status") && (!arg || !strcmp(arg, "--json"))) {
+        reply_take(c, true, status_report(m, arg != NULL));
+    } else if (cmd && !strcmp(cmd, "scale")) {
+        cmd_scale(c, arg);
+    } else if (cmd && !strcmp(cmd, "reload") && !arg) {
+        if (m->stopping) {
+            reply(c, false, "appstackd is stopping\n");
+            return;
+        }
+        c->state = C_WAIT_RELOAD;   /* before reload_start, which may answer at once */
+        ev_io_stop(m->loop, &c->io);
+        ev_timer_stop(m->loop, &c->timer);
+        reload_start(m);
+    } else if (cmd && !strcmp(cmd, "stop") && !arg) {
+        c->state = C_WAIT_STOP;
+        ev_io_stop(m->loop, &c->io);
+        ev_timer_stop(m->loop, &c->timer);
+        master_stop(m, false);
+    } else {
+        reply(c, false, "unknown command \"%s%s%s\" (known: status [--json], reload, scale N|+K|-K, stop)\n",
+              cmd ? cmd : "", arg ? " " : "", arg ? arg : "");
+    }
+}
+
+static void read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct conn *c = io->data;
+    ssize_t n;
+    char *nl;
+
+    (void)loop;
+    (void)revents;
+    n = recv(c->fd, c->in + c->in_len, sizeof c->in - 1 - c->in_len, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        conn_close(c);
+        return;
+    }
+    c->in_len += (size_t)n;
+    c->in[c->in_len] = '\0';
+    nl = strchr(c->in, '\n');
+    if (nl) {
+        *nl = '\0';
+        dispatch(c, c->in);
+    } else if (c->in_len == sizeof c->in - 1) {
+        reply(c, false, "command longer than %d bytes\n", CTL_MAX_LINE - 2);
+    }
+}
+
+/* SO_PEERCRED: the socket's mode already keeps others out; this holds even
+ * if someone loosens it. */
+static bool peer_allowed(int fd, struct ucred *cred)
+{
+    socklen_t len = sizeof *cred;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &len) < 0) {
+        as_warn("control socket: SO_PEERCRED: %s", strerror(errno));
+        return false;
+    }
+    return cred->uid == 0 || cred->uid == getuid();
+}
+
+static void refuse(int fd, const struct ucred *cred)
+{
+    char msg[256];
+    int n = snprintf(msg, sizeof msg, "%spermission denied: uid %u may not use appstackd's control socket "
+                     "(only root and uid %u)\n", CTL_ERR, (unsigned)cred->uid, (unsigned)getuid());
+
+    as_warn("control socket: refused uid %u (pid %d)", (unsigned)cred->uid, (int)cred->pid);
+    if (send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        as_debug("control socket: could not tell the refused client: %s", strerror(errno));
+    close(fd);
+}
+
+static void accept_one(struct master *m, int fd)
+{
+    struct ucred cred;
+    struct conn *c;
+
+    if (!peer_allowed(fd, &cred)) {
+        refuse(fd, &cred);
+        return;
+    }
+    c = calloc(1, sizeof *c);
+    if (!c) {
+        as_err("control socket: out of memory");
+        close(fd);
+        return;
+    }
+    c->m = m;
+    c->fd = fd;
+    c->next = m->conns;
+    m->conns = c;
+    ev_io_init(&c->io, read_cb, fd, EV_READ);
+    c->io.data = c;
+    ev_io_start(m->loop, &c->io);
+    ev_init(&c->timer, conn_timeout_cb);
+    c->timer.data = c;
+    arm_timeout(c);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct master *m = io->data;
+    int fd;
+
+    (void)loop;
+    (void)revents;
+    while ((fd = accept4(m->control_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0)
+        accept_one(m, fd);
+    if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+        as_warn("control socket: accept: %s", strerror(errno));
+}
+
+/* mkdir -p of the socket's directory (e.g. /run/appstack). */
+static bool make_parent(const char *path)
+{
+    char dir[PATH_MAX];
+
+    snprintf(dir, sizeof dir, "%s", path);
+    for (char *p = dir + 1; (p = strchr(p, '/')); p++) {
+        *p = '\0';
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+            as_err("control socket: cannot create %s: %s", dir, strerror(errno));
+            return false;
+        }
+        *p = '/';
+    }
+    return true;
+}
+
+/* A socket file nobody answers on is stale; one that answers belongs to a
+ * running appstackd, which we must not steal it from. */
+static bool remove_stale(const struct sockaddr_un *sa)
+{
+    struct stat st;
+    int fd;
+    bool alive;
+
+    if (lstat(sa->sun_path, &st) < 0)
+        return errno == ENOENT || (as_err("control socket %s: %s", sa->sun_path, strerror(errno)), false);
+    if (!S_ISSOCK(st.st_mode)) {
+        as_err("control socket %s: the file exists and is not a socket", sa->sun_path);
+        return false;
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        as_err("control socket: socket: %s", strerror(errno));
+        return false;
+    }
+    alive = connect(fd, (const struct sockaddr *)sa, sizeof *sa) == 0;
+    close(fd);
+    if (alive) {
+        as_err("control socket %s: another appstackd is running and answers on it", sa->sun_path);
+        return false;
+    }
+    if (unlink(sa->sun_path) < 0) {
+        as_err("control socket %s: cannot remove the stale socket: %s", sa->sun_path, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+static bool bind_private(int fd, const struct sockaddr_un *sa)
+{
+    mode_t old = umask(0177);   /* born 0600: no window in which others may connect */
+    int r = bind(fd, (const struct sockaddr *)sa, sizeof *sa);
+
+    umask(old);
+    if (r < 0 || chmod(sa->sun_path, 0600) < 0 || listen(fd, 64) < 0) {
+        as_err("control socket %s: %s", sa->sun_path, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+bool control_open(struct master *m)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", m->cfg.control);
+    if (!make_parent(sa.sun_path) || !remove_stale(&sa))
+        return false;
+    m->control_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (m->control_fd < 0) {
+        as_err("control socket: socket: %s", strerror(errno));
+        return false;
+    }
+    if (!bind_private(m->control_fd, &sa)) {
+        close(m->control_fd);
+        m->control_fd = -1;
+        return false;
+    }
+    ev_io_init(&m->control_w, accept_cb, m->control_fd, EV_READ);
+    m->control_w.data = m;
+    ev_io_start(m->loop, &m->control_w);
+    return true;
+}
+
+void control_close(struct master *m)
+{
+    while (m->conns)
+        conn_close(m->conns);
+    if (m->control_fd < 0)
+        return;
+    ev_io_stop(m->loop, &m->control_w);
+    close(m->control_fd);
+    m->control_fd = -1;
+    if (unlink(m->cfg.control) < 0 && errno != ENOENT)
+        as_warn("cannot remove control socket %s: %s", m->cfg.control, strerror(errno));
+}
+
+void control_reload_done(struct master *m, bool ok)
+{
+    for (struct conn *c = m->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state != C_WAIT_RELOAD)
+            continue;
+        if (ok)
+            reply(c, true, "reloaded: generation %u serves with %d workers\n%s", m->generation, m->target,
+                  m->reload.note ? m->reload.note : "");
+        else
+            reply(c, false, "reload failed; generation %u keeps serving\n%s%s", m->generation,
+                  m->reload.note ? m->reload.note : "", m->reload.error ? m->reload.error : "");
+    }
+}
+
+/* The loop has ended: answer `stop` with blocking writes, the last thing
+ * appstackd does. */
+void control_stop_done(struct master *m)
+{
+    static const char msg[] = CTL_OK "stopped\n";
+
+    for (struct conn *c = m->conns; c; c = c->next)
+        if (c->state == C_WAIT_STOP && send(c->fd, msg, sizeof msg - 1, MSG_NOSIGNAL) < 0)
+            as_debug("could not answer stop: %s", strerror(errno));
+}

@@ -1,0 +1,235 @@
+/* Starting one worker: fork + exec of appstack-worker with the environment
+ * of the contract in scoreboard.h. Everything that allocates happens in the
+ * parent before fork, so the child only makes plain syscalls. */
+#include "master.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+
+extern char **environ;
+
+#define N_OWN_ENV 7
+
+/* Variables that belong to appstackd alone: a worker must not answer
+ * systemd in the master's name nor look for systemd's sockets. */
+static bool private_var(const char *v)
+{
+    static const char *const names[] = {
+        "NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=", "LISTEN_FDS=",
+        "LISTEN_PID=", "LISTEN_FDNAMES=", "APPSTACK_WORKER_ID=", "APPSTACK_GENERATION=",
+        "APPSTACK_SLOT=", "APPSTACK_SCOREBOARD_FD=", "APPSTACK_CHANNEL_FD=",
+        "APPSTACK_LISTEN_FDS=", "APPSTACK_MAX_REQUESTS=", NULL
+    };
+
+    for (int i = 0; names[i]; i++)
+        if (!strncmp(v, names[i], strlen(names[i])))
+            return true;
+    return false;
+}
+
+bool spawn_prepare(struct master *m)
+{
+    char self[PATH_MAX], *slash;
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+
+    /* The worker that was built or installed with this appstackd. */
+    if (n > 0) {
+        self[n] = '\0';
+        slash = strrchr(self, '/');
+        if (slash && asprintf(&m->worker_path, "%.*s/appstack-worker", (int)(slash - self), self) >= 0) {
+            if (access(m->worker_path, X_OK) == 0)
+                return true;
+            free(m->worker_path);
+        }
+    }
+    m->worker_path = strdup(BINDIR "/appstack-worker");
+    if (!m->worker_path || access(m->worker_path, X_OK) < 0) {
+        as_err("cannot find appstack-worker next to appstackd nor in %s: %s", BINDIR, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+static int free_slot(const struct master *m)
+{
+    for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++)
+        if (m->w[i].state == W_FREE)
+            return i;
+    return -1;
+}
+
+static int lowest_free_id(const struct master *m)
+{
+    for (int id = 1;; id++) {
+        bool used = false;
+        for (int i = 0; i < AS_SCOREBOARD_SLOTS && !used; i++)
+            used = m->w[i].state != W_FREE && m->w[i].id == id;
+        if (!used)
+            return id;
+    }
+}
+
+static long max_requests(const struct master *m)
+{
+    if (m->cfg.max_requests <= 0)
+        return 0;
+    return m->cfg.max_requests + (m->cfg.max_requests_jitter > 0 ? random() % (m->cfg.max_requests_jitter + 1) : 0);
+}
+
+/* The parent's environment minus private_var(), plus our own variables. */
+static char **build_env(const struct master *m, const struct worker *w, int chan)
+{
+    size_t n = 0, k = 0;
+    char **env, fds[SUP_MAX_LISTEN * 12] = "";
+    int ok = 0;
+
+    for (char **e = environ; *e; e++)
+        n++;
+    env = calloc(n + N_OWN_ENV + 1, sizeof *env);
+    if (!env)
+        return NULL;
+    for (char **e = environ; *e; e++)
+        if (!private_var(*e))
+            env[k++] = *e;
+    for (int i = 0; i < m->n_listen; i++)
+        snprintf(fds + strlen(fds), sizeof fds - strlen(fds), "%s%d", i ? "," : "", m->listen_fd[i]);
+    ok += asprintf(&env[k++], "%s=%d", AS_ENV_WORKER_ID, w->id) >= 0;
+    ok += asprintf(&env[k++], "%s=%u", AS_ENV_GENERATION, w->generation) >= 0;
+    ok += asprintf(&env[k++], "%s=%d", AS_ENV_SLOT, (int)(w - m->w)) >= 0;
+    ok += asprintf(&env[k++], "%s=%d", AS_ENV_SCOREBOARD, m->sb_fd) >= 0;
+    ok += asprintf(&env[k++], "%s=%d", AS_ENV_CHANNEL, chan) >= 0;
+    ok += asprintf(&env[k++], "%s=%s", AS_ENV_LISTEN_FDS, fds) >= 0;
+    ok += asprintf(&env[k++], "%s=%ld", AS_ENV_MAX_REQUESTS, max_requests(m)) >= 0;
+    if (ok != N_OWN_ENV) {
+        free(env);  /* leaks the few strings made: out of memory anyway */
+        return NULL;
+    }
+    return env;
+}
+
+static void free_env(char **env)
+{
+    size_t n = 0;
+
+    while (env[n])
+        n++;
+    for (size_t i = n - N_OWN_ENV; i < n; i++)
+        free(env[i]);
+    free(env);
+}
+
+static void child_fail(int chan, const char *what)
+{
+    char msg[512];
+    int n = snprintf(msg, sizeof msg, "%sappstackd: cannot start worker: %s: %s", AS_MSG_FAILED, what, strerror(errno));
+
+    if (send(chan, msg, (size_t)n, MSG_NOSIGNAL) < 0)
+        dprintf(STDERR_FILENO, "appstackd: %s\n", msg + strlen(AS_MSG_FAILED));
+    _exit(127);
+}
+
+static bool keep_fd(int fd)
+{
+    return fcntl(fd, F_SETFD, 0) == 0;
+}
+
+/* In the child: die with the master, default signals, only our fds, drop
+ * privileges, exec. */
+static void child_exec(const struct master *m, int chan, pid_t parent, char **env)
+{
+    char *argv[] = { m->worker_path, (char *)"-c", m->config_path, NULL };
+    sigset_t none;
+
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        child_fail(chan, "PR_SET_PDEATHSIG");
+    if (getppid() != parent)
+        _exit(1);   /* the master died before prctl: nobody would watch us */
+    for (int s = 1; s < NSIG; s++)
+        signal(s, SIG_DFL);
+    sigemptyset(&none);
+    if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+        child_fail(chan, "sigprocmask");
+    if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+        child_fail(chan, "close_range");
+    for (int i = 0; i < m->n_listen; i++)
+        if (!keep_fd(m->listen_fd[i]))
+            child_fail(chan, "fcntl");
+    if (!keep_fd(m->sb_fd) || !keep_fd(chan))
+        child_fail(chan, "fcntl");
+    if (m->gid != (gid_t)-1 && (setgroups((size_t)m->n_groups, m->groups) < 0 || setgid(m->gid) < 0))
+        child_fail(chan, "setgid");
+    if (m->uid != (uid_t)-1 && setuid(m->uid) < 0)
+        child_fail(chan, "setuid");
+    execve(m->worker_path, argv, env);
+    child_fail(chan, m->worker_path);
+}
+
+static void init_slot(struct master *m, struct worker *w)
+{
+    struct as_slot *s = &m->sb->slot[w - m->w];
+
+    memset(s, 0, sizeof *s);
+    s->state = AS_SLOT_LOADING;
+    s->pid = w->pid;
+}
+
+struct worker *spawn_worker(struct master *m, unsigned generation)
+{
+    int slot = free_slot(m), sv[2];
+    struct worker *w;
+    char **env;
+    pid_t parent = getpid();
+
+    if (slot < 0) {
+        as_err("cannot start a worker: all %d scoreboard slots are in use", AS_SCOREBOARD_SLOTS);
+        return NULL;
+    }
+    w = &m->w[slot];
+    memset(w, 0, sizeof *w);
+    w->m = m;
+    w->id = lowest_free_id(m);
+    w->generation = generation;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        as_err("cannot start a worker: socketpair: %s", strerror(errno));
+        return NULL;
+    }
+    env = build_env(m, w, sv[1]);
+    if (!env) {
+        as_err("cannot start a worker: out of memory");
+        goto fail;
+    }
+    w->pid = fork();
+    if (w->pid == 0)
+        child_exec(m, sv[1], parent, env);
+    free_env(env);
+    if (w->pid < 0) {
+        as_err("cannot start a worker: fork: %s", strerror(errno));
+        goto fail;
+    }
+    close(sv[1]);
+    w->chan = sv[0];
+    w->state = W_LOADING;
+    w->started = ev_now(m->loop);
+    init_slot(m, w);
+    ev_io_init(&w->chan_w, worker_chan_cb, w->chan, EV_READ);
+    w->chan_w.data = w;
+    ev_io_start(m->loop, &w->chan_w);
+    as_info("worker %d (pid %d) starting, generation %u", w->id, (int)w->pid, generation);
+    return w;
+fail:
+    close(sv[0]);
+    close(sv[1]);
+    w->state = W_FREE;
+    return NULL;
+}
