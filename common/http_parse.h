@@ -14,7 +14,20 @@
  *   bytes already fed but not consumed: the caller re-feeds the unconsumed
  *   tail, which is how pipelining works).
  * Any error: state AS_HTTP_ERROR, r.status is what to answer (400, 413, 414,
- * 431, 501, 505) and the connection must be closed after the answer. */
+ * 431, 501, 505) and the connection must be closed after the answer.
+ *
+ * as_http_feed() takes every byte it is given while it reads a header
+ * section or a body; it returns less than LEN only when it stops (head done,
+ * message done, error), and never consumes a byte past the end of the
+ * message, so pipelined requests stay with the caller.
+ *
+ * The header section goes through a line guard before llhttp sees it: it
+ * enforces the size limits on raw bytes as sent and rejects bare CR, bare
+ * LF, control characters and obs-fold, so the verdict on a request is the
+ * same however its bytes are split across reads.
+ *
+ * The struct holds pointers to itself (llhttp's settings): do not copy or
+ * move it after as_http_init(). */
 #ifndef APPSTACK_HTTP_PARSE_H
 #define APPSTACK_HTTP_PARSE_H
 
@@ -24,13 +37,33 @@
 
 #include <llhttp.h>
 
+#include "http_guard.h"
+
 #define AS_HTTP_MAX_HEADERS_HARD 1024  /* upper bound of limits.max_fields */
 
+/* A chunk-size line (size and extensions, without CRLF) longer than this is
+ * refused with 400: extensions are ignored, so they must not cost much. */
+#define AS_HTTP_MAX_CHUNK_LINE 1024
+
+/* Chunked framing (size lines, CRLFs, trailers) may exceed the body bytes it
+ * carries by at most this much before the request is refused with 400. */
+#define AS_HTTP_MAX_CHUNK_OVERHEAD (64 * 1024)
+
+/* A limit left at 0 takes the default below (max_body 0 stays unlimited). */
+#define AS_HTTP_DEFAULT_REQUEST_LINE 8190
+#define AS_HTTP_DEFAULT_FIELDS 100
+#define AS_HTTP_DEFAULT_FIELD_SIZE 8190
+#define AS_HTTP_DEFAULT_HEADER_BYTES (64 * 1024)
+
+/* Sizes are raw bytes as sent, CRLF not counted unless said. */
 struct as_http_limits {
-    size_t max_request_line;   /* method + target + version: 414 beyond */
-    size_t max_fields;         /* header count: 431 beyond */
+    size_t max_request_line;   /* "METHOD target HTTP/1.1": 414 beyond */
+    size_t max_fields;         /* header count: 431 beyond (at most
+                                  AS_HTTP_MAX_HEADERS_HARD) */
     size_t max_field_size;     /* one "Name: value" line: 431 beyond */
-    size_t max_header_bytes;   /* whole header section: 431 beyond */
+    size_t max_header_bytes;   /* header lines after the request line, each
+                                  with its CRLF, plus the final empty line:
+                                  431 beyond; also bounds chunked trailers */
     uint64_t max_body;         /* 413 beyond; 0 = unlimited */
 };
 
@@ -43,7 +76,7 @@ enum as_http_state {
 };
 
 struct as_http_header {
-    const char *name;   /* points into r->buf; not NUL-terminated */
+    const char *name;   /* points into r->buf; NUL-terminated (as is value) */
     size_t name_len;
     const char *value;  /* leading/trailing whitespace removed */
     size_t value_len;
@@ -69,7 +102,9 @@ struct as_http_request {
     bool chunked;               /* Transfer-Encoding: chunked */
     bool expect_continue;       /* Expect: 100-continue */
     bool keep_alive;            /* connection may be reused after this one */
-    bool upgrade;               /* Connection: upgrade / CONNECT (not supported) */
+    bool upgrade;               /* Connection: upgrade + Upgrade: asked for;
+                                   not performed: answer it as a normal
+                                   request (CONNECT is refused with 400) */
     uint64_t body_received;     /* decoded body bytes so far */
 
     /* Called with decoded body bytes. Return non-zero to abort (state
@@ -77,12 +112,26 @@ struct as_http_request {
     int (*on_body)(void *ctx, const char *data, size_t len);
     void *ctx;
 
-    /* Private: header section storage. */
+    /* Private: header section storage. Offsets into buf while it may still
+     * move; pointers are set once the section is complete. */
     char *buf;
     size_t buf_len, buf_cap;
     struct as_http_header *hdr_store;
     size_t hdr_cap;
     int last_cb;
+    size_t *hdr_off;            /* name and value offset of each header */
+    size_t target_off, field_off, value_off;
+
+    /* Private: framing state. */
+    struct as_http_guard guard;
+    int pause_reason;
+    int body_phase;
+    uint64_t body_left;         /* of the Content-Length body or the chunk */
+    uint64_t body_announced;    /* sum of the chunk sizes seen */
+    uint64_t framing;           /* chunked overhead bytes so far */
+    size_t chunk_line;          /* bytes of the current chunk-size line */
+    bool version_pending;       /* llhttp refused the version: judge the
+                                   whole request line before answering */
 };
 
 void as_http_init(struct as_http_request *r, const struct as_http_limits *limits);
