@@ -1,0 +1,219 @@
+/* Client connections: accept, parse, serve one request at a time, keep
+ * alive. Idle connections wait in the event loop (they never pin the
+ * worker) on a list ordered by last activity, so expiring them is O(1). */
+#include "worker.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static void list_remove(struct wk_conn *c)
+{
+    if (c->next) {
+        c->prev->next = c->next;
+        c->next->prev = c->prev;
+        c->next = c->prev = NULL;
+    }
+}
+
+static void list_append(struct wk_conn *c)
+{
+    struct wk_conn *h = &W.idle_head;
+
+    c->prev = h->prev;
+    c->next = h;
+    h->prev->next = c;
+    h->prev = c;
+}
+
+void wk_conn_close(struct wk_conn *c)
+{
+    list_remove(c);
+    if (close(c->fd) < 0 && errno != EINTR)
+        as_warn("close: %s", strerror(errno));
+    as_http_free(&c->req);
+    Py_XDECREF(c->remote_addr);
+    Py_XDECREF(c->remote_port);
+    free(c);
+    W.n_conns--;
+}
+
+void wk_conn_accept(struct wk_listener *l)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    struct epoll_event ev = { .events = EPOLLIN };
+    struct wk_conn *c;
+    int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+    if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            as_warn("accept: %s (%zu connections open)", strerror(errno), W.n_conns);
+        else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            as_err("accept: %s", strerror(errno));
+        return;
+    }
+    c = calloc(1, sizeof *c);
+    if (!c) {
+        as_err("out of memory for a connection");
+        close(fd);
+        return;
+    }
+    c->kind = WK_CONN;
+    c->fd = fd;
+    c->lst = l;
+    wk_peer_set(c, (struct sockaddr *)&ss, len);
+    as_http_init(&c->req, &W.limits);
+    c->req.on_body = wk_on_body;
+    W.n_conns++;
+    ev.data.ptr = c;
+    if (epoll_ctl(W.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        as_err("epoll_ctl: %s", strerror(errno));
+        wk_conn_close(c);
+        return;
+    }
+    /* Usually the request is already there: no need to wait for epoll. */
+    wk_conn_readable(c);
+}
+
+static void request_reset(struct wk_conn *c)
+{
+    struct as_http_request *r = &c->req;
+
+    R.c = c;
+    R.r = r;
+    R.head_method = !strcmp(r->method, "HEAD");
+    R.http11 = r->http_major > 1 || (r->http_major == 1 && r->http_minor >= 1);
+    R.body_done = R.continue_pending = R.client_gone = R.must_close = R.body_error = false;
+    R.sink = NULL;
+    R.sink_cap = R.sink_len = 0;
+    R.in_pos = R.in_len = 0;
+    R.started = R.headers_sent = R.chunked = R.no_body = false;
+    R.code = 0;
+    R.resp_length = -1;
+    R.resp_sent = 0;
+}
+
+static void call_app(struct wk_conn *c)
+{
+    PyObject *environ = wk_environ_build(c);
+
+    if (!environ) {
+        wk_log_exception("cannot build the WSGI environ");
+        wk_send_error(c->fd, 500, R.http11);
+        R.must_close = true;
+        return;
+    }
+    wk_response_run(environ);
+    Py_DECREF(environ);
+}
+
+/* Serves the request whose header section was just parsed. Returns whether
+ * the connection may carry another one. */
+static bool serve(struct wk_conn *c)
+{
+    struct as_http_request *r = &c->req;
+    bool keep;
+
+    request_reset(c);
+    if (!strcmp(r->method, "CONNECT")) {
+        wk_send_error(c->fd, 405, R.http11);
+        return false;
+    }
+    as_http_begin_body(r);
+    if (r->state == AS_HTTP_ERROR) {
+        wk_send_error(c->fd, r->status ? r->status : 400, R.http11);
+        return false;
+    }
+    R.body_done = r->state == AS_HTTP_DONE;
+    R.continue_pending = r->expect_continue && R.http11 && !R.body_done;
+    R.must_close = r->upgrade;  /* we do not switch protocols */
+    W.req_seq++;
+    R.active = true;
+    wk_slot_request_begin(r->method, r->target, r->target_len);
+    call_app(c);
+    R.active = false;
+    Py_CLEAR(R.status);
+    Py_CLEAR(R.headers);
+    keep = !R.must_close && !R.client_gone && !R.body_error;
+    if (keep && !R.body_done)
+        keep = wk_body_drain(256 * 1024);
+    wk_slot_request_end();
+    if (W.max_requests && W.slot->requests >= W.max_requests)
+        W.stopping = true;
+    return keep;
+}
+
+/* Reads and serves whatever the connection has. Returns false when the
+ * connection was closed (and freed). */
+bool wk_conn_readable(struct wk_conn *c)
+{
+    struct as_http_request *r = &c->req;
+
+    list_remove(c);
+    for (;;) {
+        if (W.rpos == W.rlen) {
+            ssize_t n = recv(c->fd, W.rbuf, WK_RBUF_SIZE, 0);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && errno == EAGAIN)
+                break;
+            if (n <= 0)
+                goto close;
+            W.rpos = 0;
+            W.rlen = (size_t)n;
+        }
+        W.rpos += as_http_feed(r, W.rbuf + W.rpos, W.rlen - W.rpos);
+        if (r->state == AS_HTTP_ERROR) {
+            as_log(LOG_DEBUG, "bad request (%d): %s", r->status, r->error ? r->error : "?");
+            wk_send_error(c->fd, r->status ? r->status : 400, true);
+            goto close;
+        }
+        if (r->state == AS_HTTP_HEAD_DONE || r->state == AS_HTTP_DONE) {
+            if (!serve(c))
+                goto close;
+            as_http_next(r);
+            if (W.rpos == W.rlen)
+                break;  /* nothing pipelined: back to the loop, no extra recv */
+        }
+    }
+    W.rpos = W.rlen = 0;
+    c->last_active = wk_now();
+    list_append(c);
+    return true;
+close:
+    W.rpos = W.rlen = 0;
+    wk_conn_close(c);
+    return false;
+}
+
+/* Closes connections idle for longer than keepalive; returns the seconds
+ * until the next one expires. */
+double wk_conn_expire(double now)
+{
+    struct wk_conn *h = &W.idle_head;
+    double ka = W.cfg.keepalive;
+
+    while (h->next != h && h->next->last_active + ka <= now)
+        wk_conn_close(h->next);
+    if (h->next == h)
+        return 3600;
+    return h->next->last_active + ka - now;
+}
+
+/* Stopping: serve what already arrived (with Connection: close), then
+ * close every connection. */
+void wk_conn_drain_all(void)
+{
+    struct wk_conn *h = &W.idle_head;
+
+    while (h->next != h) {
+        struct wk_conn *c = h->next;
+        if (wk_conn_readable(c))
+            wk_conn_close(c);
+    }
+}

@@ -1,0 +1,544 @@
+/* The WSGI environ (PEP 3333). Built per request from a template dict of
+ * the constant keys, with interned key strings and a cache of the
+ * HTTP_* names, so a request costs the dict copy and its own values. */
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "listen.h"
+#include "log.h"
+
+#define KEY_CACHE_SIZE 512      /* power of two */
+#define KEY_NAME_MAX 48
+
+struct key_entry {
+    size_t len;
+    char name[KEY_NAME_MAX];    /* lower case */
+    PyObject *key;              /* "HTTP_..." interned */
+};
+
+static struct key_entry key_cache[KEY_CACHE_SIZE];
+static size_t key_cache_used;
+static PyObject *template;
+static PyObject *k_method, *k_script, *k_path, *k_query, *k_proto, *k_ctype, *k_clen, *k_raddr, *k_rport,
+    *k_sname, *k_sport, *k_input, *k_scheme, *k_raw, *k_host;
+static PyObject *v_http10, *v_http11, *v_https, *v_empty;
+static PyObject *methods[8];
+static const char *const method_names[8] = { "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", NULL };
+
+static PyObject *intern(const char *s)
+{
+    return PyUnicode_InternFromString(s);
+}
+
+static bool tpl_set(const char *key, PyObject *v)
+{
+    int rc;
+
+    if (!v)
+        return false;
+    rc = PyDict_SetItemString(template, key, v);
+    Py_DECREF(v);
+    return rc == 0;
+}
+
+static bool make_keys(void)
+{
+    k_method = intern("REQUEST_METHOD");
+    k_script = intern("SCRIPT_NAME");
+    k_path = intern("PATH_INFO");
+    k_query = intern("QUERY_STRING");
+    k_proto = intern("SERVER_PROTOCOL");
+    k_ctype = intern("CONTENT_TYPE");
+    k_clen = intern("CONTENT_LENGTH");
+    k_raddr = intern("REMOTE_ADDR");
+    k_rport = intern("REMOTE_PORT");
+    k_sname = intern("SERVER_NAME");
+    k_sport = intern("SERVER_PORT");
+    k_input = intern("wsgi.input");
+    k_scheme = intern("wsgi.url_scheme");
+    k_raw = intern("RAW_URI");
+    k_host = intern("HTTP_HOST");
+    v_http10 = intern("HTTP/1.0");
+    v_http11 = intern("HTTP/1.1");
+    v_https = intern("https");
+    v_empty = intern("");
+    for (int i = 0; method_names[i]; i++)
+        if (!(methods[i] = intern(method_names[i])))
+            return false;
+    return k_method && k_script && k_path && k_query && k_proto && k_ctype && k_clen && k_raddr && k_rport &&
+           k_sname && k_sport && k_input && k_scheme && k_raw && k_host && v_http10 && v_http11 && v_https &&
+           v_empty;
+}
+
+static bool listener_names(struct wk_listener *l)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "localhost", port[16] = "80";
+
+    if (!l->is_unix && getsockname(l->fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &in4->sin_addr, host, sizeof host);
+            snprintf(port, sizeof port, "%u", ntohs(in4->sin_port));
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+            snprintf(port, sizeof port, "%u", ntohs(in6->sin6_port));
+        }
+    }
+    l->server_name = PyUnicode_FromString(host);
+    l->server_port = PyUnicode_FromString(port);
+    return l->server_name && l->server_port;
+}
+
+bool wk_environ_init(void)
+{
+    const char *sn = W.cfg.script_name ? W.cfg.script_name : "";
+    size_t snlen = strlen(sn);
+
+    if (!make_keys())
+        return false;
+    while (snlen > 0 && sn[snlen - 1] == '/')
+        snlen--;    /* "/app/" mounts at "/app" */
+    template = PyDict_New();
+    if (!template)
+        return false;
+    if (!tpl_set("wsgi.version", Py_BuildValue("(ii)", 1, 0)) ||
+        !tpl_set("wsgi.url_scheme", PyUnicode_FromString("http")) ||
+        !tpl_set("wsgi.multithread", Py_NewRef(Py_False)) ||
+        !tpl_set("wsgi.multiprocess", Py_NewRef(Py_True)) ||
+        !tpl_set("wsgi.run_once", Py_NewRef(Py_False)) ||
+        !tpl_set("wsgi.input_terminated", Py_NewRef(Py_True)) ||
+        !tpl_set("wsgi.errors", Py_NewRef(wk_errors_stream())) ||
+        !tpl_set("wsgi.file_wrapper", Py_NewRef(wk_filewrap_type())) ||
+        !tpl_set("SERVER_SOFTWARE", PyUnicode_FromString(PACKAGE_NAME "/" PACKAGE_VERSION)) ||
+        !tpl_set("SCRIPT_NAME", PyUnicode_DecodeLatin1(sn, (Py_ssize_t)snlen, NULL)) ||
+        !tpl_set("QUERY_STRING", Py_NewRef(v_empty)))
+        return false;
+    for (int i = 0; i < W.n_lst; i++)
+        if (!listener_names(&W.lst[i]))
+            return false;
+    return true;
+}
+
+/* ---- forwarded_allow_ips ---- */
+
+static bool parse_net(const char *spec, struct wk_net *n)
+{
+    char host[64];
+    const char *slash = strchr(spec, '/');
+    size_t hl = slash ? (size_t)(slash - spec) : strlen(spec);
+    int maxp;
+
+    if (!strcmp(spec, "*")) {
+        n->family = AF_UNSPEC;
+        return true;
+    }
+    if (hl >= sizeof host)
+        return false;
+    memcpy(host, spec, hl);
+    host[hl] = '\0';
+    if (inet_pton(AF_INET, host, n->addr) == 1) {
+        n->family = AF_INET;
+        maxp = 32;
+    } else if (inet_pton(AF_INET6, host, n->addr) == 1) {
+        n->family = AF_INET6;
+        maxp = 128;
+    } else {
+        return false;
+    }
+    n->prefix = maxp;
+    if (slash) {
+        long bits;
+        if (!as_parse_long(slash + 1, 0, maxp, &bits))
+            return false;
+        n->prefix = (int)bits;
+    }
+    return true;
+}
+
+static bool add_net(const char *spec)
+{
+    struct wk_net n = { 0 };
+    void *p;
+
+    if (!parse_net(spec, &n))
+        return false;
+    p = realloc(W.trusted, (W.n_trusted + 1) * sizeof *W.trusted);
+    if (!p)
+        return false;
+    W.trusted = p;
+    W.trusted[W.n_trusted++] = n;
+    return true;
+}
+
+/* Default: loopback and unix-socket peers, i.e. a proxy on this host. */
+bool wk_trust_init(void)
+{
+    const struct as_strlist *l = &W.cfg.forwarded_allow_ips;
+
+    if (l->n == 0) {
+        W.trust_unix = true;
+        return add_net("127.0.0.1") && add_net("::1");
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        /* One key may list several, comma-separated, as gunicorn users write it. */
+        char *copy = strdup(l->v[i]), *save = NULL;
+        if (!copy)
+            return false;
+        for (char *t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
+            if (!strcmp(t, "unix")) {
+                W.trust_unix = true;
+            } else if (!add_net(t)) {
+                as_err("%s:%d: forwarded_allow_ips: \"%s\" is not an IP address, network or *", W.cfg.path,
+                       l->line[i], t);
+                free(copy);
+                return false;
+            }
+            if (!strcmp(t, "*"))
+                W.trust_unix = true;
+        }
+        free(copy);
+    }
+    return true;
+}
+
+static bool prefix_match(const unsigned char *a, const unsigned char *b, int bits)
+{
+    int whole = bits / 8, rest = bits % 8;
+
+    if (memcmp(a, b, (size_t)whole))
+        return false;
+    if (rest == 0)
+        return true;
+    unsigned char mask = (unsigned char)(0xff << (8 - rest));
+    return (a[whole] & mask) == (b[whole] & mask);
+}
+
+static bool trusted_ip(int family, const unsigned char *addr)
+{
+    for (size_t i = 0; i < W.n_trusted; i++) {
+        const struct wk_net *n = &W.trusted[i];
+        if (n->family == AF_UNSPEC || (n->family == family && prefix_match(n->addr, addr, n->prefix)))
+            return true;
+    }
+    return false;
+}
+
+void wk_peer_set(struct wk_conn *c, const struct sockaddr *sa, socklen_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "";
+    unsigned port = 0;
+
+    c->trusted = false;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in4->sin_addr, host, sizeof host);
+        port = ntohs(in4->sin_port);
+        c->trusted = trusted_ip(AF_INET, (const unsigned char *)&in4->sin_addr);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        const unsigned char *a = (const unsigned char *)&in6->sin6_addr;
+        inet_ntop(AF_INET6, a, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+        c->trusted = trusted_ip(AF_INET6, a) ||
+                     (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && trusted_ip(AF_INET, a + 12));
+    } else {
+        c->trusted = W.trust_unix;
+    }
+    c->remote_addr = PyUnicode_FromString(host);
+    c->remote_port = port ? PyUnicode_FromFormat("%u", port) : Py_NewRef(v_empty);
+    if (!c->remote_addr || !c->remote_port)
+        PyErr_Clear();  /* the environ will lack them; nothing else breaks */
+}
+
+/* ---- per request ---- */
+
+static PyObject *header_key(const char *name, size_t len)
+{
+    char buf[KEY_NAME_MAX + 8];
+    size_t h = 5381;
+
+    if (len <= KEY_NAME_MAX) {
+        char low[KEY_NAME_MAX];
+        for (size_t i = 0; i < len; i++) {
+            low[i] = (char)tolower((unsigned char)name[i]);
+            h = h * 33 + (unsigned char)low[i];
+        }
+        for (size_t i = 0, j = h & (KEY_CACHE_SIZE - 1); i < 8; i++, j = (j + 1) & (KEY_CACHE_SIZE - 1)) {
+            struct key_entry *e = &key_cache[j];
+            if (e->key && e->len == len && !memcmp(e->name, low, len))
+                return Py_NewRef(e->key);
+            if (!e->key) {
+                /* Bounded: a client inventing names cannot grow the cache forever. */
+                if (key_cache_used >= KEY_CACHE_SIZE / 2)
+                    break;
+                memcpy(buf, "HTTP_", 5);
+                for (size_t k = 0; k < len; k++)
+                    buf[5 + k] = name[k] == '-' ? '_' : (char)toupper((unsigned char)name[k]);
+                e->key = PyUnicode_InternFromString((buf[5 + len] = '\0', buf));
+                if (!e->key)
+                    return NULL;
+                memcpy(e->name, low, len);
+                e->len = len;
+                key_cache_used++;
+                return Py_NewRef(e->key);
+            }
+        }
+    }
+    PyObject *k = PyUnicode_New((Py_ssize_t)len + 5, 127);
+    if (!k)
+        return NULL;
+    char *d = (char *)PyUnicode_1BYTE_DATA(k);
+    memcpy(d, "HTTP_", 5);
+    for (size_t i = 0; i < len; i++)
+        d[5 + i] = name[i] == '-' ? '_' : (char)toupper((unsigned char)name[i]);
+    return k;
+}
+
+static bool name_is(const struct as_http_header *h, const char *name, size_t len)
+{
+    return h->name_len == len && !strncasecmp(h->name, name, len);
+}
+
+static int set_latin1(PyObject *env, PyObject *key, const char *s, size_t len)
+{
+    PyObject *v = PyUnicode_DecodeLatin1(s, (Py_ssize_t)len, NULL);
+    int rc;
+
+    if (!v)
+        return -1;
+    rc = PyDict_SetItem(env, key, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* Several headers of one name become one value, comma-joined (cookies with
+ * "; "), as CGI does. */
+static int add_header(PyObject *env, const struct as_http_header *h)
+{
+    PyObject *key, *v, *old;
+    int rc;
+
+    if (memchr(h->name, '_', h->name_len))
+        return 0;   /* "X_Forwarded_For" must not pass for "X-Forwarded-For" */
+    key = header_key(h->name, h->name_len);
+    if (!key)
+        return -1;
+    v = PyUnicode_DecodeLatin1(h->value, (Py_ssize_t)h->value_len, NULL);
+    if (!v) {
+        Py_DECREF(key);
+        return -1;
+    }
+    old = PyDict_GetItemWithError(env, key);
+    if (old) {
+        PyObject *joined = PyUnicode_FromFormat(name_is(h, "cookie", 6) ? "%U; %U" : "%U,%U", old, v);
+        Py_DECREF(v);
+        v = joined;
+    }
+    rc = v ? PyDict_SetItem(env, key, v) : -1;
+    Py_XDECREF(v);
+    Py_DECREF(key);
+    return rc;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* PATH_INFO: percent-decoded bytes, as latin-1 (PEP 3333). */
+static PyObject *decode_path(const char *p, size_t len)
+{
+    PyObject *s = PyUnicode_New((Py_ssize_t)len, 255);
+    Py_UCS1 *d;
+    size_t n = 0;
+
+    if (!s)
+        return NULL;
+    d = PyUnicode_1BYTE_DATA(s);
+    for (size_t i = 0; i < len; i++) {
+        int hi, lo;
+        if (p[i] == '%' && i + 2 < len && (hi = hexval((unsigned char)p[i + 1])) >= 0 &&
+            (lo = hexval((unsigned char)p[i + 2])) >= 0) {
+            d[n++] = (Py_UCS1)(hi * 16 + lo);
+            i += 2;
+        } else {
+            d[n++] = (Py_UCS1)p[i];
+        }
+    }
+    if (n == len)
+        return s;
+    /* Shrink into an exact, canonical string object. */
+    PyObject *r = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, d, (Py_ssize_t)n);
+    Py_DECREF(s);
+    return r;
+}
+
+/* Splits the request-target into path and query; absolute-form targets
+ * ("http://host/p") lose their scheme and authority. */
+static void split_target(const char *t, size_t len, const char **path, size_t *plen, const char **query,
+                         size_t *qlen)
+{
+    const char *q, *end = t + len;
+
+    if (len > 0 && t[0] != '/' && t[0] != '*') {
+        const char *s = memchr(t, ':', len);
+        if (s && s + 2 < end && s[1] == '/' && s[2] == '/') {
+            const char *slash = memchr(s + 3, '/', (size_t)(end - s - 3));
+            t = slash ? slash : end;
+        }
+    }
+    q = memchr(t, '?', (size_t)(end - t));
+    *path = t;
+    *plen = (size_t)((q ? q : end) - t);
+    *query = q ? q + 1 : end;
+    *qlen = q ? (size_t)(end - q - 1) : 0;
+}
+
+static PyObject *method_obj(const char *m)
+{
+    for (int i = 0; method_names[i]; i++)
+        if (!strcmp(m, method_names[i]))
+            return Py_NewRef(methods[i]);
+    return PyUnicode_FromString(m);
+}
+
+static int set_steal(PyObject *env, PyObject *key, PyObject *v)
+{
+    int rc;
+
+    if (!v)
+        return -1;
+    rc = PyDict_SetItem(env, key, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* X-Forwarded-For's last hop is the address our trusted proxy saw. */
+static int apply_forwarded(PyObject *env, const struct as_http_header *xff, const struct as_http_header *xfp)
+{
+    if (xff) {
+        const char *v = xff->value, *e = v + xff->value_len, *s = e;
+        while (s > v && s[-1] != ',')
+            s--;
+        while (s < e && (*s == ' ' || *s == '\t'))
+            s++;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if (e > s && set_latin1(env, k_raddr, s, (size_t)(e - s)) < 0)
+            return -1;
+        if (e > s && PyDict_SetItem(env, k_rport, v_empty) < 0)
+            return -1;
+    }
+    if (xfp && xfp->value_len == 5 && !strncasecmp(xfp->value, "https", 5))
+        return PyDict_SetItem(env, k_scheme, v_https);
+    return 0;
+}
+
+/* SCRIPT_NAME from the config, or from a trusted proxy's SCRIPT_NAME
+ * header; PATH_INFO is what follows it. */
+static int set_script_path(PyObject *env, const char *path, size_t plen, const struct as_http_header *sn_hdr)
+{
+    PyObject *sn = sn_hdr ? PyUnicode_DecodeLatin1(sn_hdr->value, (Py_ssize_t)sn_hdr->value_len, NULL)
+                          : Py_XNewRef(PyDict_GetItemWithError(env, k_script));
+    PyObject *pi = decode_path(path, plen);
+    int rc = -1;
+
+    if (!sn || !pi)
+        goto out;
+    Py_ssize_t sl = PyUnicode_GET_LENGTH(sn);
+    while (sl > 0 && PyUnicode_READ_CHAR(sn, sl - 1) == '/')
+        sl--;
+    if (sl > 0 && PyUnicode_Tailmatch(pi, sn, 0, sl, -1) == 1 &&
+        (PyUnicode_GET_LENGTH(pi) == sl || PyUnicode_READ_CHAR(pi, sl) == '/')) {
+        PyObject *rest = PyUnicode_Substring(pi, sl, PyUnicode_GET_LENGTH(pi));
+        PyObject *snx = PyUnicode_Substring(sn, 0, sl);
+        rc = (!rest || !snx || PyDict_SetItem(env, k_script, snx) < 0) ? -1 : PyDict_SetItem(env, k_path, rest);
+        Py_XDECREF(rest);
+        Py_XDECREF(snx);
+    } else {
+        rc = PyDict_SetItem(env, k_path, pi);
+        if (rc == 0 && sn_hdr)
+            rc = PyDict_SetItem(env, k_script, v_empty);
+    }
+out:
+    Py_XDECREF(sn);
+    Py_XDECREF(pi);
+    return rc;
+}
+
+static int set_request_line(PyObject *env, struct wk_conn *c, const struct as_http_header *sn_hdr)
+{
+    const struct as_http_request *r = &c->req;
+    const char *path, *query;
+    size_t plen, qlen;
+
+    split_target(r->target, r->target_len, &path, &plen, &query, &qlen);
+    if (set_steal(env, k_method, method_obj(r->method)) < 0 ||
+        PyDict_SetItem(env, k_proto, r->http_minor == 0 ? v_http10 : v_http11) < 0 ||
+        set_latin1(env, k_raw, r->target, r->target_len) < 0 || set_script_path(env, path, plen, sn_hdr) < 0)
+        return -1;
+    if (qlen > 0 && set_latin1(env, k_query, query, qlen) < 0)
+        return -1;
+    return 0;
+}
+
+static int set_connection(PyObject *env, struct wk_conn *c)
+{
+    if (c->remote_addr && (PyDict_SetItem(env, k_raddr, c->remote_addr) < 0 ||
+                           PyDict_SetItem(env, k_rport, c->remote_port) < 0))
+        return -1;
+    if (PyDict_SetItem(env, k_sname, c->lst->server_name) < 0 ||
+        PyDict_SetItem(env, k_sport, c->lst->server_port) < 0)
+        return -1;
+    return set_steal(env, k_input, wk_input_new());
+}
+
+PyObject *wk_environ_build(struct wk_conn *c)
+{
+    const struct as_http_request *r = &c->req;
+    const struct as_http_header *xff = NULL, *xfp = NULL, *sn = NULL;
+    PyObject *env = PyDict_Copy(template);
+
+    if (!env)
+        return NULL;
+    if (set_connection(env, c) < 0)
+        goto fail;
+    for (size_t i = 0; i < r->n_headers; i++) {
+        const struct as_http_header *h = &r->headers[i];
+        int rc;
+        if (name_is(h, "content-type", 12))
+            rc = set_latin1(env, k_ctype, h->value, h->value_len);
+        else if (name_is(h, "content-length", 14))
+            rc = set_latin1(env, k_clen, h->value, h->value_len);
+        else
+            rc = add_header(env, h);
+        if (rc < 0)
+            goto fail;
+        if (c->trusted) {
+            if (name_is(h, "x-forwarded-for", 15))
+                xff = h;
+            else if (name_is(h, "x-forwarded-proto", 17))
+                xfp = h;
+            else if (name_is(h, "script_name", 11))
+                sn = h;
+        }
+    }
+    if (set_request_line(env, c, sn) < 0 || apply_forwarded(env, xff, xfp) < 0)
+        goto fail;
+    return env;
+fail:
+    Py_DECREF(env);
+    return NULL;
+}

@@ -1,0 +1,184 @@
+/* The worker's event loop: epoll over the shared listening sockets
+ * (EPOLLEXCLUSIVE, so one connection wakes one idle worker and busy
+ * workers leave new connections to idle ones), the keep-alive
+ * connections, the signal pipe and the master's channel. */
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define MAX_EVENTS 64
+
+static enum wk_item sig_item = WK_SIGNAL, chan_item = WK_CHANNEL;
+
+static void on_term(int sig)
+{
+    int saved = errno;
+
+    W.term = 1;
+    if (write(W.sig_pipe[1], "", 1) < 0) {
+        /* full pipe: the loop wakes up anyway */
+    }
+    errno = saved;
+}
+
+static void on_quit(int sig)
+{
+    _exit(0);
+}
+
+static bool set_handler(int sig, void (*fn)(int))
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fn;
+    sa.sa_flags = SA_RESTART;   /* the app's own system calls carry on */
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(sig, &sa, NULL) < 0) {
+        as_err("sigaction(%d): %s", sig, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+static bool watch(int fd, uint32_t events, void *ptr)
+{
+    struct epoll_event ev = { .events = events, .data.ptr = ptr };
+
+    if (epoll_ctl(W.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        as_err("epoll_ctl(%d): %s", fd, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+static bool prepare_listener(struct wk_listener *l)
+{
+    int flags = fcntl(l->fd, F_GETFL), one = 1;
+
+    /* Another worker may take the connection between wake-up and accept. */
+    if (flags < 0 || fcntl(l->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        as_err("fcntl(listening socket %d): %s", l->fd, strerror(errno));
+        return false;
+    }
+    /* Accepted sockets inherit it: no setsockopt per connection. */
+    if (!l->is_unix && setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+        as_warn("TCP_NODELAY on listening socket %d: %s", l->fd, strerror(errno));
+    return watch(l->fd, EPOLLIN | EPOLLEXCLUSIVE, l);
+}
+
+bool wk_loop_init(void)
+{
+    W.epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (W.epfd < 0) {
+        as_err("epoll_create1: %s", strerror(errno));
+        return false;
+    }
+    if (pipe2(W.sig_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+        as_err("pipe2: %s", strerror(errno));
+        return false;
+    }
+    if (!watch(W.sig_pipe[0], EPOLLIN, &sig_item))
+        return false;
+    if (W.channel_fd >= 0 && !watch(W.channel_fd, EPOLLIN, &chan_item))
+        return false;
+    for (int i = 0; i < W.n_lst; i++)
+        if (!prepare_listener(&W.lst[i]))
+            return false;
+    signal(SIGPIPE, SIG_IGN);
+    return set_handler(SIGTERM, on_term) && set_handler(SIGQUIT, on_quit) && set_handler(SIGINT, on_quit);
+}
+
+static void drain_signal_pipe(void)
+{
+    char buf[64];
+
+    while (read(W.sig_pipe[0], buf, sizeof buf) > 0)
+        ;
+}
+
+/* The channel only ever closes: the master died, so we go too. */
+static void on_channel(void)
+{
+    char buf[256];
+    ssize_t n = recv(W.channel_fd, buf, sizeof buf, MSG_DONTWAIT);
+
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
+        return;
+    as_warn("the master's channel closed: stopping");
+    epoll_ctl(W.epfd, EPOLL_CTL_DEL, W.channel_fd, NULL);
+    close(W.channel_fd);
+    W.channel_fd = -1;
+    W.stopping = true;
+}
+
+static void dispatch(struct epoll_event *ev)
+{
+    enum wk_item kind = *(enum wk_item *)ev->data.ptr;
+
+    switch (kind) {
+    case WK_LISTENER:
+        if (!W.stopping && !W.term)
+            wk_conn_accept(ev->data.ptr);
+        break;
+    case WK_CONN:
+        if (!W.stopping && !W.term)
+            wk_conn_readable(ev->data.ptr);
+        break;
+    case WK_SIGNAL:
+        drain_signal_pipe();
+        break;
+    case WK_CHANNEL:
+        on_channel();
+        break;
+    }
+}
+
+static void stop_listening(void)
+{
+    for (int i = 0; i < W.n_lst; i++)
+        epoll_ctl(W.epfd, EPOLL_CTL_DEL, W.lst[i].fd, NULL);
+}
+
+/* Runs until SIGTERM, max_requests or the master's death; returns the
+ * exit status. */
+int wk_loop_run(void)
+{
+    struct epoll_event ev[MAX_EVENTS];
+
+    for (;;) {
+        double wait;
+        int n;
+
+        wk_slot_heartbeat();
+        if (W.term || W.stopping)
+            break;
+        wait = wk_conn_expire(wk_now());
+        if (wait > 1.0)
+            wait = 1.0;     /* the heartbeat must stay fresh while idle */
+        Py_BEGIN_ALLOW_THREADS
+        n = epoll_wait(W.epfd, ev, MAX_EVENTS, (int)(wait * 1000) + 1);
+        Py_END_ALLOW_THREADS
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            as_err("epoll_wait: %s", strerror(errno));
+            return 1;
+        }
+        for (int i = 0; i < n; i++)
+            dispatch(&ev[i]);
+    }
+    W.stopping = true;
+    wk_slot_state(AS_SLOT_STOPPING);
+    stop_listening();
+    wk_conn_drain_all();
+    return 0;
+}

@@ -1,0 +1,135 @@
+/* The worker's side of the contract with appstackd (common/scoreboard.h):
+ * its scoreboard slot and the channel. Standalone, the slot is private
+ * memory so that the rest of the worker never has to ask which mode it is. */
+#include "worker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static struct as_slot private_slot;
+
+static bool env_long(const char *name, long min, long max, long *out)
+{
+    const char *s = getenv(name);
+
+    if (!s || !as_parse_long(s, min, max, out)) {
+        as_err("environment variable %s is missing or invalid (\"%s\")", name, s ? s : "");
+        return false;
+    }
+    return true;
+}
+
+static bool map_scoreboard(long fd, long slot)
+{
+    void *p = mmap(NULL, sizeof(struct as_scoreboard), PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);
+
+    if (p == MAP_FAILED) {
+        as_err("cannot map the scoreboard (fd %ld): %s", fd, strerror(errno));
+        return false;
+    }
+    close((int)fd);
+    W.slot = &((struct as_scoreboard *)p)->slot[slot];
+    return true;
+}
+
+/* Reads the APPSTACK_* environment. False when it is present but wrong;
+ * W.standalone when it is absent. */
+bool wk_master_attach(void)
+{
+    long id, gen, slot, sb, chan, maxr = 0;
+    char field[64];
+
+    W.slot = &private_slot;
+    W.channel_fd = -1;
+    if (!getenv(AS_ENV_CHANNEL)) {
+        W.standalone = true;
+        return true;
+    }
+    if (!env_long(AS_ENV_WORKER_ID, 0, 1000000, &id) || !env_long(AS_ENV_GENERATION, 0, 1L << 31, &gen) ||
+        !env_long(AS_ENV_SLOT, 0, AS_SCOREBOARD_SLOTS - 1, &slot) ||
+        !env_long(AS_ENV_SCOREBOARD, 0, 1 << 20, &sb) || !env_long(AS_ENV_CHANNEL, 0, 1 << 20, &chan))
+        return false;
+    if (getenv(AS_ENV_MAX_REQUESTS) && !env_long(AS_ENV_MAX_REQUESTS, 0, 1L << 40, &maxr))
+        return false;
+    W.id = (int)id;
+    W.generation = (unsigned)gen;
+    W.channel_fd = (int)chan;
+    W.max_requests = (uint64_t)maxr;
+    snprintf(field, sizeof field, "APPSTACK_WORKER=%d", W.id);
+    as_log_add_global_field(field);
+    snprintf(field, sizeof field, "APPSTACK_GENERATION=%u", W.generation);
+    as_log_add_global_field(field);
+    if (!map_scoreboard(sb, slot))
+        return false;
+    W.slot->pid = (int32_t)getpid();
+    W.slot->requests = 0;
+    W.slot->request_start = 0;
+    return true;
+}
+
+/* One datagram to the master. A lost message is the master's timeout to
+ * handle: nothing here may block the worker for long. */
+void wk_master_send(const char *msg, size_t len)
+{
+    if (W.channel_fd < 0)
+        return;
+    while (send(W.channel_fd, msg, len, MSG_NOSIGNAL) < 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno == EMSGSIZE && len > 4096) {
+            len /= 2;       /* a huge traceback: its start is still the best we have */
+            continue;
+        }
+        as_warn("cannot write to the master's channel: %s", strerror(errno));
+        return;
+    }
+}
+
+void wk_slot_state(enum as_slot_state st)
+{
+    W.slot->state = st;
+    W.slot->heartbeat = wk_now_usec();
+}
+
+void wk_slot_heartbeat(void)
+{
+    W.slot->heartbeat = wk_now_usec();
+}
+
+static void copy_field(char *dst, size_t cap, const char *src, size_t len)
+{
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+void wk_slot_request_begin(const char *method, const char *target, size_t target_len)
+{
+    struct as_slot *s = W.slot;
+    const char *q = memchr(target, '?', target_len);
+
+    if (q)
+        target_len = (size_t)(q - target);
+    copy_field(s->method, sizeof s->method, method, strlen(method));
+    copy_field(s->path, sizeof s->path, target, target_len);
+    s->state = AS_SLOT_BUSY;
+    s->request_start = wk_now_usec();
+}
+
+void wk_slot_request_end(void)
+{
+    struct as_slot *s = W.slot;
+
+    s->request_start = 0;
+    s->requests++;
+    s->state = W.stopping ? AS_SLOT_STOPPING : AS_SLOT_IDLE;
+    s->heartbeat = wk_now_usec();
+}

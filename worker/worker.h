@@ -1,0 +1,190 @@
+/* appstack-worker: process-wide state. The worker runs one request at a
+ * time on one thread, so the request in progress lives in globals (W, R)
+ * that every part of the worker shares instead of threading pointers
+ * through the Python callbacks. */
+#ifndef APPSTACK_WORKER_H
+#define APPSTACK_WORKER_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "config.h"
+#include "http_parse.h"
+#include "scoreboard.h"
+
+#define WK_MAX_LISTEN 64
+#define WK_RBUF_SIZE (64 * 1024)
+
+enum wk_item { WK_LISTENER = 1, WK_CONN, WK_SIGNAL, WK_CHANNEL };
+
+struct wk_listener {
+    enum wk_item kind;          /* WK_LISTENER; first, for epoll dispatch */
+    int fd;
+    bool is_unix;
+    PyObject *server_name;      /* SERVER_NAME / SERVER_PORT when no Host */
+    PyObject *server_port;
+};
+
+struct wk_conn {
+    enum wk_item kind;          /* WK_CONN */
+    int fd;
+    struct wk_listener *lst;
+    struct wk_conn *prev, *next;    /* idle list, oldest activity first */
+    double last_active;             /* monotonic seconds */
+    bool trusted;                   /* peer may set X-Forwarded-* */
+    PyObject *remote_addr, *remote_port;
+    struct as_http_request req;
+};
+
+/* A networked trust entry of forwarded_allow_ips. */
+struct wk_net {
+    int family;                 /* AF_INET, AF_INET6; AF_UNSPEC = any */
+    unsigned char addr[16];
+    int prefix;
+};
+
+struct wk_worker {
+    struct as_config cfg;
+    const char *config_path;
+    int id;
+    unsigned generation;
+    struct as_slot *slot;       /* the scoreboard slot, or a private one */
+    int channel_fd;             /* -1 when standalone */
+    bool standalone;
+    uint64_t max_requests;      /* 0 = unlimited */
+
+    struct wk_listener lst[WK_MAX_LISTEN];
+    int n_lst;
+    int epfd;
+    int sig_pipe[2];
+    volatile sig_atomic_t term;     /* SIGTERM seen */
+    bool stopping;                  /* no new requests after the current one */
+    bool accepting;
+
+    struct wk_net *trusted;
+    size_t n_trusted;
+    bool trust_unix;
+
+    struct as_http_limits limits;
+    double io_timeout;              /* s a blocked read/write in a request may wait */
+
+    /* Shared read buffer: only the connection being served has unparsed
+     * bytes in it; the parser copies a header section it keeps. */
+    char *rbuf;
+    size_t rpos, rlen;
+
+    struct wk_conn idle_head;       /* sentinel of the idle list */
+    size_t n_conns;
+
+    PyObject *app;
+    uint64_t req_seq;               /* bumps per request: stale wsgi.input objects see EOF */
+};
+
+/* The request being served. */
+struct wk_request {
+    struct wk_conn *c;
+    struct as_http_request *r;
+    bool active;
+    bool head_method;
+    bool http11;
+    bool body_done;             /* parser saw the end of the request body */
+    bool continue_pending;      /* 100-continue owed before the first body read */
+    bool client_gone;
+    bool must_close;
+    bool body_error;            /* bad body framing: the connection is unusable */
+
+    /* Decoded body bytes land here (parser on_body); NULL = discard. */
+    char *sink;
+    size_t sink_cap, sink_len;
+
+    /* wsgi.input lookahead (readline). */
+    char inbuf[16384];
+    size_t in_pos, in_len;
+
+    /* Response */
+    PyObject *status;           /* from start_response */
+    PyObject *headers;
+    bool started;
+    bool headers_sent;
+    int code;
+    int64_t resp_length;        /* Content-Length the app gave, -1 none */
+    uint64_t resp_sent;
+    bool chunked;
+    bool no_body;
+};
+
+extern struct wk_worker W;
+extern struct wk_request R;
+
+/* util.c */
+double wk_now(void);
+uint64_t wk_now_usec(void);
+const char *wk_http_date(size_t *len);
+int wk_wait(int fd, short events, double timeout);
+bool wk_send_all(int fd, struct iovec *iov, int n);
+ssize_t wk_recv(int fd, char *buf, size_t len);
+
+/* master.c: scoreboard and channel */
+bool wk_master_attach(void);
+void wk_master_send(const char *msg, size_t len);
+void wk_slot_state(enum as_slot_state st);
+void wk_slot_heartbeat(void);
+void wk_slot_request_begin(const char *method, const char *target, size_t target_len);
+void wk_slot_request_end(void);
+
+/* pyapp.c */
+bool wk_python_start(void);
+bool wk_python_load_app(void);
+void wk_python_stop(void);
+char *wk_format_exception(void);
+void wk_log_exception(const char *what);
+
+/* pylog.c */
+PyObject *wk_logstream_new(int priority, const char *name);
+bool wk_logstream_install(void);
+PyObject *wk_errors_stream(void);
+void wk_logstream_flush_all(void);
+
+/* input.c */
+bool wk_input_init(void);
+PyObject *wk_input_new(void);
+ssize_t wk_body_read(char *dst, size_t n);
+bool wk_body_drain(size_t limit);
+int wk_on_body(void *ctx, const char *data, size_t len);
+
+/* environ.c */
+bool wk_environ_init(void);
+PyObject *wk_environ_build(struct wk_conn *c);
+void wk_peer_set(struct wk_conn *c, const struct sockaddr *sa, socklen_t len);
+bool wk_trust_init(void);
+
+/* response.c */
+bool wk_response_init(void);
+PyObject *wk_start_response(void);
+void wk_response_run(PyObject *environ);
+void wk_send_error(int fd, int status, bool http11);
+
+/* filewrap.c */
+bool wk_filewrap_init(void);
+PyObject *wk_filewrap_type(void);
+bool wk_filewrap_check(PyObject *o);
+PyObject *wk_filewrap_filelike(PyObject *o);
+Py_ssize_t wk_filewrap_blksize(PyObject *o);
+
+/* conn.c */
+void wk_conn_accept(struct wk_listener *l);
+bool wk_conn_readable(struct wk_conn *c);
+void wk_conn_close(struct wk_conn *c);
+double wk_conn_expire(double now);
+void wk_conn_drain_all(void);
+
+/* loop.c */
+int wk_loop_run(void);
+bool wk_loop_init(void);
+
+#endif
