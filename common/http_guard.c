@@ -54,10 +54,17 @@ int as_http_guard_version_status(const struct as_http_guard *g)
     return v && !supported_version(v) ? 505 : 400;
 }
 
-/* Keeps the last HTTP_VERSION_TAIL bytes of the request line. */
+/* Keeps the last HTTP_VERSION_TAIL bytes of the request line and counts
+ * its spaces (llhttp takes runs of them as one separator). */
 static void keep_tail(struct as_http_guard *g, const char *s, size_t n)
 {
+    const char *sp = s, *end = s + n;
     size_t keep;
+
+    while ((sp = memchr(sp, ' ', (size_t)(end - sp)))) {
+        g->spaces++;
+        sp++;
+    }
 
     if (n >= HTTP_VERSION_TAIL) {
         memcpy(g->tail, s + n - HTTP_VERSION_TAIL, HTTP_VERSION_TAIL);
@@ -84,6 +91,10 @@ static int end_line(struct as_http_guard *g, const char **error)
                 return 400;
             }
             return 0;
+        }
+        if (g->spaces != 2) {
+            *error = "malformed request line";
+            return 400;
         }
         v = tail_version(g);
         if (!v) {

@@ -17,6 +17,7 @@ struct as_http_guard {
     size_t section;             /* header-section bytes so far */
     size_t lines;               /* header lines begun */
     unsigned blank_lines;       /* empty lines before the request line */
+    size_t spaces;              /* in the request line */
     bool in_request_line;
     bool cr;                    /* last byte was a CR */
     bool done;                  /* the empty line ending the section seen */

@@ -3,10 +3,12 @@
  * all at once), and prints one JSON object per request seen, then a summary
  * line. tests/test_http_parse.py drives it.
  *
- *   http_parse_test [-c CHUNK] [-l LINE,FIELDS,FIELD,HEADER,BODY] [-f N]
+ *   http_parse_test [-c CHUNK] [-l LINE,FIELDS,FIELD,HEADER,BODY] [-f N] [-h NAME]
+ *   http_parse_test -r          (prints as_http_reason() of 100..599)
  *
  * -c: bytes that "arrive" per read (0: everything at once);
- * -l: the limits (0 = parser default); -f: on_body fails after N bytes.
+ * -l: the limits (0 = parser default); -f: on_body fails after N bytes;
+ * -h: also print as_http_header(NAME) of each request.
  * Exit status 3 when the parser breaks its contract (consumes more than it
  * was given, or leaves bytes while it still wants more). */
 #include <errno.h>
@@ -94,6 +96,29 @@ static const char *state_name(enum as_http_state s)
     return names[s];
 }
 
+static const char *lookup_name;
+
+static void print_lookup(const struct as_http_request *r)
+{
+    const struct as_http_header *h = as_http_header(r, lookup_name);
+
+    printf(", \"lookup\": ");
+    if (h)
+        json_str(h->value, h->value_len);
+    else
+        printf("null");
+}
+
+static void print_reasons(void)
+{
+    int code;
+
+    printf("{");
+    for (code = 100; code < 600; code++)
+        printf("%s\"%d\": \"%s\"", code > 100 ? ", " : "", code, as_http_reason(code));
+    printf("}\n");
+}
+
 static void print_head(const struct as_http_request *r)
 {
     size_t i;
@@ -118,6 +143,8 @@ static void print_head(const struct as_http_request *r)
            "\"keep_alive\": %d, \"upgrade\": %d",
            (long long)r->content_length, r->chunked, r->expect_continue, r->keep_alive,
            r->upgrade);
+    if (lookup_name)
+        print_lookup(r);
 }
 
 static void print_message(const struct as_http_request *r, const struct body *b,
@@ -195,13 +222,17 @@ int main(int argc, char **argv)
     char *data;
     int opt;
 
-    while ((opt = getopt(argc, argv, "c:l:f:")) != -1) {
+    while ((opt = getopt(argc, argv, "c:l:f:h:r")) != -1) {
         if (opt == 'c')
             chunk = strtoul(optarg, NULL, 10);
         else if (opt == 'l')
             parse_limits(optarg, &limits);
         else if (opt == 'f')
             x.body.fail_after = strtol(optarg, NULL, 10);
+        else if (opt == 'h')
+            lookup_name = optarg;
+        else if (opt == 'r')
+            return print_reasons(), 0;
         else
             die("usage: http_parse_test [-c CHUNK] [-l LIMITS] [-f N] < request");
     }

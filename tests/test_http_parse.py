@@ -1,0 +1,383 @@
+"""The shared HTTP request parser (common/http_parse.c), through its driver
+tests/http_parse_test: every request is parsed fed whole and fed in small
+pieces (down to one byte per read), and both must give the same verdict."""
+import json
+import subprocess
+
+import pytest
+
+from conftest import prog
+
+CHUNKINGS = (0, 1, 2, 5, 13)
+
+
+def run(data, chunk=0, limits=None, fail_after=None, lookup=None):
+    args = [prog("tests/http_parse_test"), "-c", str(chunk)]
+    if limits:
+        args += ["-l", ",".join(str(v) for v in limits)]
+    if fail_after is not None:
+        args += ["-f", str(fail_after)]
+    if lookup:
+        args += ["-h", lookup]
+    proc = subprocess.run(args, input=data, capture_output=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr.decode()
+    lines = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    end = lines.pop()
+    assert end["end"]
+    return lines, end
+
+
+def comparable(messages, end):
+    """What must not depend on the chunking: everything, except how far the
+    parser read into a request it refused (the connection closes anyway)."""
+    out = []
+    for m in messages:
+        m = dict(m)
+        if m["state"] == "error":
+            m.pop("bytes")
+        out.append(m)
+    if messages and messages[-1]["state"] == "error":
+        end = {}
+    return out, end
+
+
+def parse(data, **kw):
+    """Messages parsed from DATA, checked identical for every chunking."""
+    first = None
+    for chunk in CHUNKINGS:
+        messages, end = run(data, chunk=chunk, **kw)
+        got = comparable(messages, end)
+        if first is None:
+            first, result = got, (messages, end)
+        assert got == first, f"chunk size {chunk} disagrees with whole feeding"
+    return result
+
+
+def one(data, **kw):
+    messages, _ = parse(data, **kw)
+    assert len(messages) == 1, messages
+    return messages[0]
+
+
+def status(data, **kw):
+    m = one(data, **kw)
+    assert m["state"] == "error", m
+    return m["status"]
+
+
+def ok(data, **kw):
+    m = one(data, **kw)
+    assert m["state"] == "done", m
+    return m
+
+
+GET = b"GET /index.html?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n"
+
+
+def test_simple_get():
+    m = ok(GET)
+    assert m["method"] == "GET"
+    assert m["target"] == "/index.html?q=1"
+    assert m["version"] == "1.1"
+    assert m["headers"] == [["Host", "example.com"]]
+    assert m["content_length"] == -1
+    assert not m["chunked"] and not m["expect_continue"] and not m["upgrade"]
+    assert m["keep_alive"]
+    assert m["head_bytes"] == len(GET) == m["bytes"]
+
+
+def test_headers_kept_as_sent_and_trimmed():
+    req = (b"GET / HTTP/1.1\r\nHost: a\r\nX-Mixed-CASE:   spaced value \t \r\n"
+           b"Empty:\r\nTabbed:\tv\r\nLatin: caf\xe9\r\n\r\n")
+    m = ok(req, lookup="x-mixed-case")
+    assert m["headers"] == [["Host", "a"], ["X-Mixed-CASE", "spaced value"],
+                            ["Empty", ""], ["Tabbed", "v"], ["Latin", "caf\xe9"]]
+    assert m["lookup"] == "spaced value"
+    assert one(req, lookup="absent")["lookup"] is None
+
+
+def test_body_with_content_length():
+    m = ok(b"POST /f HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world")
+    assert m["content_length"] == 11
+    assert m["body"] == "hello world"
+    assert m["body_received"] == 11
+
+
+def test_pipelining_exact_counts():
+    post = b"POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\n12345"
+    partial = b"GET /third HTTP/1.1\r\nHo"
+    messages, end = parse(GET + post + partial)
+    assert [m["state"] for m in messages] == ["done", "done", "head"]
+    assert messages[0]["bytes"] == len(GET)
+    assert messages[1]["bytes"] == len(post)
+    assert messages[1]["head_bytes"] == len(post) - 5
+    assert messages[1]["body"] == "12345"
+    assert messages[2]["bytes"] == len(partial)
+    assert end["consumed"] == end["total"]
+
+
+def test_many_requests_reuse_storage():
+    req = b"GET /x HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nUser-Agent: t\r\n\r\n"
+    messages, end = run(req * 200)
+    assert len(messages) == 200 and all(m["state"] == "done" for m in messages)
+    assert end["moves"] == 0
+
+
+def test_chunked_body_with_extensions_and_trailers():
+    req = (b"POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"5;name=value\r\nhello\r\n"
+           b"6;flag\r\n world\r\n"
+           b"A\r\n0123456789\r\n"
+           b"0\r\nX-Checksum: abc\r\nX-Other: 1\r\n\r\n")
+    messages, end = parse(req + GET)
+    m = messages[0]
+    assert m["state"] == "done" and m["chunked"]
+    assert m["content_length"] == -1
+    assert m["body"] == "hello world0123456789"
+    assert m["headers"] == [["Transfer-Encoding", "chunked"]]  # trailers not kept
+    assert m["bytes"] == len(req)
+    assert messages[1]["target"] == "/index.html?q=1"
+    assert end["consumed"] == end["total"]
+
+
+def test_leading_empty_lines_tolerated():
+    assert ok(b"\r\n\r\n" + GET)["target"] == "/index.html?q=1"
+    assert status(b"\r\n" * 9 + GET) == 400
+
+
+@pytest.mark.parametrize("req", [
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.0\r\n\r\n",
+    b"GET / HTTP/1.0\r\nConnection: close\r\n\r\n",
+])
+def test_no_keep_alive(req):
+    assert not ok(req)["keep_alive"]
+
+
+@pytest.mark.parametrize("req", [
+    b"GET / HTTP/1.1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n",
+    b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+])
+def test_keep_alive(req):
+    assert ok(req)["keep_alive"]
+
+
+def test_http10_chunked_is_served_then_closed():
+    m = ok(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
+           b"1\r\na\r\n0\r\n\r\n")
+    assert m["body"] == "a" and not m["keep_alive"]
+
+
+def test_expect_continue():
+    assert ok(b"PUT / HTTP/1.1\r\nExpect: 100-Continue\r\n\r\n")["expect_continue"]
+    assert not ok(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n")["expect_continue"]
+    assert not ok(b"PUT / HTTP/1.1\r\nExpect: 200-ok\r\n\r\n")["expect_continue"]
+
+
+def test_upgrade_is_flagged_and_not_performed():
+    up = (b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+          b"Upgrade: websocket\r\n\r\n")
+    messages, _ = parse(up + GET)
+    assert messages[0]["upgrade"] and messages[0]["state"] == "done"
+    assert messages[1]["state"] == "done" and not messages[1]["upgrade"]
+    with_body = (b"POST /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: h2c\r\n"
+                 b"Content-Length: 3\r\n\r\nabc")
+    messages, _ = parse(with_body + GET)
+    assert messages[0]["upgrade"] and messages[0]["body"] == "abc"
+    assert messages[1]["target"] == "/index.html?q=1"
+
+
+def test_asterisk_only_with_options():
+    assert ok(b"OPTIONS * HTTP/1.1\r\n\r\n")["target"] == "*"
+    assert status(b"GET * HTTP/1.1\r\n\r\n") == 400
+
+
+def test_body_consumer_failure_is_500():
+    # where the consumer gives up depends on the reads, so no chunking check
+    for chunk in (0, 1):
+        messages, _ = run(b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd",
+                          chunk=chunk, fail_after=2)
+        assert [(m["state"], m["status"]) for m in messages] == [("error", 500)]
+
+
+H = b"GET / HTTP/1.1\r\n"
+P = b"POST / HTTP/1.1\r\n"
+TE = P + b"Transfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize("req,code", [
+    # framing conflicts and Content-Length
+    (P + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc", 400),
+    (P + b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc", 400),
+    (P + b"Transfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc", 400),
+    (P + b"Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
+    (P + b"Content-Length: 3, 3\r\n\r\nabc", 400),
+    (P + b"Content-Length: +3\r\n\r\nabc", 400),
+    (P + b"Content-Length: -1\r\n\r\n", 400),
+    (P + b"Content-Length: 0x10\r\n\r\n", 400),
+    (P + b"Content-Length: 99999999999999999999999\r\n\r\n", 400),
+    # Transfer-Encoding other than exactly chunked
+    (P + b"Transfer-Encoding: gzip, chunked\r\n\r\n", 501),
+    (P + b"Transfer-Encoding: chunked, identity\r\n\r\n", 501),
+    (P + b"Transfer-Encoding: xchunked\r\n\r\n", 501),
+    (P + b"Transfer-Encoding: identity\r\n\r\n", 501),
+    (P + b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+    (P + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+    # line endings, folding, control characters
+    (b"GET / HTTP/1.1\nHost: a\n\n", 400),
+    (H + b"Host: a\n\r\n", 400),
+    (H + b"Host: a\r\r\n\r\n", 400),
+    (H + b"Host: a\rX: b\r\n\r\n", 400),
+    (b"GET /\r HTTP/1.1\r\n\r\n", 400),
+    (H + b"Host: a\r\n folded\r\n\r\n", 400),
+    (H + b"Host: a\r\n\tfolded\r\n\r\n", 400),
+    (H + b" Host: a\r\n\r\n", 400),
+    (H + b"Host: a\x00b\r\n\r\n", 400),
+    (H + b"Host: a\x01b\r\n\r\n", 400),
+    (H + b"Host: a\x7fb\r\n\r\n", 400),
+    (H + b"Host: a\x1bb\r\n\r\n", 400),
+    # names
+    (H + b"Host : a\r\n\r\n", 400),
+    (H + b"Ho st: a\r\n\r\n", 400),
+    (H + b"Ho\"st: a\r\n\r\n", 400),
+    (H + b": a\r\n\r\n", 400),
+    (H + b"Host\r\n\r\n", 400),
+    (H + b"Host: a\r\nHost: b\r\n\r\n", 400),
+    # request line
+    (b"G(T / HTTP/1.1\r\n\r\n", 400),
+    (b"GET  / HTTP/1.1\r\n\r\n", 400),
+    (b" GET / HTTP/1.1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1 \r\n\r\n", 400),
+    (b"GET /a b HTTP/1.1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1 x\r\n\r\n", 400),
+    (b"GET / HTTP/11.1\r\n\r\n", 400),
+    (b"GET / http/1.1\r\n\r\n", 400),
+    (b"GET / HTTP/1.x\r\n\r\n", 400),
+    (b"GET /\r\n\r\n", 400),
+    (b"GET\r\n\r\n", 400),
+    (b"FOO / HTTP/1.1\r\n\r\n", 501),
+    (b"get / HTTP/1.1\r\n\r\n", 501),
+    (b"GETX / HTTP/1.1\r\n\r\n", 501),
+    # versions
+    (b"GET / HTTP/1.2\r\n\r\n", 505),
+    (b"GET / HTTP/2.0\r\n\r\n", 505),
+    (b"GET / HTTP/0.9\r\n\r\n", 505),
+    (b"GET / HTTP/3.1\r\n\r\n", 505),
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
+    # targets an origin server does not take
+    (b"GET http://example.com/ HTTP/1.1\r\n\r\n", 400),
+    (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 400),
+    # chunked framing
+    (TE + b"3 \r\nabc\r\n0\r\n\r\n", 400),
+    (TE + b"3\nabc\n0\n\n", 400),
+    (TE + b"x\r\nabc\r\n0\r\n\r\n", 400),
+    (TE + b"-3\r\nabc\r\n0\r\n\r\n", 400),
+    (TE + b"fffffffffffffffff\r\n", 400),
+    (TE + b"3\r\nabcX\r\n0\r\n\r\n", 400),
+    (TE + b"3\r\nabc\n0\r\n\r\n", 400),
+    (TE + b"3;a=b\rabc\r\n0\r\n\r\n", 400),
+    (TE + b"3;" + b"e" * 2000 + b"\r\nabc\r\n0\r\n\r\n", 400),
+    (TE + b"0" * 2000 + b"3\r\nabc\r\n0\r\n\r\n", 400),
+    (TE + b"3\r\nabc\r\n0\r\nX : 1\r\n\r\n", 400),
+    (TE + b"3\r\nabc\r\n0\r\n folded\r\n\r\n", 400),
+    (TE + b"3\r\nabc\r\n0\r\nX: a\x01\r\n\r\n", 400),
+    (TE + b"3\r\nabc\r\n0\r\nX: a\n\r\n", 400),
+])
+def test_malformed(req, code):
+    assert status(req) == code
+
+
+def test_chunk_extension_at_cap_is_fine():
+    line = b"3;" + b"e" * 1022  # the whole size line: 1024 bytes
+    m = ok(TE + line + b"\r\nabc\r\n0\r\n\r\n")
+    assert m["body"] == "abc"
+    assert status(TE + line + b"e\r\nabc\r\n0\r\n\r\n") == 400
+
+
+def test_chunked_framing_overhead_is_bounded():
+    tiny = b"1;" + b"e" * 1000 + b"\r\nx\r\n"
+    m = ok(TE + tiny * 40 + b"0\r\n\r\n")
+    assert m["body"] == "x" * 40
+    assert status(TE + tiny * 100 + b"0\r\n\r\n") == 400
+
+
+# limits: (request line, fields, field size, header bytes, body)
+def limits(line=0, fields=0, field=0, header=0, body=0):
+    return (line, fields, field, header, body)
+
+
+def test_request_line_limit():
+    req = lambda target: b"GET " + target + b" HTTP/1.1\r\n\r\n"  # noqa: E731
+    target = b"/" + b"a" * 49       # "GET " + 50 + " HTTP/1.1" = 63
+    assert ok(req(target), limits=limits(line=63))["target"] == target.decode()
+    assert status(req(target + b"a"), limits=limits(line=63)) == 414
+    assert status(req(b"/" + b"a" * 5000), limits=limits(line=63)) == 414
+
+
+def test_field_size_limit():
+    line = b"X-Long: " + b"v" * 92  # 100 bytes
+    assert ok(H + line + b"\r\n\r\n", limits=limits(field=100))["headers"][0][1] == "v" * 92
+    assert status(H + line + b"v\r\n\r\n", limits=limits(field=100)) == 431
+    assert status(H + b"X: a\r\n" + line + b"vv\r\n\r\n", limits=limits(field=100)) == 431
+
+
+def test_field_count_limit():
+    fields = b"".join(b"X-%d: v\r\n" % i for i in range(10))
+    assert len(ok(H + fields + b"\r\n", limits=limits(fields=10))["headers"]) == 10
+    assert status(H + fields + b"Y: v\r\n\r\n", limits=limits(fields=10)) == 431
+
+
+def test_header_section_limit():
+    # two 10-byte lines and the final CRLF: 22 bytes
+    fields = b"X-1: abc\r\nX-2: abc\r\n"
+    assert len(ok(H + fields + b"\r\n", limits=limits(header=22))["headers"]) == 2
+    assert status(H + fields + b"\r\n", limits=limits(header=21)) == 431
+    assert status(H + fields * 1000 + b"\r\n", limits=limits(header=1000)) == 431
+
+
+def test_header_bytes_also_bound_trailers():
+    req = TE + b"0\r\nX-T: " + b"v" * 200 + b"\r\n\r\n"
+    assert status(req, limits=limits(header=100)) == 431
+    assert ok(req, limits=limits(header=300))["body"] == ""
+
+
+def test_content_length_body_limit():
+    req = lambda n: P + b"Content-Length: %d\r\n\r\n" % n + b"b" * n  # noqa: E731
+    assert ok(req(100), limits=limits(body=100))["body"] == "b" * 100
+    assert status(req(101), limits=limits(body=100)) == 413
+    assert status(P + b"Content-Length: 18446744073709551615\r\n\r\n") == 413
+
+
+def test_chunked_body_limit():
+    req = lambda a, b: (TE + b"%x\r\n" % a + b"b" * a + b"\r\n"  # noqa: E731
+                        + b"%x\r\n" % b + b"c" * b + b"\r\n0\r\n\r\n")
+    assert ok(req(60, 40), limits=limits(body=100))["body_received"] == 100
+    assert status(req(60, 41), limits=limits(body=100)) == 413
+
+
+def test_refused_before_body_arrives():
+    # the verdict comes at the end of the header section, not after the body
+    messages, _ = run(P + b"Content-Length: 1000\r\n\r\n", limits=limits(body=10))
+    assert messages[0]["status"] == 413
+
+
+def test_error_reports_no_keep_alive():
+    m = one(b"GET / HTTP/1.1\nHost: a\n\n")
+    assert m["state"] == "error" and m["error"]
+    assert "keep_alive" not in m  # no head reported for a refused request
+
+
+def test_reason_phrases():
+    out = subprocess.run([prog("tests/http_parse_test"), "-r"], capture_output=True,
+                         check=True, timeout=30).stdout
+    reasons = json.loads(out)
+    assert reasons["200"] == "OK"
+    assert reasons["404"] == "Not Found"
+    assert reasons["413"] == "Content Too Large"
+    assert reasons["414"] == "URI Too Long"
+    assert reasons["431"] == "Request Header Fields Too Large"
+    assert reasons["501"] == "Not Implemented"
+    assert reasons["505"] == "HTTP Version Not Supported"
+    assert reasons["599"] == "Server Error"
