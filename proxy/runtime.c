@@ -1,0 +1,239 @@
+/* The reloadable part of the proxy: the config, its locations with their
+ * alias directories opened, and the upstreams. HUP builds a new one and
+ * swaps it in; requests in flight finish on the one they started with. */
+#include "proxy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_HEADER_BYTES (64u << 10)
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+
+    if (!p) {
+        perror("appstack-proxy: out of memory");
+        abort();
+    }
+    return p;
+}
+
+/* (Re)opens the alias directory of a prefix location; quiet on failure. */
+static void open_root(struct location_rt *l)
+{
+    struct stat st;
+    int fd = open(l->alias, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+    if (fd >= 0 && fstat(fd, &st) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    if (l->root_fd >= 0)
+        close(l->root_fd);
+    l->root_fd = fd;
+    if (fd >= 0) {
+        l->dev = st.st_dev;
+        l->ino = st.st_ino;
+    }
+}
+
+/* A deploy may swap the directory behind an alias (symlink flip, rename):
+ * follow it within a second without a reload. */
+void runtime_revalidate(struct runtime *rt)
+{
+    struct stat st;
+
+    for (size_t i = 0; i < rt->n_locs; i++) {
+        struct location_rt *l = &rt->locs[i];
+        if (l->sp.exact)
+            continue;
+        if (stat(l->alias, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            if (l->root_fd >= 0) {
+                close(l->root_fd);
+                l->root_fd = -1;
+            }
+        } else if (l->root_fd < 0 || st.st_dev != l->dev || st.st_ino != l->ino) {
+            open_root(l);
+        }
+    }
+}
+
+static void build_locations(struct runtime *rt, bool warn)
+{
+    const struct as_config *cfg = &rt->cfg;
+
+    rt->n_locs = cfg->n_locations;
+    rt->locs = xcalloc(rt->n_locs, sizeof *rt->locs);
+    rt->sp = xcalloc(rt->n_locs, sizeof *rt->sp);
+    for (size_t i = 0; i < rt->n_locs; i++) {
+        struct location_rt *l = &rt->locs[i];
+        const struct as_location *c = &cfg->locations[i];
+        l->sp.prefix = c->prefix;
+        l->sp.prefix_len = strlen(c->prefix);
+        l->sp.exact = c->exact;
+        l->alias = c->alias;
+        l->expires = c->expires;
+        l->root_fd = -1;
+        if (!c->exact)
+            open_root(l);
+        if (warn && !c->exact && l->root_fd < 0)
+            as_warn("%s:%d: alias %s: %s (serving 404 until it appears)", cfg->path, c->line, c->alias,
+                    strerror(errno));
+        rt->sp[i] = l->sp;
+    }
+}
+
+static bool build_upstreams(struct runtime *rt)
+{
+    char err[256];
+
+    rt->n_ups = rt->cfg.upstream.n;
+    rt->ups = xcalloc(rt->n_ups, sizeof *rt->ups);
+    for (size_t i = 0; i < rt->n_ups; i++) {
+        rt->ups[i].name = rt->cfg.upstream.v[i];
+        if (!as_addr_parse(rt->ups[i].name, &rt->ups[i].addr, err, sizeof err)) {
+            as_err("%s:%d: upstream: %s", rt->cfg.path, rt->cfg.upstream.line[i], err);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void set_limits(struct runtime *rt)
+{
+    const struct as_config *c = &rt->cfg;
+
+    rt->limits.max_request_line = (size_t)c->limit_request_line;
+    rt->limits.max_fields = (size_t)c->limit_request_fields;
+    if (rt->limits.max_fields > AS_HTTP_MAX_HEADERS_HARD)    /* what the parser would clamp to */
+        rt->limits.max_fields = AS_HTTP_MAX_HEADERS_HARD;
+    rt->limits.max_field_size = (size_t)c->limit_request_field_size;
+    rt->limits.max_header_bytes = MAX_HEADER_BYTES;
+    rt->limits.max_body = c->client_max_body_size;
+}
+
+static void runtime_free(struct runtime *rt)
+{
+    for (size_t i = 0; i < rt->n_locs; i++)
+        if (rt->locs[i].root_fd >= 0)
+            close(rt->locs[i].root_fd);
+    free(rt->locs);
+    free(rt->sp);
+    free(rt->ups);
+    as_config_free(&rt->cfg);
+    free(rt);
+}
+
+/* Line of the [proxy] header, for messages about what it lacks. */
+static int proxy_section_line(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    char line[512];
+    int n = 0, found = 0;
+
+    if (!f)
+        return 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        char *s = line;
+        n++;
+        while (*s == ' ' || *s == '\t')
+            s++;
+        if (!strncmp(s, "[proxy]", 7))
+            found = n;
+    }
+    fclose(f);
+    return found;
+}
+
+/* What the proxy needs beyond a syntactically valid file. */
+static int proxy_errors(const struct as_config *cfg)
+{
+    int errors = 0, line = proxy_section_line(cfg->path);
+
+    if (!cfg->proxy_listen.n) {
+        fprintf(stderr, "%s:%d: [proxy] needs at least one \"listen\"\n", cfg->path, line);
+        errors++;
+    }
+    if (!cfg->upstream.n) {
+        fprintf(stderr, "%s:%d: [proxy] needs at least one \"upstream\"\n", cfg->path, line);
+        errors++;
+    }
+    if (cfg->proxy_listen.n > MAX_LISTEN) {
+        fprintf(stderr, "%s:%d: [proxy] has more than %d listen addresses\n", cfg->path,
+                cfg->proxy_listen.line[MAX_LISTEN], MAX_LISTEN);
+        errors++;
+    }
+    for (size_t i = 0; i < cfg->upstream.n; i++) {
+        for (size_t j = 0; j < cfg->proxy_listen.n; j++) {
+            if (!strcmp(cfg->upstream.v[i], cfg->proxy_listen.v[j])) {
+                fprintf(stderr, "%s:%d: upstream %s is the proxy's own listen address\n", cfg->path,
+                        cfg->upstream.line[i], cfg->upstream.v[i]);
+                errors++;
+            }
+        }
+    }
+    return errors;
+}
+
+struct runtime *runtime_load(const char *path, bool warn)
+{
+    struct runtime *rt = xcalloc(1, sizeof *rt);
+
+    rt->refs = 1;
+    if (as_config_load(path, &rt->cfg) || proxy_errors(&rt->cfg)) {
+        as_config_free(&rt->cfg);
+        free(rt);
+        return NULL;
+    }
+    set_limits(rt);
+    build_locations(rt, warn);
+    if (!build_upstreams(rt)) {
+        runtime_free(rt);
+        return NULL;
+    }
+    return rt;
+}
+
+struct runtime *runtime_get(struct runtime *rt)
+{
+    rt->refs++;
+    return rt;
+}
+
+void runtime_put(struct runtime *rt)
+{
+    if (rt && --rt->refs == 0)
+        runtime_free(rt);
+}
+
+int proxy_check(const char *path)
+{
+    struct as_config cfg;
+    struct stat st;
+    int errors = as_config_load(path, &cfg);
+
+    errors += proxy_errors(&cfg);
+    /* collectstatic often runs after the config is installed: a missing
+     * alias is a warning, served as 404 until it appears. */
+    for (size_t i = 0; i < cfg.n_locations; i++) {
+        const struct as_location *l = &cfg.locations[i];
+        if (!l->alias)
+            continue;
+        if (stat(l->alias, &st) < 0)
+            fprintf(stderr, "%s:%d: warning: alias %s: %s\n", path, l->line, l->alias, strerror(errno));
+        else if (!l->exact && !S_ISDIR(st.st_mode))
+            fprintf(stderr, "%s:%d: warning: alias %s of a prefix location is not a directory\n", path,
+                    l->line, l->alias);
+    }
+    as_config_free(&cfg);
+    if (errors)
+        return 1;
+    printf("%s: configuration ok\n", path);
+    return 0;
+}

@@ -1,0 +1,331 @@
+/* Static files: opened beneath the alias root by the kernel (openat2), so no
+ * spelling of a path and no symlink can reach outside it; then the usual
+ * conditional, range and precompressed-sibling handling. */
+#include "proxy.h"
+#include "httpdate.h"
+#include "mime.h"
+#include "resp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define SMALL_FILE (32u << 10)      /* copied into the response: one writev */
+
+struct file {
+    int fd;
+    struct stat st;
+    const char *name;       /* for the type: the path as requested */
+    size_t name_len;
+    bool gzip;
+    bool vary;
+};
+
+static int open_beneath(int root, const char *rel)
+{
+    struct open_how how = {
+        .flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+    };
+
+    return (int)syscall(SYS_openat2, root, *rel ? rel : ".", &how, sizeof how);
+}
+
+static int open_in(const struct location_rt *loc, const char *rel)
+{
+    if (loc->sp.exact)
+        return open(loc->alias, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (loc->root_fd < 0) {
+        errno = ENOENT;
+        return -1;
+    }
+    return open_beneath(loc->root_fd, rel);
+}
+
+/* Does the client take gzip? "gzip" listed and not with q=0. */
+static bool accepts_gzip(const struct as_http_request *r)
+{
+    const struct as_http_header *h = as_http_header(r, "Accept-Encoding");
+    const char *v, *end, *p;
+
+    if (!h)
+        return false;
+    v = h->value;
+    end = v + h->value_len;
+    for (p = v; p + 4 <= end; p++) {
+        if (strncasecmp(p, "gzip", 4) || (p > v && p[-1] != ',' && p[-1] != ' '))
+            continue;
+        p += 4;
+        while (p < end && *p == ' ')
+            p++;
+        if (p + 3 <= end && *p == ';' && !strncmp(p + 1, "q=0", 3)) {
+            const char *q = p + 4;
+            if (q < end && *q == '.')
+                q++;
+            while (q < end && *q == '0')
+                q++;
+            return q < end && *q >= '1' && *q <= '9';
+        }
+        return true;
+    }
+    return false;
+}
+
+/* Swaps in "REL.gz" when it exists and the client takes it. */
+static void try_gzip(const struct conn *c, const struct location_rt *loc, const char *rel, struct file *f)
+{
+    char gz[4200];
+    struct stat st;
+    int fd;
+
+    if (loc->sp.exact || loc->root_fd < 0 || !mime_compressible(mime_type(f->name, f->name_len)))
+        return;
+    if (snprintf(gz, sizeof gz, "%s.gz", rel) >= (int)sizeof gz)
+        return;
+    if (!accepts_gzip(c->req)) {
+        /* Caches must know another client may get another variant. */
+        f->vary = fstatat(loc->root_fd, gz, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+        return;
+    }
+    fd = open_beneath(loc->root_fd, gz);
+    if (fd < 0)
+        return;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return;
+    }
+    close(f->fd);
+    f->fd = fd;
+    f->st = st;
+    f->gzip = f->vary = true;
+}
+
+/* Returns 0 with F filled, or the status to answer. */
+static int open_file(const struct location_rt *loc, const char *rel, const char *path, struct file *f)
+{
+    char idx[4200];
+
+    f->fd = open_in(loc, rel);
+    if (f->fd < 0)
+        return errno == EACCES ? 403 : 404;
+    if (fstat(f->fd, &f->st) < 0)
+        goto not_found;
+    if (S_ISDIR(f->st.st_mode)) {
+        /* An index file for ".../", never a listing. */
+        if (loc->sp.exact || path[strlen(path) - 1] != '/')
+            goto forbidden;
+        if (snprintf(idx, sizeof idx, "%s%sindex.html", rel, *rel ? "/" : "") >= (int)sizeof idx)
+            goto forbidden;
+        close(f->fd);
+        f->fd = open_beneath(loc->root_fd, idx);
+        if (f->fd < 0)
+            return errno == ENOENT ? 403 : 404;
+        if (fstat(f->fd, &f->st) < 0)
+            goto not_found;
+        f->name = "index.html";
+        f->name_len = 10;
+    }
+    if (!S_ISREG(f->st.st_mode))
+        goto not_found;
+    return 0;
+forbidden:
+    close(f->fd);
+    f->fd = -1;
+    return 403;
+not_found:
+    close(f->fd);
+    f->fd = -1;
+    return 404;
+}
+
+static int format_etag(const struct stat *st, char *out, size_t len)
+{
+    return snprintf(out, len, "\"%llx-%llx\"", (unsigned long long)st->st_mtim.tv_sec,
+                    (unsigned long long)st->st_size);
+}
+
+/* If-None-Match: a list of tags or "*"; weak comparison. */
+static bool etag_matches(const char *v, size_t vlen, const char *etag)
+{
+    size_t elen = strlen(etag);
+    const char *end = v + vlen, *p = v;
+
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == ','))
+            p++;
+        if (p < end && *p == '*')
+            return true;
+        if (end - p >= 2 && p[0] == 'W' && p[1] == '/')
+            p += 2;
+        if ((size_t)(end - p) >= elen && !memcmp(p, etag, elen))
+            return true;
+        while (p < end && *p != ',')
+            p++;
+    }
+    return false;
+}
+
+static bool not_modified(const struct as_http_request *r, const struct stat *st, const char *etag)
+{
+    const struct as_http_header *h = as_http_header(r, "If-None-Match");
+    time_t since;
+
+    if (h)
+        return etag_matches(h->value, h->value_len, etag);
+    h = as_http_header(r, "If-Modified-Since");
+    return h && httpdate_parse(h->value, h->value_len, &since) && st->st_mtim.tv_sec <= since;
+}
+
+static bool parse_num(const char **p, const char *end, off_t *out)
+{
+    off_t v = 0;
+    const char *s = *p;
+
+    if (s == end || *s < '0' || *s > '9')
+        return false;
+    for (; s < end && *s >= '0' && *s <= '9'; s++) {
+        if (v > (INT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (*s - '0');
+    }
+    *p = s;
+    *out = v;
+    return true;
+}
+
+enum range { RANGE_NONE, RANGE_OK, RANGE_BAD };
+
+/* One "bytes=" range against SIZE; several ranges or bad syntax: RANGE_NONE
+ * (the whole file, which RFC 9110 allows). */
+static enum range parse_range(const char *v, size_t len, off_t size, off_t *start, off_t *end)
+{
+    const char *p = v + 6, *e = v + len;
+    off_t a, b;
+
+    if (len < 7 || strncasecmp(v, "bytes=", 6) || memchr(v, ',', len))
+        return RANGE_NONE;
+    if (*p == '-') {
+        p++;
+        if (!parse_num(&p, e, &b) || p != e)
+            return RANGE_NONE;
+        if (b == 0 || size == 0)
+            return RANGE_BAD;
+        *start = b >= size ? 0 : size - b;
+        *end = size;
+        return RANGE_OK;
+    }
+    if (!parse_num(&p, e, &a) || p == e || *p++ != '-')
+        return RANGE_NONE;
+    b = size - 1;
+    if (p != e && (!parse_num(&p, e, &b) || p != e || b < a))
+        return RANGE_NONE;
+    if (a >= size)
+        return RANGE_BAD;
+    *start = a;
+    *end = (b >= size ? size - 1 : b) + 1;
+    return RANGE_OK;
+}
+
+/* If-Range names the current validator? Otherwise the range is ignored. */
+static bool if_range_ok(const struct as_http_request *r, const struct stat *st, const char *etag)
+{
+    const struct as_http_header *h = as_http_header(r, "If-Range");
+    time_t t;
+
+    if (!h)
+        return true;
+    if (h->value_len && h->value[0] == '"')
+        return h->value_len == strlen(etag) && !memcmp(h->value, etag, h->value_len);
+    return httpdate_parse(h->value, h->value_len, &t) && t == st->st_mtim.tv_sec;
+}
+
+static void validators(struct conn *c, const struct location_rt *loc, const struct file *f, const char *etag)
+{
+    char lm[HTTPDATE_LEN + 1];
+
+    httpdate_format(f->st.st_mtim.tv_sec, lm);
+    spool_printf(&c->out, "Last-Modified: %s\r\nETag: %s\r\n", lm, etag);
+    if (loc->expires >= 0)
+        spool_printf(&c->out, "Cache-Control: max-age=%ld\r\n", loc->expires);
+    if (f->vary)
+        spool_printf(&c->out, "Vary: Accept-Encoding\r\n");
+}
+
+static void send_file(struct conn *c, const struct location_rt *loc, struct file *f)
+{
+    char etag[64];
+    const struct as_http_header *range = as_http_header(c->req, "Range");
+    off_t start = 0, end = f->st.st_size;
+    enum range rk = RANGE_NONE;
+    int status = 200;
+
+    format_etag(&f->st, etag, sizeof etag);
+    if (not_modified(c->req, &f->st, etag)) {
+        resp_head(c, 304);
+        validators(c, loc, f, etag);
+        resp_end_head(c);
+        return;
+    }
+    if (range && if_range_ok(c->req, &f->st, etag))
+        rk = parse_range(range->value, range->value_len, f->st.st_size, &start, &end);
+    if (rk == RANGE_BAD) {
+        resp_head(c, 416);
+        spool_printf(&c->out, "Content-Range: bytes */%lld\r\nContent-Length: 0\r\n", (long long)f->st.st_size);
+        resp_end_head(c);
+        return;
+    }
+    if (rk == RANGE_OK)
+        status = 206;
+    resp_head(c, status);
+    spool_printf(&c->out, "Content-Type: %s\r\nContent-Length: %lld\r\n",
+                 mime_type(f->name, f->name_len), (long long)(end - start));
+    if (status == 206)
+        spool_printf(&c->out, "Content-Range: bytes %lld-%lld/%lld\r\n",
+                     (long long)start, (long long)end - 1, (long long)f->st.st_size);
+    if (f->gzip)
+        spool_printf(&c->out, "Content-Encoding: gzip\r\n");
+    spool_printf(&c->out, "Accept-Ranges: bytes\r\n");
+    validators(c, loc, f, etag);
+    resp_end_head(c);
+    if (c->head_only || end == start)
+        return;
+    if ((size_t)(end - start) <= SMALL_FILE) {
+        if (spool_append_file(&c->out, f->fd, start, (size_t)(end - start)) < 0)
+            c->keep_alive = false;      /* the length promised cannot be kept */
+        return;
+    }
+    spool_attach_file(&c->out, f->fd, start, end);
+    f->fd = -1;
+}
+
+void static_serve(struct conn *c, const struct location_rt *loc, const char *rel, const char *path)
+{
+    struct file f = { .fd = -1, .name = path, .name_len = strlen(path) };
+    int status;
+
+    if (strcmp(c->req->method, "GET") && strcmp(c->req->method, "HEAD")) {
+        resp_simple(c, 405, "Allow: GET, HEAD\r\n");
+        return;
+    }
+    if (loc->sp.exact) {
+        f.name = loc->alias;
+        f.name_len = strlen(loc->alias);
+    }
+    status = open_file(loc, rel, path, &f);
+    if (status) {
+        resp_simple(c, status, NULL);
+        return;
+    }
+    try_gzip(c, loc, rel, &f);
+    send_file(c, loc, &f);
+    if (f.fd >= 0)
+        close(f.fd);
+    c->resp_done = true;
+}

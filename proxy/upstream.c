@@ -1,0 +1,161 @@
+/* Upstream choice (round robin, passive health) and connections to the
+ * workers, with a bounded keep-alive pool per upstream. */
+#include "proxy.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+void upstream_failed(struct upstream *u)
+{
+    u->down_until = ev_now(srv.loop) + UPSTREAM_FAIL_SECONDS;
+}
+
+/* Next upstream in turn, skipping AVOID and the ones marked down while any
+ * other is left; when all are down, the next one anyway (better a try than
+ * a certain 502). */
+static struct upstream *pick(struct runtime *rt, struct upstream *avoid)
+{
+    ev_tstamp now = ev_now(srv.loop);
+    struct upstream *fallback = NULL;
+
+    for (size_t i = 0; i < rt->n_ups; i++) {
+        struct upstream *u = &rt->ups[(rt->rr + i) % rt->n_ups];
+        if (u == avoid && rt->n_ups > 1)
+            continue;
+        if (u->down_until > now) {
+            if (!fallback)
+                fallback = u;
+            continue;
+        }
+        rt->rr = (size_t)(u - rt->ups) + 1;
+        return u;
+    }
+    if (!fallback)
+        fallback = avoid;
+    rt->rr = (size_t)(fallback - rt->ups) + 1;
+    return fallback;
+}
+
+static void close_upconn(struct upconn *u)
+{
+    ev_io_stop(srv.loop, &u->io);
+    ev_timer_stop(srv.loop, &u->timer);
+    if (close(u->fd) < 0 && errno != EINTR)
+        as_debug("close upstream: %s", strerror(errno));
+    block_put(u->rbuf);
+    runtime_put(u->rt);
+    free(u);
+}
+
+static void pool_remove(struct upconn *u)
+{
+    struct upconn **p;
+
+    for (p = &u->u->idle; *p; p = &(*p)->pool_next) {
+        if (*p == u) {
+            *p = u->pool_next;
+            u->u->n_idle--;
+            return;
+        }
+    }
+}
+
+/* A pooled connection became readable: the worker closed it (or sent
+ * something unasked). Either way it is of no more use. */
+static void idle_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct upconn *u = (struct upconn *)w;
+
+    pool_remove(u);
+    close_upconn(u);
+}
+
+static struct upconn *connect_new(struct runtime *rt, struct upstream *up)
+{
+    struct upconn *u;
+    int fd = socket(up->addr.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0) {
+        as_err("upstream %s: socket: %s", up->name, strerror(errno));
+        return NULL;
+    }
+    u = calloc(1, sizeof *u);
+    if (!u) {
+        close(fd);
+        errno = ENOMEM;
+        return NULL;
+    }
+    u->fd = fd;
+    u->u = up;
+    u->rt = runtime_get(rt);
+    if (connect(fd, (const struct sockaddr *)&up->addr.sa, up->addr.len) < 0) {
+        if (errno != EINPROGRESS) {
+            int e = errno;
+            as_warn("upstream %s: connect: %s", up->name, strerror(e));
+            close_upconn(u);
+            errno = e;
+            return NULL;
+        }
+        u->connecting = true;
+    }
+    return u;
+}
+
+struct upconn *upstream_take(struct conn *c, bool fresh, struct upstream *avoid)
+{
+    struct upstream *up = pick(c->rt, avoid);
+    struct upconn *u;
+
+    c->upstream = up;
+    if (!fresh && up->idle) {
+        u = up->idle;
+        up->idle = u->pool_next;
+        up->n_idle--;
+        u->pool_next = NULL;
+        ev_io_stop(srv.loop, &u->io);
+        u->reused = true;
+        return u;
+    }
+    u = connect_new(c->rt, up);
+    if (!u && errno != EAGAIN)
+        upstream_failed(up);
+    return u;
+}
+
+void upstream_release(struct upconn *u, bool reusable)
+{
+    struct upstream *up = u->u;
+
+    u->c = NULL;
+    ev_io_stop(srv.loop, &u->io);
+    ev_timer_stop(srv.loop, &u->timer);
+    if (!reusable || srv.stopping || u->rt != srv.rt || up->n_idle >= UPSTREAM_POOL_MAX) {
+        close_upconn(u);
+        return;
+    }
+    block_put(u->rbuf);
+    u->rbuf = NULL;
+    up->down_until = 0;
+    u->pool_next = up->idle;
+    up->idle = u;
+    up->n_idle++;
+    ev_io_init(&u->io, idle_cb, u->fd, EV_READ);
+    ev_io_start(srv.loop, &u->io);
+}
+
+void upstream_close_idle(struct runtime *rt)
+{
+    for (size_t i = 0; i < rt->n_ups; i++) {
+        struct upstream *up = &rt->ups[i];
+        while (up->idle) {
+            struct upconn *u = up->idle;
+            up->idle = u->pool_next;
+            up->n_idle--;
+            close_upconn(u);
+        }
+    }
+}
