@@ -417,9 +417,9 @@ static bool send_sequence(PyObject *seq)
             return false;
         total += PyBytes_GET_SIZE(items[i]);
     }
-    if (!build_head(total) || !emit(items, n))
-        return false;
-    return true;
+    if (R.headers_sent)     /* write() went first: the framing is chosen */
+        return emit(items, n) && finish_body();
+    return build_head(total) && emit(items, n) && finish_body();
 }
 
 static bool send_iterable(PyObject *result)
