@@ -8,6 +8,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from conftest import APPS, prog, wait_for, write_config
 
 ENV = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
@@ -68,6 +70,14 @@ class Supervisor:
         return [w for w in st["workers"]
                 if w["generation"] == st["generation"] and (state is None or w["state"] == state)]
 
+    def wait_control(self, timeout=10):
+        """Waits until appstackd answers on its control socket."""
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"appstackd exited with {self.proc.returncode}:\n{self.log_text()}")
+            return self.supctl("status").returncode == 0
+        wait_for(up, timeout=timeout, what="the control socket")
+
     def ready_pids(self):
         return sorted(w["pid"] for w in self.status()["workers"] if w["state"] in ("idle", "busy"))
 
@@ -91,7 +101,7 @@ class Supervisor:
 
     def stop(self):
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signal.SIGINT)   # fast: tests must not wait for hung views
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -151,3 +161,23 @@ def wait_http(port, timeout=20):
 
 def now():
     return time.monotonic()
+
+
+@pytest.fixture
+def supervisor(tmpdir_short, port):
+    """start(**sup_config kwargs) -> a running Supervisor, stopped at teardown."""
+    started = []
+
+    def start(config=None, wait=True, env=None, argv_prefix=(), **kw):
+        config = config or sup_config(tmpdir_short, port, **kw)
+        s = Supervisor(config, port, env=env, argv_prefix=argv_prefix)
+        started.append(s)
+        if wait:
+            s.wait_ready(kw.get("workers", 2))
+        return s
+
+    try:
+        yield start
+    finally:
+        for s in started:
+            s.stop()
