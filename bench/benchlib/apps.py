@@ -16,14 +16,6 @@ class App:
     static_dir: str = ""            # served at /static/ by every front
     paths: list = field(default_factory=list)   # (label, path, check) to measure
 
-    @property
-    def wsgi_module(self):
-        return self.module.split(":")[0]
-
-    @property
-    def callable(self):
-        return self.module.partition(":")[2] or "application"
-
 
 def hello(static_dir):
     return App("hello", os.path.join(BENCH, "apps"), "hello:application",
@@ -31,43 +23,58 @@ def hello(static_dir):
                paths=[("hello", "/", b"Hello, World!")])
 
 
-def _example_site():
-    """(chdir, settings module, wsgi module) of the repository's Django
-    example when it is there, else of the benchmark's own small site."""
-    mysite = os.path.join(SRCDIR, "examples", "mysite")
-    if os.path.exists(os.path.join(mysite, "manage.py")):
-        return mysite, "mysite.settings", "mysite.wsgi"
-    own = os.path.join(BENCH, "apps", "benchsite")
-    return own, "benchsite.settings", "benchsite.wsgi"
-
-
-def django(workdir):
-    """The Django site with its static files collected under WORKDIR."""
-    chdir, settings, wsgi = _example_site()
+def _site_env(workdir, settings):
+    # The example reads MYSITE_*, the benchmark's own site BENCH_*.
     static_root = os.path.join(workdir, "django-static")
-    env = {"DJANGO_SETTINGS_MODULE": settings,
-           "BENCH_STATIC_ROOT": static_root,
-           "BENCH_DB": os.path.join(workdir, "django.sqlite3")}
-    static_root = _collectstatic(chdir, env, static_root)
-    css = os.path.join(static_root, "admin", "css", "base.css")
-    with open(css, "rb") as f:
-        css_head = f.read(64)
-    return App("django", chdir, wsgi + ":application", env=env, static_dir=static_root,
-               paths=[("django page", "/", b"</html>"),
-                      ("admin css", "/static/admin/css/base.css", css_head)])
+    db = os.path.join(workdir, "django.sqlite3")
+    return {"DJANGO_SETTINGS_MODULE": settings,
+            "MYSITE_STATIC_ROOT": static_root, "MYSITE_DB": db,
+            "BENCH_STATIC_ROOT": static_root, "BENCH_DB": db}
 
 
-def _collectstatic(chdir, env, static_root):
-    """Runs collectstatic; returns the directory the files landed in (a site
-    may hard-code STATIC_ROOT and ignore ours)."""
-    full_env = dict(os.environ, **env)
-    subprocess.run(["/usr/bin/python3", "manage.py", "collectstatic", "--noinput", "-v0"],
-                   cwd=chdir, env=full_env, check=True)
-    r = subprocess.run(
-        ["/usr/bin/python3", "-c", "from django.conf import settings; print(settings.STATIC_ROOT)"],
-        cwd=chdir, env=dict(full_env, PYTHONPATH=chdir), check=True,
-        stdout=subprocess.PIPE, text=True)
-    return r.stdout.strip() or static_root
+def _django(chdir, env, argv, capture=False):
+    full = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    full.update(env, PYTHONPATH=chdir)
+    return subprocess.run(["/usr/bin/python3"] + argv, cwd=chdir, env=full,
+                          stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def _prepare(chdir, env):
+    """collectstatic + migrate; returns the static root, or raises."""
+    for argv in (["-m", "django", "collectstatic", "--noinput", "-v0"],
+                 ["-m", "django", "migrate", "--noinput", "-v0"]):
+        r = _django(chdir, env, argv)
+        if r.returncode:
+            raise RuntimeError(f"{' '.join(argv[2:4])} failed:\n{r.stderr[-1500:]}")
+    # A site may hard-code STATIC_ROOT and ignore ours.
+    r = _django(chdir, env, ["-c", "import django; django.setup(); "
+                             "from django.conf import settings; print(settings.STATIC_ROOT)"],
+                capture=True)
+    return r.stdout.strip() or env["MYSITE_STATIC_ROOT"]
+
+
+def django(workdir, log=print):
+    """The repository's example site (examples/mysite) when it loads, else
+    the benchmark's own small site, with static files collected and the
+    database migrated under WORKDIR."""
+    sites = [(os.path.join(SRCDIR, "examples", "mysite"), "mysite"),
+             (os.path.join(BENCH, "apps", "benchsite"), "benchsite")]
+    for chdir, pkg in sites:
+        if not os.path.exists(os.path.join(chdir, pkg, "wsgi.py")):
+            continue
+        env = _site_env(workdir, pkg + ".settings")
+        try:
+            static_root = _prepare(chdir, env)
+        except RuntimeError as e:
+            log(f"bench: Django site {chdir} unusable, trying the next one: {e}")
+            continue
+        with open(os.path.join(static_root, "admin", "css", "base.css"), "rb") as f:
+            css_head = f.read(64)
+        return App("django", chdir, pkg + ".wsgi:application", env=env, static_dir=static_root,
+                   paths=[("django page", "/", b"</html>"),
+                          ("admin css", "/static/admin/css/base.css", css_head)])
+    raise RuntimeError("no usable Django site")
 
 
 STATIC_FILES = (("static 1KiB", "1k.bin", 1 << 10),

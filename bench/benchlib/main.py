@@ -56,7 +56,8 @@ def parse_args(argv, prog, defaults):
                    "(default); none: let the scheduler place everything")
     p.add_argument("--threads", type=int, help="wrk threads (default: 1 with --pin split, "
                    "else 2)")
-    p.add_argument("--start-timeout", type=float, default=60.0)
+    p.add_argument("--start-timeout", type=float,
+                   help="seconds a stack may take to answer 200 (default 60; --quick 20)")
     p.add_argument("--out", help="results directory (default bench/results/<date-time>)")
     p.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
                    help="update docs/performance.md and its plots (default: full bench/run only)")
@@ -66,6 +67,7 @@ def parse_args(argv, prog, defaults):
     o.reps = o.reps or (1 if o.quick else 3)
     o.duration = o.duration or (1 if o.quick else 4)
     o.warmup = o.warmup if o.warmup is not None else 1
+    o.start_timeout = o.start_timeout or (20.0 if o.quick else 60.0)
     if o.docs is None:
         o.docs = defaults.get("docs_default", False) and not o.quick
     return o
@@ -159,9 +161,9 @@ def plan(o, hello, django, static_paths):
 def estimate(o, units):
     cases = sum(len(u.classes) * sum(len(c.concs) for c in u.cases) for u in units)
     starts = sum(len(u.classes) for u in units)
-    per_rep = cases * (o.duration + 0.3) + starts * (o.warmup + 2.5)
+    per_rep = cases * (o.duration + 0.3) + starts * (o.warmup + 1)
     if "lifecycle" in o.only:
-        per_rep += len(stacks.FRONT) * (8 + max(1.0, o.warmup))
+        per_rep += len(stacks.FRONT) * (4 + max(1, o.warmup))
     return o.reps * per_rep
 
 
@@ -251,7 +253,7 @@ def run(o, builddir, outdir, rawdir, workdir):
     files_dir, static_paths = apps.static_files(workdir)
     hello = apps.hello(files_dir)
     need_django = {"django", "lifecycle"} & set(o.only)
-    django = apps.django(workdir) if need_django else None
+    django = apps.django(workdir, log) if need_django else None
     units = plan(o, hello, django, static_paths)
     ctx = stacks.Context(builddir, workdir, o.server_cpus)
     results = Results()
@@ -265,7 +267,9 @@ def run(o, builddir, outdir, rawdir, workdir):
             runner.run_unit(unit, rep)
         if "lifecycle" in o.only:
             runner.run_lifecycle(stacks.FRONT, django, rep)
-    return finish(o, outdir, results, meta(o, builddir, django))
+    info = meta(o, builddir, django)
+    info["workdir"] = workdir
+    return finish(o, outdir, results, info)
 
 
 def finish(o, outdir, results, info):

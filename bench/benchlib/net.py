@@ -39,7 +39,9 @@ def wait_ready(url, procs, timeout=60.0, interval=0.1):
                 raise RuntimeError(f"{p.name} exited ({p.popen.returncode}) before {url} "
                                    f"answered:\n{p.log_tail()}")
         time.sleep(interval)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f}s; last status {status}")
+    tails = "".join(f"\n--- {p.name} log:\n{p.log_tail(8)}" for p in procs)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f}s; last status "
+                       f"{status}{tails}")
 
 
 def get_status(host, port, path, timeout):
@@ -57,11 +59,15 @@ def get_status(host, port, path, timeout):
         conn.close()
 
 
-def time_to_200(host, port, path, t0, timeout=60.0, interval=0.01):
+def time_to_200(host, port, path, t0, procs, timeout=60.0, interval=0.01):
     """Seconds from monotonic time T0 until GET PATH first answers 200."""
     deadline = t0 + timeout
     while time.monotonic() < deadline:
         if get_status(host, port, path, timeout=max(0.5, deadline - time.monotonic())) == 200:
             return time.monotonic() - t0
+        dead = [p for p in procs if not p.alive()]
+        if dead:
+            raise RuntimeError(f"{dead[0].name} exited ({dead[0].popen.returncode}):\n"
+                               f"{dead[0].log_tail()}")
         time.sleep(interval)
     raise RuntimeError(f"no 200 from {host}:{port}{path} within {timeout:.0f}s")

@@ -153,7 +153,7 @@ def life_rows(life):
         best = min((p[k]["median"] for p in peers if p[k] and p[k]["median"]), default=None)
         a = mine[0][k]["median"] if mine and mine[0][k] else None
         ratio.append(f"{a / best:.2f}x" if a is not None and best else "")
-    if mine and peers:
+    if any(ratio[1:]):
         out.append(tuple(ratio))
     return out
 

@@ -143,7 +143,8 @@ class Runner:
     def lifecycle_sample(self, stack):
         t0 = time.monotonic()
         stack.start()
-        cold = net.time_to_200("127.0.0.1", stack.port, "/", t0, timeout=self.o.start_timeout)
+        cold = net.time_to_200("127.0.0.1", stack.port, "/", t0, stack.procs,
+                               timeout=self.o.start_timeout)
         # Serve for a while first: RSS after real requests, not after import.
         wrk.run(stack.url("/"), 4, max(1.0, self.o.warmup), 1, self.o.client_cpus)
         workers = stack.worker_pids()
@@ -156,7 +157,7 @@ class Runner:
              "pss_total_kib": sum(procs.pss_kib(p) for p in stack.all_pids())}
         t1 = time.monotonic()
         os.kill(workers[0], signal.SIGKILL)
-        s["respawn_s"] = net.time_to_200("127.0.0.1", stack.port, "/", t1,
+        s["respawn_s"] = net.time_to_200("127.0.0.1", stack.port, "/", t1, stack.procs,
                                          timeout=self.o.start_timeout)
         log(f"      cold start {s['cold_start_s']:.2f}s  respawn {s['respawn_s']:.3f}s  "
             f"worker RSS {s['rss_worker_kib'] / 1024:.1f} MiB")

@@ -1,9 +1,0 @@
-#!/usr/bin/python3
-"""Used by the benchmark only for collectstatic."""
-import os
-import sys
-
-if __name__ == "__main__":
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchsite.settings")
-    from django.core.management import execute_from_command_line
-    execute_from_command_line(sys.argv)
