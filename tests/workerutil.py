@@ -18,16 +18,11 @@ STATES = {0: "free", 1: "loading", 2: "idle", 3: "busy", 4: "stopping"}
 
 
 def worker_config(tmpdir, port, module="wsgiapp", app_extra="", sup_extra="", chdir=APPS):
-    return write_config(tmpdir, f"""
-        [app]
-        module = {module}
-        chdir = {chdir}
-        {app_extra}
-
-        [supervisor]
-        listen = 127.0.0.1:{port}
-        {sup_extra}
-        """)
+    """A config for one worker listening on 127.0.0.1:PORT; the extras are
+    lines added to [app] and [supervisor]."""
+    lines = ["[app]", f"module = {module}", f"chdir = {chdir}", app_extra,
+             "[supervisor]", f"listen = 127.0.0.1:{port}", sup_extra]
+    return write_config(tmpdir, "\n".join(lines) + "\n")
 
 
 class Worker:
