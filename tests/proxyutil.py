@@ -218,6 +218,10 @@ class Upstream:
 
     def close(self):
         self.closing = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)    # wakes the thread blocked in accept
+        except OSError:
+            pass
         self.sock.close()
         with self.lock:
             for c in self.conns:

@@ -1,0 +1,274 @@
+"""appstack-proxy forwarding against a scriptable upstream on real sockets:
+header cleaning, buffering both ways, keep-alive pool, retries, errors."""
+import os
+import socket
+import threading
+import time
+
+from proxyutil import Upstream, get, ok, raw_request, read_response, start_proxy
+
+
+def test_headers_cleaned_and_forwarded(tmpdir_short):
+    up = Upstream()
+    proxy = start_proxy(tmpdir_short, [up.addr])
+    try:
+        r = raw_request(proxy.port, b"GET /a/b?x=1&y=%20 HTTP/1.1\r\nHost: example.com\r\n"
+                        b"Connection: close, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\n"
+                        b"Upgrade: websocket\r\nProxy-Connection: keep-alive\r\nX-Forwarded-For: 10.0.0.1\r\n"
+                        b"X-Forwarded-Proto: https\r\nX-Custom: kept\r\n\r\n")
+        assert r.status == 200 and r.body == b"GET /a/b?x=1&y=%20"
+        req = up.requests[0]
+        assert req.target == "/a/b?x=1&y=%20"
+        assert req.header("Host") == ["example.com"]
+        assert req.header("X-Custom") == ["kept"]
+        for gone in ("Connection", "X-Secret", "Keep-Alive", "TE", "Upgrade", "Proxy-Connection"):
+            assert req.header(gone) == [], gone
+        assert req.header("X-Forwarded-For") == ["10.0.0.1, 127.0.0.1"]
+        assert req.header("X-Forwarded-Proto") == ["http"]
+        assert req.header("X-Forwarded-Host") == ["example.com"]
+    finally:
+        proxy.stop()
+        up.close()
+
+
+def test_chunked_request_forwarded_with_length_and_large_body_spooled(tmpdir_short):
+    up = Upstream(lambda req: ok(str(len(req.body)).encode() + b" " + req.body[:10]))
+    proxy = start_proxy(tmpdir_short, [up.addr], extra="client_body_buffer_size = 16k\nclient_max_body_size = 20m")
+    try:
+        r = raw_request(proxy.port, b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                        b"Connection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        assert r.status == 200 and r.body == b"11 hello worl"
+        assert up.requests[0].header("Content-Length") == ["11"]
+        assert up.requests[0].header("Transfer-Encoding") == []
+        big = os.urandom(5 << 20)
+        r = get(proxy.port, "/big", method="POST", body=big, timeout=30)
+        assert r.status == 200 and r.body == str(len(big)).encode() + b" " + big[:10]
+        assert up.requests[-1].body == big
+    finally:
+        proxy.stop()
+        up.close()
+
+
+def test_body_over_limit_is_413_without_the_upstream(tmpdir_short):
+    up = Upstream()
+    proxy = start_proxy(tmpdir_short, [up.addr], extra="client_max_body_size = 1k")
+    try:
+        r = raw_request(proxy.port, b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"a" * 5000)
+        assert r.status == 413
+        assert up.requests == []
+    finally:
+        proxy.stop()
+        up.close()
+
+
+def test_parser_errors(tmpdir_short):
+    up = Upstream()
+    proxy = start_proxy(tmpdir_short, [up.addr])
+    try:
+        assert raw_request(proxy.port, b"G@T / HTTP/1.1\r\nHost: x\r\n\r\n").status == 400
+        assert raw_request(proxy.port, b"GET /" + b"a" * 10000 + b" HTTP/1.1\r\nHost: x\r\n\r\n").status == 414
+        assert raw_request(proxy.port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 10000 + b"\r\n\r\n").status == 431
+        assert raw_request(proxy.port, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n").status == 501
+        smuggle = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert raw_request(proxy.port, smuggle).status == 400
+        assert not any(r.target == "/smuggled" for r in up.requests)
+    finally:
+        proxy.stop()
+        up.close()
+
+
+def test_chunked_and_close_delimited_responses(tmpdir_short):
+    def handler(req):
+        if req.target == "/chunked":
+            return (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n")
+        def eof_body(sock):
+            sock.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil-close")
+            return False
+        return eof_body
+    up = Upstream(handler)
+    proxy = start_proxy(tmpdir_short, [up.addr])
+    try:
+        r = get(proxy.port, "/chunked")
+        assert r.status == 200 and r.body == b"abcdefg"
+        assert r.header("transfer-encoding") == "chunked"
+        r = raw_request(proxy.port, b"GET /chunked HTTP/1.0\r\n\r\n")
+        assert r.body == b"abcdefg" and r.header("transfer-encoding") is None
+        r = get(proxy.port, "/eof")
+        assert r.status == 200 and r.body == b"until-close"
+    finally:
+        proxy.stop()
+        up.close()
+
+
+def test_upstream_keepalive_pool_and_client_keepalive(tmpdir_short):
+    up = Upstream()
+    proxy = start_proxy(tmpdir_short, [up.addr])
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s, s.makefile("rb") as f:
+            for i in range(5):
+                s.sendall(f"GET /{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                r = read_response(f)
+                assert r.status == 200 and r.body == f"GET /{i}".encode()
+            # Pipelined: answers in order.
+            s.sendall(b"".join(f"GET /p{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for i in range(3)))
+            assert [read_response(f).body for _ in range(3)] == [b"GET /p0", b"GET /p1", b"GET /p2"]
+        assert up.connections == 1
+    finally:
+        proxy.stop()
+        up.close()
+
+
+def test_response_buffered_so_the_upstream_is_free_before_a_slow_client(tmpdir_short):
+    body = os.urandom(1 << 20) * 32      # more than the kernel's socket buffers hold
+    done = threading.Event()
+
+    def handler(req):
+        def send(sock):
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            done.set()
+        return send
+    up = Upstream(handler)
+    proxy = start_proxy(tmpdir_short, [up.addr])
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as s:
+            s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            # The client reads nothing, yet the upstream finishes writing.
+            assert done.wait(10), "the upstream was held by a client that does not read"
+            with s.makefile("rb") as f:
+                r = read_response(f)
+        assert r.status == 200 and r.body == body
+    finally:
+        proxy.stop()
+        up.close()
+
+
+def test_upstream_down_is_502_fast(tmpdir_short):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = s.getsockname()[1]
+    s.close()
+    proxy = start_proxy(tmpdir_short, [f"127.0.0.1:{dead}"], extra="proxy_connect_timeout = 3")
+    try:
+        t0 = time.monotonic()
+        r = get(proxy.port, "/")
+        assert r.status == 502
+        assert time.monotonic() - t0 < 3
+    finally:
+        proxy.stop()
+
+
+def test_upstream_hang_is_504_at_read_timeout(tmpdir_short):
+    def hang(req):
+        def wait(sock):
+            time.sleep(5)
+            return False
+        return wait
+    up = Upstream(hang)
+    proxy = start_proxy(tmpdir_short, [up.addr], extra="proxy_read_timeout = 1")
+    try:
+        t0 = time.monotonic()
+        r = get(proxy.port, "/hang")
+        took = time.monotonic() - t0
+        assert r.status == 504
+        assert 0.9 <= took < 4.5
+        assert len(up.requests) == 1        # a timeout is not retried
+    finally:
+        proxy.stop()
+        up.close()
+
+
+def test_retries(tmpdir_short):
+    seen = {}
+
+    def handler(req):
+        # The first request on each connection of /flaky dies unanswered.
+        key = (req.target, req.conn_no)
+        seen[key] = seen.get(key, 0) + 1
+        if req.target.startswith("/flaky") and len([k for k in seen if k[0] == req.target]) == 1:
+            return None
+        if req.target == "/pooled-close" and seen[key] == 2:
+            return None             # a pooled connection the worker closed
+        return ok(b"answered")
+    up = Upstream(handler)
+    proxy = start_proxy(tmpdir_short, [up.addr])
+    try:
+        # A fresh connection dies before answering: POST is not retried...
+        assert get(proxy.port, "/flaky-post", method="POST", body=b"x").status == 502
+        assert len([r for r in up.requests if r.target == "/flaky-post"]) == 1
+        # ...GET is.
+        assert get(proxy.port, "/flaky-get").body == b"answered"
+        # Reused connection closed with zero bytes: retried even for POST.
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s, s.makefile("rb") as f:
+            for _ in range(2):
+                s.sendall(b"POST /pooled-close HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz")
+                assert read_response(f).body == b"answered"
+    finally:
+        proxy.stop()
+        up.close()
+
+
+def test_round_robin_and_passive_health(tmpdir_short):
+    a = Upstream(lambda req: ok(b"A"))
+    b = Upstream(lambda req: ok(b"B"))
+    proxy = start_proxy(tmpdir_short, [a.addr, b.addr])
+    try:
+        bodies = [get(proxy.port, "/").body for _ in range(6)]
+        assert bodies.count(b"A") == 3 and bodies.count(b"B") == 3
+        b.close()
+        time.sleep(0.2)
+        bodies = [get(proxy.port, "/").body for _ in range(6)]
+        assert bodies == [b"A"] * 6
+    finally:
+        proxy.stop()
+        a.close()
+
+
+def test_max_connections_503_fast(tmpdir_short):
+    up = Upstream()
+    proxy = start_proxy(tmpdir_short, [up.addr], extra="max_connections = 2")
+    held = []
+    try:
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+            held.append(s)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")     # counted once it answers
+            assert read_response(s.makefile("rb")).status == 200
+        t0 = time.monotonic()
+        r = get(proxy.port, "/", timeout=5)
+        assert r.status == 503 and time.monotonic() - t0 < 2
+        held.pop().close()
+        time.sleep(0.2)
+        assert get(proxy.port, "/").status == 200
+    finally:
+        for s in held:
+            s.close()
+        proxy.stop()
+        up.close()
+
+
+def test_client_timeouts(tmpdir_short):
+    up = Upstream()
+    proxy = start_proxy(tmpdir_short, [up.addr], extra="client_header_timeout = 1\nclient_body_timeout = 1\n"
+                        "keepalive_timeout = 1")
+    try:
+        for partial in (b"GET / HTTP/1.1\r\nHost: x\r\n", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab"):
+            t0 = time.monotonic()
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s, s.makefile("rb") as f:
+                s.sendall(partial)
+                r = read_response(f)
+                assert r is None or r.status == 408
+                assert f.read() == b""      # and closed
+            assert time.monotonic() - t0 < 5
+        assert up.requests == []
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            with s.makefile("rb") as f:
+                assert read_response(f).status == 200
+                t0 = time.monotonic()
+                assert f.read() == b""      # idle keep-alive closed
+                assert time.monotonic() - t0 < 5
+    finally:
+        proxy.stop()
+        up.close()
