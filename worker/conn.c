@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -148,13 +149,47 @@ static bool serve(struct wk_conn *c)
     return keep;
 }
 
+/* Closing a socket with unread input makes the kernel send a reset, which
+ * can destroy the response we just sent before the client reads it. So we
+ * shut down our side and discard input until the client closes or the
+ * keep-alive timeout passes, in the loop, without pinning the worker. */
+static bool linger(struct wk_conn *c)
+{
+    if (W.stopping || W.term || shutdown(c->fd, SHUT_WR) < 0) {
+        wk_conn_close(c);
+        return false;
+    }
+    c->lingering = true;
+    c->last_active = wk_now();
+    list_append(c);
+    return true;
+}
+
+static bool discard_input(struct wk_conn *c)
+{
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = recv(c->fd, W.rbuf, WK_RBUF_SIZE, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        if (n <= 0) {
+            wk_conn_close(c);
+            return false;
+        }
+    }
+    list_append(c);
+    return true;
+}
+
 /* Reads and serves whatever the connection has. Returns false when the
  * connection was closed (and freed). */
 bool wk_conn_readable(struct wk_conn *c)
 {
     struct as_http_request *r = &c->req;
+    bool unread;
 
     list_remove(c);
+    if (c->lingering)
+        return discard_input(c);
     for (;;) {
         if (W.rpos == W.rlen) {
             ssize_t n = recv(c->fd, W.rbuf, WK_RBUF_SIZE, 0);
@@ -162,8 +197,10 @@ bool wk_conn_readable(struct wk_conn *c)
                 continue;
             if (n < 0 && errno == EAGAIN)
                 break;
-            if (n <= 0)
+            if (n <= 0) {
+                unread = false;
                 goto close;
+            }
             W.rpos = 0;
             W.rlen = (size_t)n;
         }
@@ -171,11 +208,14 @@ bool wk_conn_readable(struct wk_conn *c)
         if (r->state == AS_HTTP_ERROR) {
             as_log(LOG_DEBUG, "bad request (%d): %s", r->status, r->error ? r->error : "?");
             wk_send_error(c->fd, r->status ? r->status : 400, true);
+            unread = true;
             goto close;
         }
         if (r->state == AS_HTTP_HEAD_DONE || r->state == AS_HTTP_DONE) {
-            if (!serve(c))
+            if (!serve(c)) {
+                unread = !R.client_gone && (!R.body_done || W.rpos < W.rlen);
                 goto close;
+            }
             as_http_next(r);
             if (W.rpos == W.rlen)
                 break;  /* nothing pipelined: back to the loop, no extra recv */
@@ -187,6 +227,8 @@ bool wk_conn_readable(struct wk_conn *c)
     return true;
 close:
     W.rpos = W.rlen = 0;
+    if (unread)
+        return linger(c);
     wk_conn_close(c);
     return false;
 }

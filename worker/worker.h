@@ -37,6 +37,7 @@ struct wk_conn {
     struct wk_conn *prev, *next;    /* idle list, oldest activity first */
     double last_active;             /* monotonic seconds */
     bool trusted;                   /* peer may set X-Forwarded-* */
+    bool lingering;                 /* answered and shut down: discarding input */
     PyObject *remote_addr, *remote_port;
     struct as_http_request req;
 };
