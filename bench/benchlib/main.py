@@ -50,7 +50,7 @@ def parse_args(argv, prog, defaults):
     p.add_argument("--reps", type=int, help="repetitions (default 3; --quick 1)")
     p.add_argument("--duration", type=int, help="seconds per case (default 4; --quick 1)")
     p.add_argument("--warmup", type=int, help="seconds of discarded load after each start, "
-                   "0 for none (default 1)")
+                   "0 for none (default 1; --quick 0)")
     p.add_argument("--pin", choices=("split", "none"), default="split",
                    help="split: wrk on CPU 0, every server process on the other CPUs "
                    "(default); none: let the scheduler place everything")
@@ -66,7 +66,7 @@ def parse_args(argv, prog, defaults):
     o = p.parse_args(argv)
     o.reps = o.reps or (1 if o.quick else 3)
     o.duration = o.duration or (1 if o.quick else 4)
-    o.warmup = o.warmup if o.warmup is not None else 1
+    o.warmup = o.warmup if o.warmup is not None else (0 if o.quick else 1)
     o.start_timeout = o.start_timeout or (20.0 if o.quick else 60.0)
     if o.docs is None:
         o.docs = defaults.get("docs_default", False) and not o.quick

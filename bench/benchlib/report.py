@@ -216,7 +216,8 @@ def _sweeps(rows):
         k = (row["title"], row["case"], row["workers"], row["group"])
         for s in row["stacks"]:
             if s["rps"]:
-                by.setdefault(k, {}).setdefault(s["label"], []).append((row["conc"], s["rps"], s["p99"]))
+                by.setdefault(k, {}).setdefault((s["label"], s["key"]), []).append(
+                    (row["conc"], s["rps"], s["p99"]))
     return {k: v for k, v in by.items() if any(len(pts) > 1 for pts in v.values())}
 
 
@@ -231,14 +232,14 @@ def plot(rows, outdir):
     for i, ((title, case, workers, group), series) in enumerate(sorted(sweeps.items())):
         name = f"{title}: {case}" + ("" if group == "static" else f", {workers} workers")
         files = []
-        for j, (label, pts) in enumerate(sorted(series.items())):
+        for j, ((label, key), pts) in enumerate(sorted(series.items())):
             dat = os.path.join(outdir, f"sweep{i}-{j}.dat")
             with open(dat, "w") as f:
                 for conc, rps, p99 in sorted(pts, key=lambda p: p[0]):
                     p = p99 or {"median": 0, "min": 0, "max": 0}
                     f.write(f"{conc} {rps['median']} {rps['min']} {rps['max']} "
                             f"{p['median'] * 1e3} {p['min'] * 1e3} {p['max'] * 1e3}\n")
-            files.append((dat, label))
+            files.append((dat, label, key))
         panels.append((name, files))
     out = []
     for fname, cols, ylabel in (("throughput.png", "1:2:3:4", "requests/s"),
@@ -247,6 +248,18 @@ def plot(rows, outdir):
         _gnuplot(path, panels, cols, ylabel)
         out.append(path)
     return out
+
+
+# The same stack keeps its colour in every panel; appstack stands out.
+_COLOURS = (("appstack", "#d62728", 3), ("gunicorn", "#1f77b4", 2), ("uwsgi", "#2ca02c", 2),
+            ("nginx", "#9467bd", 2))
+
+
+def _style(key):
+    for prefix, colour, width in _COLOURS:
+        if prefix in key:
+            return f"lc rgb '{colour}' lw {width}"
+    return "lw 2"
 
 
 def _gnuplot(path, panels, cols, ylabel):
@@ -262,6 +275,7 @@ def _gnuplot(path, panels, cols, ylabel):
     for name, files in panels:
         script.append(f"set title '{name}'")
         script.append("plot " + ", ".join(
-            f"'{dat}' using {cols} with yerrorlines lw 2 title '{label}'" for dat, label in files))
+            f"'{dat}' using {cols} with yerrorlines {_style(key)} title '{label}'"
+            for dat, label, key in files))
     script.append("unset multiplot")
     subprocess.run(["gnuplot"], input="\n".join(script), text=True, check=True)

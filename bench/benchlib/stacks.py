@@ -103,13 +103,17 @@ class _Appstack(Stack):
     appstack = True
 
     def ini(self, supervisor_listen, proxy=False):
+        """The one INI file (SPEC.md) both appstackd and appstack-proxy read;
+        without SUPERVISOR_LISTEN only the proxy's part."""
         a = self.app
         env = "".join(f"env = {k}={v}\n" for k, v in sorted(a.env.items()))
-        text = (f"[app]\nmodule = {a.module}\nchdir = {a.chdir}\n{env}\n"
-                f"[supervisor]\nlisten = {supervisor_listen}\nworkers = {self.workers}\n"
-                f"control = {self.dir}/control.sock\n")
+        text = ""
+        if supervisor_listen:
+            text += (f"[app]\nmodule = {a.module}\nchdir = {a.chdir}\n{env}\n"
+                     f"[supervisor]\nlisten = {supervisor_listen}\nworkers = {self.workers}\n"
+                     f"control = {self.dir}/control.sock\n\n")
         if proxy:
-            text += (f"\n[proxy]\nlisten = 127.0.0.1:{self.port}\n"
+            text += (f"[proxy]\nlisten = 127.0.0.1:{self.port}\n"
                      f"upstream = unix:{self.dir}/app.sock\n")
             if a.static_dir:
                 text += f"\n[location /static/]\nalias = {a.static_dir.rstrip('/')}/\nexpires = 30d\n"
@@ -160,7 +164,7 @@ class AppstackStatic(_Appstack):
     programs = ("appstack-proxy",)
 
     def start(self):
-        self.start_proxy(self.ini(f"unix:{self.dir}/app.sock", proxy=True))
+        self.start_proxy(self.ini(None, proxy=True))
 
 
 # ---- gunicorn and uWSGI -----------------------------------------------------
