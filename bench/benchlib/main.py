@@ -33,8 +33,8 @@ def _groups(text):
 def parse_args(argv, prog, defaults):
     p = argparse.ArgumentParser(prog=prog, description=defaults.pop("description"))
     p.add_argument("--builddir", help="where appstackd, appstack-worker, appstack-proxy are "
-                   "(default: $APPSTACK_BUILDDIR, else ./ when built there, else a build "
-                   "made in <source>/build-bench)")
+                   "(default: $APPSTACK_BUILDDIR, else ./ when they are there, else "
+                   "<source>/build, which ./bootstrap makes when it is missing)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 1 repetition, 1 s per case, no docs update")
     p.add_argument("--workers", type=_ints, default=[2, 4], help="worker counts (default 2,4)")
@@ -107,27 +107,21 @@ def find_builddir(o):
     env = os.environ.get("APPSTACK_BUILDDIR")
     if env:
         return os.path.abspath(env)
-    for d in (os.getcwd(), apps.SRCDIR, os.path.join(apps.SRCDIR, "build-bench")):
+    default = os.path.join(apps.SRCDIR, "build")
+    for d in (os.getcwd(), default):
         if _has_programs(d):
             return d
-    return build(os.path.join(apps.SRCDIR, "build-bench"))
+    return build(default)
 
 
 def build(d):
-    """A fresh clone: configure and build appstack once, out of tree."""
-    log(f"bench: no built appstack found, building it in {d}")
-    src = apps.SRCDIR
-    os.makedirs(d, exist_ok=True)
-    steps = []
-    if not os.path.exists(os.path.join(src, "configure")):
-        steps.append((["autoreconf", "-fi"], src))
-    if not os.path.exists(os.path.join(d, "Makefile")):
-        steps.append(([os.path.join(src, "configure"), "-q"], d))
-    steps.append((["make", "-j2", *PROGRAMS], d))
-    for argv, cwd in steps:
-        if subprocess.run(argv, cwd=cwd).returncode != 0:
-            log(f"bench: '{' '.join(argv)}' failed; appstack rows will be missing")
-            break
+    """A fresh clone: the project's bootstrap installs the build's packages,
+    configures and builds into D."""
+    log(f"bench: no built appstack found, running ./bootstrap to build it in {d}")
+    r = subprocess.run([os.path.join(apps.SRCDIR, "bootstrap")],
+                       env=dict(os.environ, APPSTACK_BUILDDIR=d), cwd=apps.SRCDIR)
+    if r.returncode != 0:
+        log("bench: the build failed; the appstack rows will be missing")
     return d
 
 
