@@ -122,6 +122,13 @@ class Worker:
         self.stop()
 
 
+def sanitized():
+    """True when appstack-worker is an ASan build: its quarantine of freed
+    memory makes RSS figures meaningless."""
+    with open(prog("appstack-worker"), "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def connect(port, timeout=10):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     return s
