@@ -76,12 +76,14 @@ def _descendants(pid):
 
 
 @pytest.mark.timeout(120)
-def test_bench_hello_interrupted_stops_everything(tmpdir_short):
-    """Ctrl-C in the middle of a case stops every server it had started."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_bench_hello_interrupted_stops_everything(tmpdir_short, sig):
+    """Ctrl-C in the middle of a case stops every server it had started; so
+    does killing the benchmark outright (a tool's timeout)."""
     out = os.path.join(tmpdir_short, "results")
     p = subprocess.Popen(
         [os.path.join(BENCH, "hello"), "--builddir", BUILDDIR, "--quick", "--no-docs",
-         "--duration", "30", "--workers", "2", "--out", out],
+         "--duration", "30", "--workers", "2", "--out", out, "--tmp", tmpdir_short],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def servers_under_load():
@@ -89,7 +91,7 @@ def test_bench_hello_interrupted_stops_everything(tmpdir_short):
             names = {_comm(k) for k in kids}
             return kids if "wrk" in names and len(kids) >= 3 else None
         servers = wait_for(servers_under_load, timeout=60, what="a server under wrk load")
-        p.send_signal(signal.SIGINT)
+        p.send_signal(sig)
         p.wait(30)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(os.path.exists(f"/proc/{s}") for s in servers):

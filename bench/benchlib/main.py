@@ -62,6 +62,8 @@ def parse_args(argv, prog, defaults):
     p.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
                    help="update docs/performance.md and its plots (default: full bench/run only)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir with configs and logs")
+    p.add_argument("--tmp", default="/tmp", help="where the run's temp dir goes; keep it short, "
+                   "unix socket paths are limited to 108 bytes (default /tmp)")
     p.set_defaults(**defaults)
     o = p.parse_args(argv)
     o.reps = o.reps or (1 if o.quick else 3)
@@ -219,7 +221,7 @@ def main(argv, prog, **defaults):
     outdir = os.path.abspath(o.out or os.path.join(apps.BENCH, "results", stamp + ("-quick" if o.quick else "")))
     rawdir = os.path.join(outdir, "wrk")
     os.makedirs(rawdir, exist_ok=True)
-    workdir = tempfile.mkdtemp(prefix="asb-", dir="/tmp")   # short: unix socket paths
+    workdir = tempfile.mkdtemp(prefix="asb-", dir=o.tmp)
     try:
         return run(o, builddir, outdir, rawdir, workdir)
     finally:

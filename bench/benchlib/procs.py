@@ -10,6 +10,40 @@ import subprocess
 import time
 
 _started = []           # Proc objects still running
+_reaper = None
+
+# The reaper outlives a benchmark killed with SIGKILL (or by a tool's
+# timeout): it learns each server's session id through a pipe, and when the
+# pipe closes without the server having been stopped, it kills that session.
+_REAPER = r"""
+import os, signal, sys
+live = set()
+for line in sys.stdin:
+    pid = int(line)
+    if pid > 0:
+        live.add(pid)
+    else:
+        live.discard(-pid)
+for pid in live:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+def _tell_reaper(pid):
+    global _reaper
+    if _reaper is None and pid < 0:
+        return
+    if _reaper is None:
+        _reaper = subprocess.Popen(["/usr/bin/python3", "-c", _REAPER], stdin=subprocess.PIPE,
+                                   start_new_session=True, text=True)
+    try:
+        _reaper.stdin.write(f"{pid}\n")
+        _reaper.stdin.flush()
+    except OSError:
+        pass    # no reaper: the in-process cleanup still runs
 
 
 class Proc:
@@ -31,6 +65,7 @@ class Proc:
                 env=env, cwd=cwd, start_new_session=True)
         self.pid = self.popen.pid
         _started.append(self)
+        _tell_reaper(self.pid)
 
     def alive(self):
         return self.popen.poll() is None
@@ -64,6 +99,29 @@ class Proc:
             self.popen.wait()
         if self in _started:
             _started.remove(self)
+        _tell_reaper(-self.pid)
+
+
+_short_lived = set()    # pids of run_capture children under way
+
+
+def run_capture(argv, timeout):
+    """Runs a short-lived program (wrk) like subprocess.run, but in its own
+    session known to the reaper, so it cannot outlive the benchmark either.
+    Returns (exit status, stdout+stderr text)."""
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    _short_lived.add(p.pid)
+    _tell_reaper(p.pid)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _killpg(p.pid)
+        out, _ = p.communicate()
+    finally:
+        _short_lived.discard(p.pid)
+        _tell_reaper(-p.pid)
+    return p.returncode, out
 
 
 def _signal(pid, sig):
@@ -81,11 +139,18 @@ def _killpg(pgid):
 
 
 def stop_all():
+    global _reaper
+    for pid in list(_short_lived):
+        _killpg(pid)
     for p in list(reversed(_started)):
         try:
             p.stop(timeout=3)
         except Exception as e:  # cleanup must go on for the others
             print(f"bench: stopping {p.name}: {e}")
+    if _reaper is not None:
+        _reaper.stdin.close()
+        _reaper.wait()
+        _reaper = None
 
 
 def _on_signal(signum, frame):

@@ -1,7 +1,8 @@
 """Runs wrk and turns its text report into numbers."""
 import re
 import resource
-import subprocess
+
+from . import procs
 
 _UNITS_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _UNITS_B = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
@@ -55,10 +56,9 @@ def run(url, conc, duration, threads, cpus=None, timeout=10):
     if cpus:
         argv = ["taskset", "-c", cpus] + argv
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       text=True, timeout=duration + timeout + 30)
+    status, out = procs.run_capture(argv, timeout=duration + timeout + 30)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if r.returncode != 0:
-        raise ValueError(f"wrk exited {r.returncode}:\n{r.stdout[-2000:]}")
-    return parse(r.stdout), r.stdout, cpu / duration
+    if status != 0:
+        raise ValueError(f"wrk exited {status}:\n{out[-2000:]}")
+    return parse(out), out, cpu / duration
