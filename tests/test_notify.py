@@ -47,8 +47,8 @@ def test_notify_sequence(supervisor, tmpdir_short):
         assert len(s.ready_pids()) == 2
         r = s.supctl("reload")
         assert r.returncode == 0, r
-        wait_for(lambda: ns.states().count("READY=1") == 2, timeout=5, what="the second READY=1")
-        wait_for(lambda: ns.states().count("WATCHDOG=1") >= 3, timeout=5, what="WATCHDOG=1")
+        wait_for(lambda: ns.states().count("READY=1") == 2, timeout=20, what="the second READY=1")
+        wait_for(lambda: ns.states().count("WATCHDOG=1") >= 3, timeout=20, what="WATCHDOG=1")
         assert s.supctl("stop").returncode == 0
         assert s.proc.wait(timeout=15) == 0
         time.sleep(0.3)
@@ -72,7 +72,7 @@ def test_no_watchdog_without_watchdog_usec(supervisor, tmpdir_short):
     ns = NotifySocket(os.path.join(tmpdir_short, "notify.sock"))
     try:
         s = supervisor(workers=1, env=dict(ENV, NOTIFY_SOCKET=ns.path))
-        wait_for(lambda: "READY=1" in ns.states(), timeout=10, what="READY=1")
+        wait_for(lambda: "READY=1" in ns.states(), timeout=30, what="READY=1")
         time.sleep(0.6)
         s.stop()
     finally:
@@ -87,7 +87,7 @@ def test_status_shows_start_failure(supervisor, tmpdir_short):
         supervisor(module="no_such_module_here:application", workers=1, wait=False,
                    env=dict(ENV, NOTIFY_SOCKET=ns.path))
         wait_for(lambda: any("no_such_module_here" in x for x in ns.states() if x.startswith("STATUS=")),
-                 timeout=10, what="the failure in STATUS=")
+                 timeout=30, what="the failure in STATUS=")
     finally:
         ns.close()
     assert "READY=1" not in ns.states()

@@ -130,7 +130,7 @@ def test_app_that_cannot_load_backs_off_and_shows_why(supervisor, tmpdir_short, 
     s = supervisor(module="no_such_module_here:application", workers=2, wait=False)
     s.wait_control()
     st = wait_for(lambda: (st := s.status())["last_failure"] and st["last_failure"]["failing"] and st,
-                  timeout=10, what="a start failure")
+                  timeout=30, what="a start failure")
     assert "no_such_module_here" in st["last_failure"]["text"]
     time.sleep(2)
     # Backoff: 0.1, 0.2, 0.4, 0.8 s... a handful of attempts in 2 s, no storm.

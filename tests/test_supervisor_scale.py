@@ -17,20 +17,20 @@ def test_scale_up_then_down_retires_gracefully(supervisor):
 
     def slow():
         try:
-            results.append(get(s.port, "/sleep?1.5", timeout=20)[0])
+            results.append(get(s.port, "/sleep?3", timeout=30)[0])
         except OSError as e:
             results.append(e)
     threads = [threading.Thread(target=slow) for _ in range(5)]
     for t in threads:
         t.start()
-    wait_for(lambda: sum(w["state"] == "busy" for w in s.status()["workers"]) == 5, timeout=10,
+    wait_for(lambda: sum(w["state"] == "busy" for w in s.status()["workers"]) == 5, timeout=20,
              what="5 busy workers")
     r = s.supctl("scale", "2")
     assert r.returncode == 0 and "5 -> 2" in r.stdout, r
     retired = [w for w in s.status()["workers"] if w["state"] == "stopping"]
     assert len(retired) == 3 and {w["id"] for w in retired} == {3, 4, 5}   # the newest go
     for t in threads:
-        t.join(20)
+        t.join(30)
     assert results == [200] * 5
     s.wait_ready(2)
     assert sorted(w["id"] for w in s.status()["workers"]) == [1, 2]
