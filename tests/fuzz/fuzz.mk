@@ -1,0 +1,86 @@
+# Fuzzing. `make fuzz` builds every libFuzzer target below with clang
+# (ASan + UBSan) from the project's own sources and runs each one for
+# $(FUZZ_SECONDS) seconds on its seed corpus (tests/fuzz/corpus/TARGET);
+# a crash stops make with the reproducer in fuzz/artifacts/. What the
+# fuzzer learns stays in fuzz/corpus-TARGET of the build tree.
+# `make check` replays every seed and every committed crash reproducer
+# (tests/fuzz/regress/TARGET) through the same targets built with the
+# project's compiler (tests/test_hostile_fuzz.py).
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_TARGETS = http_parse chunked static_path config
+
+FUZZ_FLAGS = -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	-fno-omit-frame-pointer -include $(top_builddir)/config.h -I$(top_srcdir)/common \
+	-I$(top_srcdir)/proxy $(LLHTTP_CFLAGS) $(INIH_CFLAGS) -DLLHTTP_STRICT_MODE=1 \
+	-DSYSCONFDIR='"$(sysconfdir)"' -DBINDIR='"$(bindir)"'
+FUZZ_HTTP = $(top_srcdir)/common/http_parse.c $(top_srcdir)/common/http_head.c \
+	$(top_srcdir)/common/http_guard.c $(top_srcdir)/common/http_reason.c
+FUZZ_HTTP_H = $(top_srcdir)/common/http_parse.h $(top_srcdir)/common/http_head.h \
+	$(top_srcdir)/common/http_guard.h
+if LLHTTP_BUNDLED
+FUZZ_LLHTTP = $(LLHTTP_SRCDIR)/llhttp.c $(LLHTTP_SRCDIR)/api.c $(LLHTTP_SRCDIR)/http.c
+FUZZ_LLHTTP_LIBS =
+else
+FUZZ_LLHTTP =
+FUZZ_LLHTTP_LIBS = $(LLHTTP_LIBS)
+endif
+FUZZ_CONFIG = $(top_srcdir)/common/config.c $(top_srcdir)/common/parse.c \
+	$(top_srcdir)/common/listen.c $(top_srcdir)/common/log.c
+
+fuzz/fuzz_http_parse: $(top_srcdir)/tests/fuzz/fuzz_http_parse.c $(FUZZ_HTTP) $(FUZZ_HTTP_H)
+	$(AM_V_GEN)$(MKDIR_P) fuzz && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
+	  $(top_srcdir)/tests/fuzz/fuzz_http_parse.c $(FUZZ_HTTP) $(FUZZ_LLHTTP) $(FUZZ_LLHTTP_LIBS)
+fuzz/fuzz_chunked: $(top_srcdir)/tests/fuzz/fuzz_chunked.c $(FUZZ_HTTP) $(FUZZ_HTTP_H)
+	$(AM_V_GEN)$(MKDIR_P) fuzz && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
+	  $(top_srcdir)/tests/fuzz/fuzz_chunked.c $(FUZZ_HTTP) $(FUZZ_LLHTTP) $(FUZZ_LLHTTP_LIBS)
+fuzz/fuzz_static_path: $(top_srcdir)/tests/fuzz/fuzz_static_path.c $(top_srcdir)/proxy/static_path.c \
+	  $(top_srcdir)/proxy/static_path.h
+	$(AM_V_GEN)$(MKDIR_P) fuzz && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
+	  $(top_srcdir)/tests/fuzz/fuzz_static_path.c $(top_srcdir)/proxy/static_path.c
+fuzz/fuzz_config: $(top_srcdir)/tests/fuzz/fuzz_config.c $(FUZZ_CONFIG) $(top_srcdir)/common/config.h
+	$(AM_V_GEN)$(MKDIR_P) fuzz && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
+	  $(top_srcdir)/tests/fuzz/fuzz_config.c $(FUZZ_CONFIG) $(INIH_LIBS) $(SYSTEMD_LIBS) -lm
+
+fuzz-build: fuzz/fuzz_http_parse fuzz/fuzz_chunked fuzz/fuzz_static_path fuzz/fuzz_config
+
+# Each target gets its dictionary when there is one (tests/fuzz/TARGET.dict).
+fuzz: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  $(MKDIR_P) fuzz/corpus-$$t fuzz/artifacts; \
+	  dict=$(abs_top_srcdir)/tests/fuzz/$$t.dict; \
+	  if test -f $$dict; then dict=-dict=$$dict; else dict=; fi; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  ./fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    -print_final_stats=1 $$dict -artifact_prefix=fuzz/artifacts/$$t- \
+	    fuzz/corpus-$$t $(abs_top_srcdir)/tests/fuzz/corpus/$$t; \
+	done
+
+# Replays every committed crash reproducer through the libFuzzer builds.
+fuzz-regress: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  d=$(abs_top_srcdir)/tests/fuzz/regress/$$t; \
+	  if test -d $$d && test -n "`ls $$d`"; then ./fuzz/fuzz_$$t $$d/*; fi; \
+	done
+
+fuzz-clean:
+	rm -rf fuzz
+
+.PHONY: fuzz fuzz-build fuzz-regress fuzz-clean
+
+# The same targets without libFuzzer (tests/fuzz/replay.c gives them a
+# main), built by `make check` with the project's compiler and flags.
+check_PROGRAMS += tests/fuzz/replay_http_parse tests/fuzz/replay_chunked \
+	tests/fuzz/replay_static_path tests/fuzz/replay_config
+tests_fuzz_replay_http_parse_SOURCES = tests/fuzz/fuzz_http_parse.c tests/fuzz/replay.c
+tests_fuzz_replay_http_parse_CPPFLAGS = $(AM_CPPFLAGS) $(LLHTTP_CFLAGS)
+tests_fuzz_replay_http_parse_LDADD = libappstack.a $(LLHTTP_LDADD)
+tests_fuzz_replay_chunked_SOURCES = tests/fuzz/fuzz_chunked.c tests/fuzz/replay.c
+tests_fuzz_replay_chunked_CPPFLAGS = $(AM_CPPFLAGS) $(LLHTTP_CFLAGS)
+tests_fuzz_replay_chunked_LDADD = libappstack.a $(LLHTTP_LDADD)
+tests_fuzz_replay_static_path_SOURCES = tests/fuzz/fuzz_static_path.c proxy/static_path.c proxy/static_path.h \
+	tests/fuzz/replay.c
+tests_fuzz_replay_static_path_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/proxy
+tests_fuzz_replay_config_SOURCES = tests/fuzz/fuzz_config.c tests/fuzz/replay.c
+tests_fuzz_replay_config_CPPFLAGS = $(AM_CPPFLAGS) $(INIH_CFLAGS)
+tests_fuzz_replay_config_LDADD = $(APPSTACK_LIBS) -lm
