@@ -204,7 +204,11 @@ void wk_log_exception(const char *what)
 {
     char *tb = wk_format_exception(), *msg = NULL;
 
-    if (asprintf(&msg, "%s\n%s", what, tb ? tb : "") >= 0)
+    if (!tb)
+        return;
+    for (size_t n = strlen(tb); n > 0 && tb[n - 1] == '\n'; n--)
+        tb[n - 1] = '\0';
+    if (asprintf(&msg, "%s\n%s", what, tb) >= 0)
         as_log_fields(LOG_ERR, msg, NULL, 0);
     free(msg);
     free(tb);

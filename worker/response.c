@@ -548,7 +548,11 @@ static void log_app_error(const char *what)
     char m[48], p[600], *msg = NULL, *tb = wk_format_exception();
     const char *fields[2];
 
+    if (!tb)
+        return;
     request_fields(m, sizeof m, p, sizeof p, fields);
+    for (size_t n = strlen(tb); n > 0 && tb[n - 1] == '\n'; n--)
+        tb[n - 1] = '\0';
     if (asprintf(&msg, "%s %s %.*s:\n%s", what, R.r->method, (int)R.r->target_len, R.r->target, tb) >= 0)
         as_log_fields(LOG_ERR, msg, fields, 2);
     free(msg);
