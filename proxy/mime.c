@@ -33,7 +33,8 @@ static uint32_t hash(const char *s, size_t n)
 
 static void grow(void);
 
-static void put(const char *ext, size_t n, const char *type)
+/* Returns whether EXT was new (and TYPE is now referenced). */
+static bool put(const char *ext, size_t n, const char *type)
 {
     size_t i;
 
@@ -41,7 +42,7 @@ static void put(const char *ext, size_t n, const char *type)
         grow();
     for (i = hash(ext, n) & (mt.cap - 1); mt.tab[i].ext; i = (i + 1) & (mt.cap - 1))
         if (strlen(mt.tab[i].ext) == n && !strncasecmp(mt.tab[i].ext, ext, n))
-            return;             /* first mention wins, as in mime.types readers */
+            return false;       /* first mention wins, as in mime.types readers */
     mt.tab[i].ext = strndup(ext, n);
     mt.tab[i].type = type;
     if (!mt.tab[i].ext) {
@@ -51,6 +52,7 @@ static void put(const char *ext, size_t n, const char *type)
     for (char *p = mt.tab[i].ext; *p; p++)
         *p = (char)tolower((unsigned char)*p);
     mt.n++;
+    return true;
 }
 
 static void grow(void)
@@ -88,17 +90,19 @@ static const char *intern(const char *type)
 static void parse_line(char *line)
 {
     char *save, *type = strtok_r(line, " \t\r\n", &save), *ext;
-    const char *stored = NULL;
+    char *stored;
+    bool used = false;
 
     if (!type || type[0] == '#')
         return;
+    stored = (char *)intern(type);
     while ((ext = strtok_r(NULL, " \t\r\n", &save))) {
         if (ext[0] == '#')
             break;
-        if (!stored)
-            stored = intern(type);
-        put(ext, strlen(ext), stored);
+        used |= put(ext, strlen(ext), stored);
     }
+    if (!used)
+        free(stored);
 }
 
 size_t mime_load(const char *path)

@@ -57,6 +57,7 @@ class Proxy:
         return 0
 
     def stop(self):
+        """TERM; a crash or sanitizer report (non-zero exit) fails the test."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -64,7 +65,9 @@ class Proxy:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        text = self.log_text() if not self.log.closed else ""
         self.log.close()
+        assert self.proc.returncode == 0, f"appstack-proxy exited with {self.proc.returncode}:\n{text[-4000:]}"
 
 
 def start_proxy(tmpdir, upstreams=(), locations="", extra=""):
