@@ -206,7 +206,6 @@ bool wk_conn_readable(struct wk_conn *c)
         }
         W.rpos += as_http_feed(r, W.rbuf + W.rpos, W.rlen - W.rpos);
         if (r->state == AS_HTTP_ERROR) {
-            as_log(LOG_DEBUG, "bad request (%d): %s", r->status, r->error ? r->error : "?");
             wk_send_error(c->fd, r->status ? r->status : 400, true);
             unread = true;
             goto close;

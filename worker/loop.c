@@ -159,6 +159,7 @@ int wk_loop_run(void)
         int n;
 
         wk_slot_heartbeat();
+        as_log_flush();     /* entries that waited for a stalled journal */
         if (W.term || W.stopping)
             break;
         wait = wk_conn_expire(wk_now());

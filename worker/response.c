@@ -562,8 +562,7 @@ static void log_app_error(const char *what)
 static void app_failed(const char *what)
 {
     if (R.client_gone) {
-        PyErr_Clear();  /* the app only noticed the client leaving */
-        as_log(LOG_DEBUG, "client went away during %s %.*s", R.r->method, (int)R.r->target_len, R.r->target);
+        PyErr_Clear();  /* the app only noticed the client leaving: not its error */
     } else {
         log_app_error(what);
     }
