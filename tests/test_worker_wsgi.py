@@ -175,6 +175,14 @@ def test_input_large_chunked_body(app):
     assert json.loads(resp)["size"] == len(data)
 
 
+def test_input_read_huge_size_is_not_allocated(app):
+    body = b"y" * 200000
+    for headers, data in (((), body),
+                          ((("Transfer-Encoding", "chunked"),), b"30d40\r\n" + body + b"\r\n0\r\n\r\n")):
+        status, _, resp = request(app.port, "POST", "/read-huge", headers, data)
+        assert status == 200 and json.loads(resp)["size"] == len(body)
+
+
 # ---- responses ----
 
 def test_write_callable(app):

@@ -165,7 +165,7 @@ static PyObject *read_all(void)
 static PyObject *read_n(size_t want)
 {
     int64_t cl = R.r->content_length;
-    size_t len;
+    size_t len, cap;
     PyObject *b;
 
     /* Do not trust a huge SIZE to be a buffer we should allocate. */
@@ -174,12 +174,19 @@ static PyObject *read_n(size_t want)
         if (want > left)
             want = left;
     }
-    b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)want);
+    /* A chunked body's size is unknown: grow towards SIZE as bytes come. */
+    cap = R.r->chunked && want > 65536 ? 65536 : want;
+    b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
     if (!b)
         return NULL;
-    len = take_pending(PyBytes_AS_STRING(b), want);
+    len = take_pending(PyBytes_AS_STRING(b), cap);
     while (len < want) {
-        ssize_t n = wk_body_read(PyBytes_AS_STRING(b) + len, want - len);
+        if (len == cap) {
+            cap = cap * 2 < want ? cap * 2 : want;
+            if (_PyBytes_Resize(&b, (Py_ssize_t)cap) < 0)
+                return NULL;
+        }
+        ssize_t n = wk_body_read(PyBytes_AS_STRING(b) + len, cap - len);
         if (n < 0) {
             Py_DECREF(b);
             return body_error();
@@ -188,7 +195,7 @@ static PyObject *read_n(size_t want)
             break;
         len += (size_t)n;
     }
-    if (len != want && _PyBytes_Resize(&b, (Py_ssize_t)len) < 0)
+    if (len != cap && _PyBytes_Resize(&b, (Py_ssize_t)len) < 0)
         return NULL;
     return b;
 }

@@ -78,6 +78,12 @@ def _rss_kb():
     return 0
 
 
+def read_huge(environ, start_response):
+    """read(SIZE) with a SIZE no server should allocate up front."""
+    data = environ["wsgi.input"].read(1 << 40)
+    return _json(start_response, {"size": len(data), "rss_kb": _rss_kb()})
+
+
 def rss(environ, start_response):
     return _json(start_response, {"rss_kb": _rss_kb(), "pid": os.getpid()})
 
@@ -220,7 +226,7 @@ def sysinfo(environ, start_response):
 
 ROUTES = {
     "/echo": echo, "/lines": lines, "/readlines": readlines, "/upload": upload_size,
-    "/rss": rss, "/gen": gen, "/endless": endless, "/write": write_api,
+    "/rss": rss, "/read-huge": read_huge, "/gen": gen, "/endless": endless, "/write": write_api,
     "/raise-before": raise_before, "/raise-after": raise_after,
     "/raise-announced": raise_announced, "/exc-info": exc_info,
     "/bad-header": bad_header, "/nonlatin-header": nonlatin_header,
