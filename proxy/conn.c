@@ -258,7 +258,7 @@ void conn_flush(struct conn *c)
     }
     if (c->writing) {
         c->writing = false;
-        watch(c, 0);
+        watch(c, c->resp_done ? EV_READ : 0);
     }
     if (c->resp_done)
         conn_finish(c);
@@ -313,8 +313,10 @@ static void dispatch(struct conn *c)
     const char *rel = NULL;
     size_t idx = 0;
 
+    /* The read watcher stays: stopping and restarting it costs two
+     * epoll_ctl per request. on_readable stops it if the client sends
+     * while we answer. */
     ev_timer_stop(srv.loop, &c->timer);
-    watch(c, 0);
     c->state = C_UPSTREAM;
     switch (static_resolve(c->req->target, c->req->target_len, rt->sp, rt->n_locs, path, sizeof path, &idx, &rel)) {
     case SP_STATIC:
@@ -414,8 +416,10 @@ static void on_readable(struct conn *c)
         linger_read(c);
         return;
     }
-    if (c->state != C_IDLE && c->state != C_HEAD && c->state != C_BODY)
+    if (c->state != C_IDLE && c->state != C_HEAD && c->state != C_BODY) {
+        watch(c, 0);            /* pipelined input waits for the answer */
         return;
+    }
     if (!c->in)
         c->in = block_get();
     if (c->in->start < c->in->end && c->state == C_IDLE) {

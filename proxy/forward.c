@@ -115,14 +115,23 @@ static void up_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void up_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void attempt(struct conn *c, bool fresh, struct upstream *avoid);
 
+/* Changes the watched events only when they differ: each change is an
+ * epoll_ctl. */
 static void up_watch(struct upconn *u, int events, double timeout)
 {
-    ev_io_stop(srv.loop, &u->io);
-    ev_io_init(&u->io, up_io_cb, u->fd, events);
-    ev_io_start(srv.loop, &u->io);
-    ev_timer_stop(srv.loop, &u->timer);
-    ev_timer_init(&u->timer, up_timer_cb, timeout, timeout);
-    ev_timer_start(srv.loop, &u->timer);
+    if (!ev_is_active(&u->io) || (u->io.events & (EV_READ | EV_WRITE)) != events) {
+        ev_io_stop(srv.loop, &u->io);
+        ev_io_set(&u->io, u->fd, events);
+        ev_io_start(srv.loop, &u->io);
+    }
+    u->timer.repeat = timeout;
+    ev_timer_again(srv.loop, &u->timer);
+}
+
+void forward_init_upconn(struct upconn *u)
+{
+    ev_io_init(&u->io, up_io_cb, u->fd, EV_READ);
+    ev_init(&u->timer, up_timer_cb);
 }
 
 void forward_detach(struct conn *c)
@@ -430,6 +439,10 @@ static void up_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     int err = 0;
     socklen_t len = sizeof err;
 
+    if (!u->c) {
+        upstream_idle_event(u);
+        return;
+    }
     if (u->connecting) {
         if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
             err = errno;

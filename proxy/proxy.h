@@ -155,12 +155,14 @@ void static_serve(struct conn *c, const struct location_rt *loc, const char *rel
 void forward_start(struct conn *c);
 void forward_detach(struct conn *c);
 void forward_init(void);
+void forward_init_upconn(struct upconn *u);
 
 /* upstream.c */
 struct upconn *upstream_take(struct conn *c, bool fresh, struct upstream *avoid);
 void upstream_release(struct upconn *u, bool reusable);
 void upstream_failed(struct upstream *u);
 void upstream_close_idle(struct runtime *rt);
+void upstream_idle_event(struct upconn *u);
 
 /* accesslog.c */
 void access_log(struct conn *c);

@@ -66,10 +66,8 @@ static void pool_remove(struct upconn *u)
 
 /* A pooled connection became readable: the worker closed it (or sent
  * something unasked). Either way it is of no more use. */
-static void idle_cb(struct ev_loop *loop, ev_io *w, int revents)
+void upstream_idle_event(struct upconn *u)
 {
-    struct upconn *u = (struct upconn *)w;
-
     pool_remove(u);
     close_upconn(u);
 }
@@ -92,6 +90,7 @@ static struct upconn *connect_new(struct runtime *rt, struct upstream *up)
     u->fd = fd;
     u->u = up;
     u->rt = runtime_get(rt);
+    forward_init_upconn(u);
     if (connect(fd, (const struct sockaddr *)&up->addr.sa, up->addr.len) < 0) {
         if (errno != EINPROGRESS) {
             int e = errno;
@@ -116,8 +115,7 @@ struct upconn *upstream_take(struct conn *c, bool fresh, struct upstream *avoid)
         up->idle = u->pool_next;
         up->n_idle--;
         u->pool_next = NULL;
-        ev_io_stop(srv.loop, &u->io);
-        u->reused = true;
+        u->reused = true;       /* its read watcher stays on: no epoll_ctl */
         return u;
     }
     u = connect_new(c->rt, up);
@@ -131,7 +129,6 @@ void upstream_release(struct upconn *u, bool reusable)
     struct upstream *up = u->u;
 
     u->c = NULL;
-    ev_io_stop(srv.loop, &u->io);
     ev_timer_stop(srv.loop, &u->timer);
     if (!reusable || srv.stopping || u->rt != srv.rt || up->n_idle >= UPSTREAM_POOL_MAX) {
         close_upconn(u);
@@ -143,8 +140,12 @@ void upstream_release(struct upconn *u, bool reusable)
     u->pool_next = up->idle;
     up->idle = u;
     up->n_idle++;
-    ev_io_init(&u->io, idle_cb, u->fd, EV_READ);
-    ev_io_start(srv.loop, &u->io);
+    /* Readable while idle means the worker closed it. */
+    if (!ev_is_active(&u->io) || (u->io.events & (EV_READ | EV_WRITE)) != EV_READ) {
+        ev_io_stop(srv.loop, &u->io);
+        ev_io_set(&u->io, u->fd, EV_READ);
+        ev_io_start(srv.loop, &u->io);
+    }
 }
 
 void upstream_close_idle(struct runtime *rt)
