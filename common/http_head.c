@@ -244,10 +244,12 @@ static int check_fields(struct as_http_request *r, bool *te_seen)
     if (hosts > 1)
         return r->error = "more than one Host header", 400;
     if (!tes)
-        return 0;
+        return (r->parser.flags & F_TRANSFER_ENCODING) ? r->error = "malformed header section", 400 : 0;
     if (r->content_length >= 0)
         return r->error = "both Content-Length and Transfer-Encoding", 400;
-    if (tes > 1 || strcasecmp(te->value, "chunked") != 0)
+    /* llhttp reads "chunked<TAB>" as some other coding: both it and the
+     * trimmed value must say chunked, or the body would go unframed. */
+    if (tes > 1 || !r->chunked || strcasecmp(te->value, "chunked") != 0)
         return r->error = "unsupported Transfer-Encoding", 501;
     return 0;
 }

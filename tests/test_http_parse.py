@@ -164,6 +164,12 @@ def test_keep_alive(req):
     assert ok(req)["keep_alive"]
 
 
+@pytest.mark.parametrize("value", [b"chunked", b"Chunked", b" chunked ", b"\tchunked"])
+def test_transfer_encoding_chunked_spellings(value):
+    m = ok(b"POST / HTTP/1.1\r\nTransfer-Encoding: " + value + b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+    assert m["chunked"] and m["body"] == "abc"
+
+
 def test_http10_chunked_is_served_then_closed():
     m = ok(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
            b"1\r\na\r\n0\r\n\r\n")
@@ -225,6 +231,8 @@ TE = P + b"Transfer-Encoding: chunked\r\n\r\n"
     (P + b"Transfer-Encoding: identity\r\n\r\n", 501),
     (P + b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
     (P + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+    (P + b"Transfer-Encoding: chunked\t\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 501),
+    (P + b"Transfer-Encoding: chunked \t\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 501),
     # line endings, folding, control characters
     (b"GET / HTTP/1.1\nHost: a\n\n", 400),
     (H + b"Host: a\n\r\n", 400),
