@@ -90,8 +90,8 @@ void master_stop(struct master *m, bool fast)
     if (m->stopping && (m->fast_stop || !fast))
         return;
     if (!m->stopping) {
-        as_notice("%s stop: telling %s workers to %s", fast ? "fast" : "graceful", "all",
-                  fast ? "exit now" : "finish their requests");
+        as_notice(fast ? "fast stop: telling all workers to exit now"
+                       : "graceful stop: telling all workers to finish their requests");
         notify_stopping();
     }
     m->stopping = true;

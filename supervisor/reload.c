@@ -25,7 +25,8 @@ static bool same_list(const struct as_strlist *a, const struct as_strlist *b)
 static void finish(struct master *m, bool ok)
 {
     m->reload.active = false;
-    notify_ready();
+    if (m->first_ready)
+        notify_ready();     /* also after a failure: systemd must leave "reloading" */
     control_reload_done(m, ok);
     free(m->reload.error);
     free(m->reload.note);
@@ -96,7 +97,8 @@ void reload_start(struct master *m)
         return;
     as_notice("reloading: reading %s", m->config_path);
     m->reload.active = true;
-    notify_reloading();
+    if (m->first_ready)
+        notify_reloading(); /* before the first READY=1 systemd is still starting us */
     if (sup_config_load(m->config_path, &next, &errors) || !adopt_config(m, &next)) {
         as_config_free(&next);
         m->reload.error = errors ? errors : strdup("invalid configuration");
