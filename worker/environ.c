@@ -261,39 +261,11 @@ void wk_peer_set(struct wk_conn *c, const struct sockaddr *sa, socklen_t len)
 
 /* ---- per request ---- */
 
-static PyObject *header_key(const char *name, size_t len)
+/* "X-Forwarded-For" -> "HTTP_X_FORWARDED_FOR" into a new str. */
+static PyObject *make_key(const char *name, size_t len)
 {
-    char buf[KEY_NAME_MAX + 8];
-    size_t h = 5381;
-
-    if (len <= KEY_NAME_MAX) {
-        char low[KEY_NAME_MAX];
-        for (size_t i = 0; i < len; i++) {
-            low[i] = (char)tolower((unsigned char)name[i]);
-            h = h * 33 + (unsigned char)low[i];
-        }
-        for (size_t i = 0, j = h & (KEY_CACHE_SIZE - 1); i < 8; i++, j = (j + 1) & (KEY_CACHE_SIZE - 1)) {
-            struct key_entry *e = &key_cache[j];
-            if (e->key && e->len == len && !memcmp(e->name, low, len))
-                return Py_NewRef(e->key);
-            if (!e->key) {
-                /* Bounded: a client inventing names cannot grow the cache forever. */
-                if (key_cache_used >= KEY_CACHE_SIZE / 2)
-                    break;
-                memcpy(buf, "HTTP_", 5);
-                for (size_t k = 0; k < len; k++)
-                    buf[5 + k] = name[k] == '-' ? '_' : (char)toupper((unsigned char)name[k]);
-                e->key = PyUnicode_InternFromString((buf[5 + len] = '\0', buf));
-                if (!e->key)
-                    return NULL;
-                memcpy(e->name, low, len);
-                e->len = len;
-                key_cache_used++;
-                return Py_NewRef(e->key);
-            }
-        }
-    }
     PyObject *k = PyUnicode_New((Py_ssize_t)len + 5, 127);
+
     if (!k)
         return NULL;
     char *d = (char *)PyUnicode_1BYTE_DATA(k);
@@ -301,6 +273,40 @@ static PyObject *header_key(const char *name, size_t len)
     for (size_t i = 0; i < len; i++)
         d[5 + i] = name[i] == '-' ? '_' : (char)toupper((unsigned char)name[i]);
     return k;
+}
+
+/* The environ key of a header, from a cache of interned keys (open
+ * addressing, bounded so that invented names cannot grow it forever). */
+static PyObject *header_key(const char *name, size_t len)
+{
+    char low[KEY_NAME_MAX];
+    size_t h = 5381, j;
+
+    if (len > KEY_NAME_MAX)
+        return make_key(name, len);
+    for (size_t i = 0; i < len; i++) {
+        low[i] = (char)tolower((unsigned char)name[i]);
+        h = h * 33 + (unsigned char)low[i];
+    }
+    j = h & (KEY_CACHE_SIZE - 1);
+    for (int probe = 0; probe < 8; probe++, j = (j + 1) & (KEY_CACHE_SIZE - 1)) {
+        struct key_entry *e = &key_cache[j];
+        if (e->key && e->len == len && !memcmp(e->name, low, len))
+            return Py_NewRef(e->key);
+        if (e->key)
+            continue;
+        if (key_cache_used >= KEY_CACHE_SIZE / 2)
+            break;
+        e->key = make_key(name, len);
+        if (!e->key)
+            return NULL;
+        PyUnicode_InternInPlace(&e->key);
+        memcpy(e->name, low, len);
+        e->len = len;
+        key_cache_used++;
+        return Py_NewRef(e->key);
+    }
+    return make_key(name, len);
 }
 
 static bool name_is(const struct as_http_header *h, const char *name, size_t len)
