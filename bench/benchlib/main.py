@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 from . import apps, deps, docs, procs, report, stacks
 from .runner import Case, Results, Runner, Unit, log
@@ -36,8 +37,8 @@ def parse_args(argv, prog, defaults):
                    "(default: $APPSTACK_BUILDDIR, else ./ when they are there, else "
                    "<source>/build, which ./bootstrap makes when it is missing)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke test: 1 repetition, 1 s per case, no docs update")
-    p.add_argument("--workers", type=_ints, default=[2, 4], help="worker counts (default 2,4)")
+                   help="smoke test: 4 workers only, 1 repetition of 1 s per case, no docs update")
+    p.add_argument("--workers", type=_ints, help="worker counts (default 2,4; --quick 4)")
     p.add_argument("--conc", type=_ints, default=[16, 64, 256, 1024],
                    help="connections of the concurrency sweep (default 16,64,256,1024)")
     p.add_argument("--base-conc", type=int, default=64,
@@ -48,7 +49,7 @@ def parse_args(argv, prog, defaults):
     p.add_argument("--only", type=_groups, default=list(GROUPS),
                    help=f"groups to run (default all: {','.join(GROUPS)})")
     p.add_argument("--reps", type=int, help="repetitions (default 3; --quick 1)")
-    p.add_argument("--duration", type=int, help="seconds per case (default 4; --quick 1)")
+    p.add_argument("--duration", type=int, help="seconds per case (default 3; --quick 1)")
     p.add_argument("--warmup", type=int, help="seconds of discarded load after each start, "
                    "0 for none (default 1; --quick 0)")
     p.add_argument("--pin", choices=("split", "none"), default="split",
@@ -61,13 +62,16 @@ def parse_args(argv, prog, defaults):
     p.add_argument("--out", help="results directory (default bench/results/<date-time>)")
     p.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
                    help="update docs/performance.md and its plots (default: full bench/run only)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan and the time it should take, run nothing")
     p.add_argument("--keep", action="store_true", help="keep the temp dir with configs and logs")
     p.add_argument("--tmp", default="/tmp", help="where the run's temp dir goes; keep it short, "
                    "unix socket paths are limited to 108 bytes (default /tmp)")
     p.set_defaults(**defaults)
     o = p.parse_args(argv)
+    o.workers = o.workers or ([4] if o.quick else [2, 4])
     o.reps = o.reps or (1 if o.quick else 3)
-    o.duration = o.duration or (1 if o.quick else 4)
+    o.duration = o.duration or (1 if o.quick else 3)
     o.warmup = o.warmup if o.warmup is not None else (0 if o.quick else 1)
     o.start_timeout = o.start_timeout or (20.0 if o.quick else 60.0)
     if o.docs is None:
@@ -144,8 +148,10 @@ def plan(o, hello, django, static_paths):
             units.append(Unit("hello-front", "hello world through the front", stacks.FRONT,
                               hello, w, [Case(*hello.paths[0], concs("hello-front", w))]))
         if "django" in o.only:
+            # The admin CSS is a static file: the worker count cannot change it.
+            paths = django.paths if w == last else django.paths[:1]
             units.append(Unit("django", "Django example through the front", stacks.FRONT, django, w,
-                              [Case(*p, [o.base_conc]) for p in django.paths]))
+                              [Case(*p, [o.base_conc]) for p in paths]))
     if "static" in o.only:
         first, *rest = static_paths
         units.append(Unit("static", "static files", stacks.STATIC, hello, 0,
@@ -157,9 +163,9 @@ def plan(o, hello, django, static_paths):
 def estimate(o, units):
     cases = sum(len(u.classes) * sum(len(c.concs) for c in u.cases) for u in units)
     starts = sum(len(u.classes) for u in units)
-    per_rep = cases * (o.duration + 0.3) + starts * (o.warmup + 1)
+    per_rep = cases * (o.duration + 0.3) + starts * (o.warmup + 2.5)
     if "lifecycle" in o.only:
-        per_rep += len(stacks.FRONT) * (4 + max(1, o.warmup))
+        per_rep += len(stacks.FRONT) * 6
     return o.reps * per_rep
 
 
@@ -258,12 +264,20 @@ def run(o, builddir, outdir, rawdir, workdir):
            if o.pin == "split" else f"no pinning, wrk -t{o.threads}")
     log(f"bench: appstack from {builddir}; {pin}; {o.reps} repetition(s) of "
         f"{o.duration:g}s per case; about {estimate(o, units) / 60:.1f} min")
+    if o.dry_run:
+        for u in units:
+            log(f"  {u.title} ({u.workers} workers): " + "; ".join(
+                f"{c.label} c={','.join(map(str, c.concs))}" for c in u.cases) +
+                " | " + ", ".join(cls.label for cls in u.classes))
+        return 0
+    t_start = time.monotonic()
     for rep in range(o.reps):
         for unit in units:
             runner.run_unit(unit, rep)
         if "lifecycle" in o.only:
             runner.run_lifecycle(stacks.FRONT, django, rep)
     info = meta(o, builddir, django)
+    info["elapsed_s"] = round(time.monotonic() - t_start)
     info["workdir"] = workdir
     return finish(o, outdir, results, info)
 
@@ -286,7 +300,7 @@ def finish(o, outdir, results, info):
     with open(os.path.join(outdir, "table.md"), "w") as f:
         f.write(md)
     _link_latest(outdir)
-    log(f"bench: results in {outdir}")
+    log(f"bench: results in {outdir} ({info['elapsed_s'] / 60:.1f} min)")
     if o.docs:
         docs.update(md, plots)
         log("bench: docs/performance.md updated")

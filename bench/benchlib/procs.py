@@ -78,8 +78,9 @@ class Proc:
             return f"(no log: {e})"
         return "\n".join(data.splitlines()[-lines:])
 
-    def stop(self, timeout=10.0):
-        """Asks the program to stop, then kills whatever of its tree is left."""
+    def stop(self, timeout=2.0):
+        """Asks the program to stop, then kills whatever of its tree is left.
+        Nothing is in flight when a stack is stopped, so the grace is short."""
         tree = descendants(self.pid)
         if self.alive():
             _signal(self.pid, self.stop_signal)

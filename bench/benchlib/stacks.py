@@ -190,12 +190,19 @@ def uwsgi_argv(app, workers, socket_opt, d):
             "--pidfile", f"{d}/uwsgi.pid"]
 
 
+# Between cases nothing is in flight, so the peers get their quick-stop
+# signal: gunicorn's graceful TERM waits for every idle sync worker's select()
+# timeout, and uWSGI's TERM for a Python shutdown in each worker.
+GUNICORN_STOP = UWSGI_STOP = signal.SIGINT
+
+
 class GunicornDirect(Stack):
     key, label = "gunicorn", "gunicorn sync"
 
     def start(self):
         self.master = self.spawn("gunicorn", gunicorn_argv(
-            self.app, self.workers, f"127.0.0.1:{self.port}", self.dir), env=python_env(self.app))
+            self.app, self.workers, f"127.0.0.1:{self.port}", self.dir),
+            stop_signal=GUNICORN_STOP, env=python_env(self.app))
 
 
 class UwsgiDirect(Stack):
@@ -204,7 +211,7 @@ class UwsgiDirect(Stack):
     def start(self):
         self.master = self.spawn("uwsgi", uwsgi_argv(
             self.app, self.workers, ["--http-socket", f"127.0.0.1:{self.port}"], self.dir),
-            env=python_env(self.app))
+            stop_signal=UWSGI_STOP, env=python_env(self.app))
 
 
 # ---- nginx fronts -----------------------------------------------------------
@@ -273,7 +280,8 @@ class NginxGunicorn(_Nginx):
     def start(self):
         sock = f"{self.dir}/gunicorn.sock"
         self.master = self.spawn("gunicorn", gunicorn_argv(
-            self.app, self.workers, "unix:" + sock, self.dir), env=python_env(self.app))
+            self.app, self.workers, "unix:" + sock, self.dir),
+            stop_signal=GUNICORN_STOP, env=python_env(self.app))
         self.start_nginx(PROXY_TO_GUNICORN.format(sock=sock))
 
 
@@ -283,7 +291,8 @@ class NginxUwsgi(_Nginx):
     def start(self):
         sock = f"{self.dir}/uwsgi.sock"
         self.master = self.spawn("uwsgi", uwsgi_argv(
-            self.app, self.workers, ["--socket", sock], self.dir), env=python_env(self.app))
+            self.app, self.workers, ["--socket", sock], self.dir),
+            stop_signal=UWSGI_STOP, env=python_env(self.app))
         self.start_nginx(PASS_TO_UWSGI.format(sock=sock))
 
 
