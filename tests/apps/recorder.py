@@ -23,16 +23,30 @@ def _record(entry):
         os.close(fd)
 
 
+def _read_body(inp):
+    """(length, sha256, first 200 bytes): read in pieces, so that a huge
+    upload costs the worker no memory."""
+    digest, head, length = hashlib.sha256(), b"", 0
+    while True:
+        piece = inp.read(65536)
+        if not piece:
+            return length, digest.hexdigest(), head
+        digest.update(piece)
+        if len(head) < 200:
+            head = (head + piece)[:200]
+        length += len(piece)
+
+
 def application(environ, start_response):
-    body = environ["wsgi.input"].read()
+    length, sha, head = _read_body(environ["wsgi.input"])
     entry = {
         "method": environ["REQUEST_METHOD"],
         "path": environ.get("PATH_INFO", ""),
         "query": environ.get("QUERY_STRING", ""),
         "content_length": environ.get("CONTENT_LENGTH", ""),
-        "body_len": len(body),
-        "body_sha256": hashlib.sha256(body).hexdigest(),
-        "body_head": body[:200].decode("latin-1"),
+        "body_len": length,
+        "body_sha256": sha,
+        "body_head": head.decode("latin-1"),
         "pid": os.getpid(),
     }
     _record(entry)
