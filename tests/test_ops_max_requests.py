@@ -1,0 +1,12 @@
+"""Workers recycled after max_requests = 50 under load: no GET or HEAD fails."""
+from opsutil import assert_no_failures, ops_stack, under_load  # noqa: F401
+
+
+def test_max_requests_recycles_without_failures(ops_stack):
+    s = ops_stack(workers=2, supervisor_extra="max_requests = 50")
+    first = set(s.serving_pids())
+    res, _ = under_load(s, 5, 5, lambda i: None)
+    st = s.status()
+    assert not first & set(s.serving_pids()), "no worker was recycled"
+    assert st["generation"] == 1
+    assert_no_failures(res, s, min_requests=300)

@@ -1,0 +1,12 @@
+"""supctl reload under load, through the proxy: no GET or HEAD fails."""
+from opsutil import assert_no_failures, ops_stack, under_load  # noqa: F401
+
+
+def test_reload_every_second_under_load(ops_stack):
+    s = ops_stack(workers=2)
+    gen0 = s.status()["generation"]
+    codes = []
+    res, n = under_load(s, 6, 1.0, lambda i: codes.append(s.supctl("reload").returncode))
+    assert n >= 4 and codes == [0] * n, codes
+    assert s.status()["generation"] >= gen0 + n
+    assert_no_failures(res, s)

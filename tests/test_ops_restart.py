@@ -1,0 +1,41 @@
+"""Restarting appstack-proxy and appstackd under load while the listening
+sockets stay open (held as systemd's .socket units hold them): connections
+wait in the backlog instead of being refused; no GET or HEAD fails."""
+import pytest
+
+from opsutil import assert_no_failures, ops_stack, under_load  # noqa: F401
+
+
+def test_restart_appstackd_under_load(ops_stack):
+    s = ops_stack(workers=2)
+    masters = [s.master.pid]
+
+    def restart(i):
+        s.restart_master()
+        masters.append(s.master.pid)
+
+    res, n = under_load(s, 6, 2.0, restart)
+    assert n >= 2 and len(set(masters)) == n + 1
+    s.wait_serving()
+    assert_no_failures(res, s)
+
+
+@pytest.mark.xfail(reason=(
+    "appstack-proxy on SIGTERM: begin_stop() (proxy/main.c) calls conns_stop_idle() (proxy/conn.c), "
+    "which close()s every C_IDLE keep-alive client connection at once; a request the client sent on "
+    "it at that instant (or already in the socket buffer, unread) is lost: EOF without response or "
+    "RST (unread input). Fix: on stop keep idle connections for a short grace period (~1 s since "
+    "their last activity), answer any request that arrives with Connection: close (conn.c:291 "
+    "already does), and close only connections quiet for that long (shutdown(SHUT_WR) + linger, "
+    "never close() with unread input)"), strict=False)
+def test_restart_proxy_under_load(ops_stack):
+    s = ops_stack(workers=2)
+    proxies = [s.proxy.pid]
+
+    def restart(i):
+        s.restart_proxy()
+        proxies.append(s.proxy.pid)
+
+    res, n = under_load(s, 6, 1.5, restart)
+    assert n >= 3 and len(set(proxies)) == n + 1
+    assert_no_failures(res, s)
