@@ -280,7 +280,8 @@ static int send_memory(struct spool *s, int sock)
             iov[k].iov_len = b->end - off;
         }
         msg.msg_iovlen = (size_t)k;
-        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+        /* A file follows: let the head share its first packet. */
+        n = sendmsg(sock, &msg, MSG_NOSIGNAL | (!b && s->fd >= 0 && s->file_pos < s->file_end ? MSG_MORE : 0));
         if (n < 0) {
             if (errno == EINTR)
                 continue;

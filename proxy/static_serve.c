@@ -17,7 +17,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define SMALL_FILE (32u << 10)      /* copied into the response: one writev */
+#define SMALL_FILE (8u << 10)      /* copied into the response: one writev */
 
 struct file {
     int fd;
