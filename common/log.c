@@ -6,10 +6,15 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <endian.h>
+#include <stdint.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <systemd/sd-journal.h>
 #include <unistd.h>
 
@@ -69,6 +74,189 @@ static void to_stderr(int priority, const char *message)
     errno = saved;
 }
 
+/* sd_journal_sendv() blocks as long as journald is not reading, and a
+ * stalled journal must never stall a worker. So entries go out here on a
+ * non-blocking socket connected to journald (connected, so that poll()
+ * tells when journald has room again: its queue is only
+ * net.unix.max_dgram_qlen datagrams long, 10 on a host without systemd).
+ * A busy journald is waited for briefly; a stalled one is not: entries then
+ * wait in a bounded queue, sent before the next entry and by
+ * as_log_flush(), and beyond that they are counted and reported as dropped
+ * once the journal reads again. */
+#define JOURNAL_SOCKET "/run/systemd/journal/socket"
+#define QUEUE_MAX (4u << 20)
+#define BUSY_WAIT_MS 20         /* longer than this and journald is stalled */
+
+static struct {
+    int fd;
+    char *q;                    /* [uint32 length][datagram]... */
+    size_t qlen;
+    unsigned long dropped;
+} jq = { .fd = -1 };
+
+static int journal_fd(void)
+{
+    static const struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = JOURNAL_SOCKET };
+    int big = 8 << 20;
+
+    if (jq.fd >= 0)
+        return jq.fd;
+    jq.fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (jq.fd < 0)
+        return -1;
+    if (connect(jq.fd, (const struct sockaddr *)&sa, sizeof sa) < 0) {
+        close(jq.fd);
+        return jq.fd = -1;
+    }
+    /* Best effort: a smaller buffer only means waiting or queueing sooner. */
+    (void)setsockopt(jq.fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    return jq.fd;
+}
+
+/* 0 sent, 1 journal busy, -errno otherwise. Waits up to WAIT_MS for room. */
+static int send_datagram(const char *data, size_t len, int wait_ms)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = journal_fd();
+
+        if (fd < 0)
+            return -errno;
+        if (send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
+            return 0;
+        if (errno == EAGAIN || errno == ENOBUFS) {
+            struct pollfd p = { .fd = fd, .events = POLLOUT };
+
+            if (wait_ms > 0 && poll(&p, 1, wait_ms) == 1 &&
+                send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
+                return 0;
+            return 1;
+        }
+        if (errno != ECONNREFUSED && errno != ENOTCONN)
+            return -errno;
+        close(fd);              /* journald restarted: its socket is new */
+        jq.fd = -1;
+    }
+    return -ECONNREFUSED;
+}
+
+/* Native protocol: NAME=value, or NAME, a little-endian 64-bit length and
+ * the raw value when the value has a newline. Returns the size needed. */
+static size_t serialize(const struct iovec *iov, int n, char *out, size_t cap)
+{
+    size_t len = 0;
+
+    for (int i = 0; i < n; i++) {
+        const char *f = iov[i].iov_base, *eq = memchr(f, '=', iov[i].iov_len);
+        size_t flen = iov[i].iov_len;
+
+        if (eq && memchr(eq, '\n', flen - (size_t)(eq - f))) {
+            size_t name = (size_t)(eq - f), vlen = flen - name - 1;
+            uint64_t le = htole64(vlen);
+
+            if (len + name + 1 + 8 + vlen + 1 <= cap) {
+                memcpy(out + len, f, name);
+                out[len + name] = '\n';
+                memcpy(out + len + name + 1, &le, 8);
+                memcpy(out + len + name + 9, eq + 1, vlen);
+                out[len + name + 9 + vlen] = '\n';
+            }
+            len += name + 1 + 8 + vlen + 1;
+        } else {
+            if (len + flen + 1 <= cap) {
+                memcpy(out + len, f, flen);
+                out[len + flen] = '\n';
+            }
+            len += flen + 1;
+        }
+    }
+    return len;
+}
+
+static bool enqueue(const char *data, size_t len)
+{
+    uint32_t n = (uint32_t)len;
+
+    if (!jq.q && !(jq.q = malloc(QUEUE_MAX)))
+        return false;
+    if (jq.qlen + sizeof n + len > QUEUE_MAX)
+        return false;
+    memcpy(jq.q + jq.qlen, &n, sizeof n);
+    memcpy(jq.q + jq.qlen + sizeof n, data, len);
+    jq.qlen += sizeof n + len;
+    return true;
+}
+
+static void note_dropped(void);
+
+/* Sends what waits, in order, giving a draining journald a moment now and
+ * then. True once the queue is empty. */
+static bool flush_queue(void)
+{
+    size_t off = 0;
+
+    while (off < jq.qlen) {
+        uint32_t n;
+
+        memcpy(&n, jq.q + off, sizeof n);
+        if (send_datagram(jq.q + off + sizeof n, n, 1) == 1)
+            break;
+        off += sizeof n + n;    /* sent, or undeliverable: do not retry forever */
+    }
+    memmove(jq.q, jq.q + off, jq.qlen - off);
+    jq.qlen -= off;
+    if (jq.qlen == 0 && jq.dropped)
+        note_dropped();
+    return jq.qlen == 0;
+}
+
+/* 0 delivered or queued, -1 the journal cannot take it (caller falls back). */
+static int journal_send(const struct iovec *iov, int n)
+{
+    char stack[8192], *buf = stack;
+    size_t len = serialize(iov, n, stack, sizeof stack);
+    int r = 0;
+
+    if (len > sizeof stack) {
+        if (!(buf = malloc(len)))
+            return -1;
+        serialize(iov, n, buf, len);
+    }
+    if (jq.qlen == 0 || flush_queue()) {
+        int k = send_datagram(buf, len, BUSY_WAIT_MS);
+
+        if (k == -EMSGSIZE)     /* huge: sd-journal passes those in a memfd */
+            r = sd_journal_sendv(iov, n) < 0 ? -1 : 0;
+        else if (k < 0)
+            r = -1;
+        else if (k == 1 && !enqueue(buf, len))
+            jq.dropped++;
+    } else if (!enqueue(buf, len)) {
+        jq.dropped++;
+    }
+    if (buf != stack)
+        free(buf);
+    return r;
+}
+
+static void note_dropped(void)
+{
+    char msg[128], prio[] = "PRIORITY=4";
+    struct iovec iov[3];
+
+    snprintf(msg, sizeof msg, "MESSAGE=%lu log messages dropped: the journal was not reading", jq.dropped);
+    jq.dropped = 0;
+    iov[0] = (struct iovec){ msg, strlen(msg) };
+    iov[1] = (struct iovec){ prio, strlen(prio) };
+    iov[2] = (struct iovec){ lg.ident_field, strlen(lg.ident_field) };
+    journal_send(iov, 3);
+}
+
+void as_log_flush(void)
+{
+    if (jq.qlen)
+        flush_queue();
+}
+
 void as_log_fields(int priority, const char *message, const char *const *fields, int n)
 {
     struct iovec iov[MAX_FIELDS + MAX_GLOBAL + 3];
@@ -91,7 +279,7 @@ void as_log_fields(int priority, const char *message, const char *const *fields,
         iov[k++] = (struct iovec){ lg.global[i], strlen(lg.global[i]) };
     for (int i = 0; i < n && i < MAX_FIELDS; i++)
         iov[k++] = (struct iovec){ (void *)fields[i], strlen(fields[i]) };
-    if (sd_journal_sendv(iov, k) < 0)
+    if (journal_send(iov, k) < 0)
         to_stderr(priority, message);
     free(msg);
     errno = saved;

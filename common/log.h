@@ -23,6 +23,10 @@ void as_vlog(int priority, const char *fmt, va_list ap);
  * MESSAGE may contain newlines: it stays one entry. */
 void as_log_fields(int priority, const char *message, const char *const *fields, int n);
 
+/* Sends log entries that waited because the journal was not reading (they
+ * also go out before the next entry). For an event loop's idle timer. */
+void as_log_flush(void);
+
 #define as_err(...)     as_log(LOG_ERR, __VA_ARGS__)
 #define as_warn(...)    as_log(LOG_WARNING, __VA_ARGS__)
 #define as_notice(...)  as_log(LOG_NOTICE, __VA_ARGS__)

@@ -1,0 +1,25 @@
+"""A WSGI app for the journal tests: writes to stdout, to stderr through
+logging, raises, and floods stdout on request."""
+import logging
+import sys
+
+log = logging.getLogger("journal_app")
+log.addHandler(logging.StreamHandler(sys.stderr))
+log.setLevel(logging.INFO)
+
+
+def application(environ, start_response):
+    path, arg = environ["PATH_INFO"], environ.get("QUERY_STRING", "")
+    if path == "/print":
+        print("app-print " + arg)
+    elif path == "/log":
+        log.warning("app-log %s", arg)
+    elif path == "/raise":
+        raise ValueError("journal-test-boom " + arg)
+    elif path == "/flood":
+        marker, _, count = arg.partition("-")
+        for i in range(int(count)):
+            print(f"flood {marker} {i:05d} " + "x" * 200)
+    body = b"ok\n"
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
