@@ -1,5 +1,6 @@
 """appstack-worker's contract with appstackd (common/scoreboard.h), played
 by the test: channel messages, scoreboard slot, signals, max_requests."""
+import json
 import os
 import signal
 import socket
@@ -37,6 +38,16 @@ def test_ready_and_slot(tmpdir_short):
         t.join()
         wait_for(lambda: w.slot()["state"] == "idle", timeout=5, what="idle slot")
         assert w.slot()["requests"] == 1 and w.slot()["request_start"] == 0
+    finally:
+        w.stop()
+
+
+def test_no_descriptor_leaks_to_app_children(tmpdir_short):
+    w = started(tmpdir_short)
+    try:
+        assert w.read_channel() == "READY"
+        status, _, body = request(w.port, path="/inheritable-fds")
+        assert status == 200 and json.loads(body) == []
     finally:
         w.stop()
 

@@ -4,6 +4,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,7 +85,7 @@ static bool add_listener(int fd)
         as_err("too many listening sockets (at most %d)", WK_MAX_LISTEN);
         return false;
     }
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
         as_err("listening socket %d: %s", fd, strerror(errno));
         return false;
     }

@@ -4,6 +4,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,11 @@ bool wk_master_attach(void)
     W.id = (int)id;
     W.generation = (unsigned)gen;
     W.channel_fd = (int)chan;
+    /* Whatever the app runs must not hold the master's channel open. */
+    if (fcntl(W.channel_fd, F_SETFD, FD_CLOEXEC) < 0) {
+        as_err("channel fd %d: %s", W.channel_fd, strerror(errno));
+        return false;
+    }
     W.max_requests = (uint64_t)maxr;
     snprintf(field, sizeof field, "APPSTACK_WORKER=%d", W.id);
     as_log_add_global_field(field);

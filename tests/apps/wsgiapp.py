@@ -206,6 +206,19 @@ def sleep(environ, start_response):
     return [b"slept\n"]
 
 
+def inheritable_fds(environ, start_response):
+    """Descriptors a child process of the app would inherit (beyond 0-2)."""
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if fd > 2 and os.get_inheritable(fd):
+                fds.append(fd)
+        except OSError:
+            pass
+    return _json(start_response, fds)
+
+
 def pid(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [str(os.getpid()).encode()]
@@ -231,7 +244,7 @@ ROUTES = {
     "/raise-announced": raise_announced, "/exc-info": exc_info,
     "/bad-header": bad_header, "/nonlatin-header": nonlatin_header,
     "/no-start": no_start, "/status": status, "/file": file, "/log": log,
-    "/sleep": sleep, "/pid": pid, "/sysinfo": sysinfo,
+    "/sleep": sleep, "/pid": pid, "/inheritable-fds": inheritable_fds, "/sysinfo": sysinfo,
 }
 
 
