@@ -43,7 +43,7 @@ def _run(script, tmp, *args, timeout=120):
 def test_bench_static_measures_nginx_and_cleans_up(tmpdir_short):
     r, res = _run("static", tmpdir_short, "--conc", "16", "--base-conc", "16")
     rows = {(row["case"], s["key"]): s for row in res["rows"] for s in row["stacks"]}
-    for case in ("static 1KiB", "static 100KiB", "static 10MiB"):
+    for case in ("1 KiB", "100 KiB", "10 MiB"):
         nginx = rows[(case, "nginx")]
         assert nginx["n"] == 1 and nginx["rps"]["median"] > 0, nginx
         assert nginx["errors_total"] == 0, nginx
@@ -53,7 +53,7 @@ def test_bench_static_measures_nginx_and_cleans_up(tmpdir_short):
             assert "appstack-proxy" in res["skipped"]
         else:
             assert mine["n"] == 1 or mine["failures"]
-    assert "static 1KiB" in r.stdout and "nginx" in r.stdout
+    assert "static files from the front: 1 KiB" in r.stdout and "nginx" in r.stdout
     assert not _cmdlines_with(res["meta"]["workdir"]), "processes left behind"
     assert not os.path.exists(res["meta"]["workdir"])
 

@@ -72,14 +72,14 @@ def django(workdir, log=print):
         with open(os.path.join(static_root, "admin", "css", "base.css"), "rb") as f:
             css_head = f.read(64)
         return App("django", chdir, pkg + ".wsgi:application", env=env, static_dir=static_root,
-                   paths=[("django page", "/", b"</html>"),
-                          ("admin css", "/static/admin/css/base.css", css_head)])
+                   paths=[("page", "/", b"</html>"),
+                          ("admin CSS", "/static/admin/css/base.css", css_head)])
     raise RuntimeError("no usable Django site")
 
 
-STATIC_FILES = (("static 1KiB", "1k.bin", 1 << 10),
-                ("static 100KiB", "100k.bin", 100 << 10),
-                ("static 10MiB", "10m.bin", 10 << 20))
+STATIC_FILES = (("1 KiB", "1k.bin", 1 << 10),
+                ("100 KiB", "100k.bin", 100 << 10),
+                ("10 MiB", "10m.bin", 10 << 20))
 
 
 def static_files(workdir):

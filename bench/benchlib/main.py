@@ -142,19 +142,19 @@ def plan(o, hello, django, static_paths):
 
     for w in o.workers:
         if "hello-direct" in o.only:
-            units.append(Unit("hello-direct", "hello world, direct to the workers", stacks.DIRECT,
+            units.append(Unit("hello-direct", "hello world direct to the workers", stacks.DIRECT,
                               hello, w, [Case(*hello.paths[0], concs("hello-direct", w))]))
         if "hello-front" in o.only:
-            units.append(Unit("hello-front", "hello world through the front", stacks.FRONT,
+            units.append(Unit("hello-front", "hello world via the front", stacks.FRONT,
                               hello, w, [Case(*hello.paths[0], concs("hello-front", w))]))
         if "django" in o.only:
             # The admin CSS is a static file: the worker count cannot change it.
             paths = django.paths if w == last else django.paths[:1]
-            units.append(Unit("django", "Django example through the front", stacks.FRONT, django, w,
+            units.append(Unit("django", "Django example via the front", stacks.FRONT, django, w,
                               [Case(*p, [o.base_conc]) for p in paths]))
     if "static" in o.only:
         first, *rest = static_paths
-        units.append(Unit("static", "static files", stacks.STATIC, hello, 0,
+        units.append(Unit("static", "static files from the front", stacks.STATIC, hello, 0,
                           [Case(*first, concs("static", 0))] +
                           [Case(*p, [o.base_conc]) for p in rest]))
     return units

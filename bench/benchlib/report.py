@@ -105,6 +105,12 @@ def _fmt_cpu(s):
     return f"{c['median']:.0f}" if c else "-"
 
 
+def row_name(row):
+    """"hello world via the front, 4 workers", "static files from the front: 1 KiB", ..."""
+    name = row["title"] if row["case"] == "hello" else f"{row['title']}: {row['case']}"
+    return name if row["group"] == "static" else f"{name}, {row['workers']} workers"
+
+
 HEAD = ("case", "conc", "stack", "req/s median (min-max)", "p50 ms", "p99 ms",
         "errors (all reps)", "server CPU us/req", "appstack/best peer req/s", "appstack/best peer p99")
 
@@ -113,9 +119,7 @@ def table_rows(rows):
     out = []
     for row in rows:
         first = True
-        case = f"{row['title']}: {row['case']}"
-        if row["group"] != "static":
-            case += f", {row['workers']} workers"
+        case = row_name(row)
         for s in row["stacks"]:
             out.append((case if first else "", str(row["conc"]) if first else "", s["label"],
                         _fmt_rps(s), _fmt_ms(s["p50"]), _fmt_ms(s["p99"]),
@@ -177,7 +181,7 @@ def failures(rows, life, skipped):
     for row in rows:
         for s in row["stacks"]:
             if s["failures"] and not s["n"]:
-                out.append(f"{row['title']} / {row['case']} c={row['conc']} / {s['label']}: "
+                out.append(f"{row_name(row)}, c={row['conc']}, {s['label']}: "
                            f"{s['failures'][0].splitlines()[0]}")
     for s in life:
         if s["failures"]:
@@ -209,11 +213,11 @@ def write_csv(path, results):
 # ---- plots -------------------------------------------------------------------
 
 def _sweeps(rows):
-    """{(title, case, workers): {stack label: [(conc, stat rps, stat p99)]}} for
+    """{row name: {(stack label, key): [(conc, stat rps, stat p99)]}} for
     the rows measured at more than one concurrency."""
     by = {}
     for row in rows:
-        k = (row["title"], row["case"], row["workers"], row["group"])
+        k = row_name(row)
         for s in row["stacks"]:
             if s["rps"]:
                 by.setdefault(k, {}).setdefault((s["label"], s["key"]), []).append(
@@ -229,8 +233,7 @@ def plot(rows, outdir):
     if not sweeps:
         return []
     panels = []
-    for i, ((title, case, workers, group), series) in enumerate(sorted(sweeps.items())):
-        name = f"{title}: {case}" + ("" if group == "static" else f", {workers} workers")
+    for i, (name, series) in enumerate(sorted(sweeps.items())):
         files = []
         for j, ((label, key), pts) in enumerate(sorted(series.items())):
             dat = os.path.join(outdir, f"sweep{i}-{j}.dat")
