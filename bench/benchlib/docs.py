@@ -28,9 +28,12 @@ def markdown(info, rows, life, problems, plots):
            f"{info['kernel']}, commit `{info['commit']}`: {info['reps']} repetition(s) of "
            f"{info['duration_s']:g} s per case, interleaved; median (min-max). {pin}.",
            "",
-           f"Peers: {v['nginx']}; gunicorn {v['gunicorn']}; uWSGI {v['uwsgi']}; "
-           f"{v['python']}; Django {v['django']}; load from {v['wrk'].split(' [')[0]}.",
+           f"appstack {v['appstack'] or '?'}; nginx {v['nginx']}; gunicorn {v['gunicorn']}; "
+           f"uWSGI {v['uwsgi']}; Python {v['python']}; Django {v['django']}; wrk {v['wrk']}.",
            ""]
+    if info["quick"]:
+        out += ["**Smoke run (`--quick`): one short repetition, figures for checking that "
+                "everything runs, not for conclusions.**", ""]
     if rows:
         out += [report.md_table(report.HEAD, report.table_rows(rows)), "",
                 *[n + "  " for n in NOTES], ""]

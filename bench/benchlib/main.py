@@ -3,6 +3,7 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import resource
 import shutil
 import subprocess
@@ -171,13 +172,16 @@ def estimate(o, units):
 
 # ---- meta -----------------------------------------------------------------------
 
-def _version(argv):
+def _version(argv, number=True):
+    """First line of ARGV's output, or just the version number in it."""
     try:
         r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            timeout=10)
-        return r.stdout.strip().splitlines()[0] if r.stdout.strip() else ""
     except (OSError, subprocess.TimeoutExpired):
         return ""
+    line = r.stdout.strip().splitlines()[0] if r.stdout.strip() else ""
+    m = re.search(r"\d+\.\d+(?:\.\d+)?", line) if number else None
+    return m.group(0) if m else line
 
 
 def meta(o, builddir, django_app):
@@ -190,7 +194,7 @@ def meta(o, builddir, django_app):
     return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "kernel": platform.release(), "cpu": cpu, "cpus": os.cpu_count(),
-        "commit": _version(["git", "-C", apps.SRCDIR, "describe", "--always", "--dirty"]),
+        "commit": _version(["git", "-C", apps.SRCDIR, "describe", "--always", "--dirty"], False),
         "builddir": builddir,
         "pin": o.pin, "client_cpus": o.client_cpus, "server_cpus": o.server_cpus,
         "wrk_threads": o.threads, "reps": o.reps, "duration_s": o.duration,
@@ -198,6 +202,7 @@ def meta(o, builddir, django_app):
         "quick": o.quick,
         "django_site": django_app.chdir if django_app else None,
         "versions": {
+            "appstack": _version([os.path.join(builddir, "appstackd"), "--version"]),
             "nginx": _version(["nginx", "-v"]),
             "gunicorn": _version(["/usr/bin/python3", "-m", "gunicorn", "--version"]),
             "uwsgi": _version(["uwsgi", "--version"]),
