@@ -74,6 +74,8 @@ static bool decode_path(const char *p, size_t len, char *out, size_t outlen, int
                 *flags |= F_SLASH;
             else if (c == '\0')
                 *flags |= F_NUL;
+        } else if (c == '\0') {
+            *flags |= F_NUL;    /* raw: it would cut the decoded path short */
         } else if (c == '/') {
             if (!add_segment(out, outlen, &o, seg, s, flags))
                 return false;
