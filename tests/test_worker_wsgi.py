@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import free_port, wait_for
+from conftest import APPS, free_port, wait_for, write_config
 from workerutil import Conn, Worker, recv_all, request, worker_config
 
 
@@ -220,6 +220,35 @@ def test_head_and_bodiless_statuses(app):
 def test_exc_info_replaces_status(app):
     status, _, body = request(app.port, path="/exc-info")
     assert (status, body) == (503, b"error page\n")
+
+
+def test_exc_info_after_headers_reraises(app):
+    with Conn(app.port) as c:
+        c.send(b"GET /exc-info-late HTTP/1.1\r\nHost: a\r\n\r\n")
+        data = recv_all(c.sock)
+    assert data.startswith(b"HTTP/1.1 200") and b"partial" in data
+    assert b"never sent" not in data and not data.endswith(b"0\r\n\r\n")
+    wait_for(lambda: "late failure" in app.log(), what="the re-raised error in the log")
+
+
+def test_forwarded_from_unix_socket_peer(tmpdir_short):
+    sock = os.path.join(tmpdir_short, "app.sock")
+    cfg = write_config(tmpdir_short, f"[app]\nmodule = wsgiapp\nchdir = {APPS}\n"
+                                     f"[supervisor]\nlisten = unix:{sock}\n")
+    w = Worker(tmpdir_short, 0, cfg)
+    w.start(wait=False)
+    try:
+        wait_for(lambda: os.path.exists(sock), timeout=30, what="unix socket")
+        s = socket.socket(socket.AF_UNIX)
+        wait_for(lambda: s.connect_ex(sock) == 0, timeout=30, what="worker accepting")
+        s.sendall(b"GET /echo HTTP/1.1\r\nHost: example.org\r\nX-Forwarded-For: 203.0.113.9\r\n"
+                  b"X-Forwarded-Proto: https\r\nConnection: close\r\n\r\n")
+        data = recv_all(s)
+        s.close()
+        env = json.loads(data.split(b"\r\n\r\n", 1)[1])["env"]
+        assert env["REMOTE_ADDR"] == "203.0.113.9" and env["wsgi.url_scheme"] == "https"
+    finally:
+        w.stop()
 
 
 def traceback_entry(log, needle):

@@ -161,6 +161,17 @@ def exc_info(environ, start_response):
     return [b"error page\n"]
 
 
+def exc_info_late(environ, start_response):
+    """exc_info after the headers went out: start_response must re-raise."""
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"partial")
+    try:
+        raise KeyError("late failure")
+    except KeyError:
+        start_response("500 Internal Server Error", [("Content-Type", "text/plain")], sys.exc_info())
+    return [b"never sent"]
+
+
 def bad_header(environ, start_response):
     start_response("200 OK", [("X-Evil", "a\r\nSet-Cookie: pwned=1")])
     return [b"no"]
@@ -241,7 +252,7 @@ ROUTES = {
     "/echo": echo, "/lines": lines, "/readlines": readlines, "/upload": upload_size,
     "/rss": rss, "/read-huge": read_huge, "/gen": gen, "/endless": endless, "/write": write_api,
     "/raise-before": raise_before, "/raise-after": raise_after,
-    "/raise-announced": raise_announced, "/exc-info": exc_info,
+    "/raise-announced": raise_announced, "/exc-info": exc_info, "/exc-info-late": exc_info_late,
     "/bad-header": bad_header, "/nonlatin-header": nonlatin_header,
     "/no-start": no_start, "/status": status, "/file": file, "/log": log,
     "/sleep": sleep, "/pid": pid, "/inheritable-fds": inheritable_fds, "/sysinfo": sysinfo,
