@@ -19,7 +19,8 @@ ENV.pop("LISTEN_FDS", None)
 
 def sup_config(tmpdir, port, app_dir=None, module="sup_app:application", workers=2, timeout=2,
                graceful_timeout=5, extra=""):
-    """An appstack.ini for appstackd on 127.0.0.1:PORT; returns its path."""
+    """An appstack.ini for appstackd on 127.0.0.1:PORT; EXTRA is appended
+    to [supervisor]. Returns its path."""
     return write_config(tmpdir, f"""\
         [app]
         module = {module}
@@ -30,9 +31,7 @@ def sup_config(tmpdir, port, app_dir=None, module="sup_app:application", workers
         workers = {workers}
         timeout = {timeout}
         graceful_timeout = {graceful_timeout}
-        control = {tmpdir}/run/control.sock
-        {extra}
-        """)
+        control = {tmpdir}/run/control.sock\n""" + "".join(f"        {line}\n" for line in extra.splitlines()))
 
 
 def copy_app(tmpdir, name="sup_app.py"):

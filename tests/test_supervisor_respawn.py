@@ -138,3 +138,19 @@ def test_fast_stop(supervisor):
     assert s.proc.wait(timeout=10) == 0
     assert time.monotonic() - t0 < 5
     assert not any(pid_alive(p) for p in pids)
+
+
+def test_workers_drop_to_user_and_group(supervisor, tmpdir_short, port):
+    from supervisorutil import sup_config
+    os.chmod(tmpdir_short, 0o755)   # the workers read the config as nobody
+    config = sup_config(tmpdir_short, port, workers=2, extra="user = nobody\ngroup = nogroup")
+    os.chmod(config, 0o644)
+    s = supervisor(config=config, workers=2)
+    for pid in s.ready_pids():
+        with open(f"/proc/{pid}/status") as f:
+            ids = dict(line.split(":", 1) for line in f if line.startswith(("Uid", "Gid", "Groups")))
+        assert ids["Uid"].split() == ["65534"] * 4
+        assert ids["Gid"].split() == ["65534"] * 4
+        assert ids["Groups"].split() in ([], ["65534"])
+    assert get(s.port)[0] == 200
+    assert os.getuid() == 0 and s.proc.poll() is None

@@ -7,7 +7,7 @@ from supervisorutil import get, supervisor, wait_for  # noqa: F401
 
 
 def test_scale_up_then_down_retires_gracefully(supervisor):
-    s = supervisor(workers=2, timeout=10)
+    s = supervisor(workers=2, timeout=10, graceful_timeout=20)
     r = s.supctl("scale", "5")
     assert r.returncode == 0 and "2 -> 5" in r.stdout, r
     s.wait_ready(5)
