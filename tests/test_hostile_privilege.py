@@ -10,17 +10,33 @@ import subprocess
 
 import pytest
 
-from conftest import free_port, prog, wait_for
+from conftest import APPS, free_port, prog, wait_for, write_config
 from hostileutil import ids_of, unprivileged_user
 from proxyutil import Proxy, Upstream, get as proxy_get, ok, proxy_config
-from supervisorutil import ENV, get, sup_config, supervisor  # noqa: F401 (fixture)
+from supervisorutil import ENV, get, supervisor  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
 
 USER, UID, GID = unprivileged_user()
 GROUP = grp.getgrgid(GID).gr_name
-# sup_config dedents its template: continue at its indentation.
-SUP_USER = f"user = {USER}\n        group = {GROUP}"
+
+
+def dropping_config(tmpdir, port, app_dir=APPS, module="sup_app:application", workers=2):
+    """An appstackd config whose workers run as the unprivileged user."""
+    return write_config(tmpdir, f"""
+        [app]
+        module = {module}
+        chdir = {app_dir}
+
+        [supervisor]
+        listen = 127.0.0.1:{port}
+        workers = {workers}
+        timeout = 5
+        graceful_timeout = 5
+        control = {tmpdir}/run/control.sock
+        user = {USER}
+        group = {GROUP}
+        """)
 
 
 def status_field(pid, name):
@@ -88,7 +104,7 @@ def test_control_socket_raw_bytes_from_another_uid(sup):
 
 def test_workers_drop_to_user_and_group(supervisor, tmpdir_short, port):
     os.chmod(tmpdir_short, 0o755)
-    s = supervisor(config=sup_config(tmpdir_short, port, workers=2, extra=SUP_USER), workers=2)
+    s = supervisor(config=dropping_config(tmpdir_short, port), workers=2)
     master_uid, _ = ids_of(s.proc.pid)
     assert master_uid == (0, 0, 0, 0), "the master must keep root to manage sockets and respawn"
     for pid in s.ready_pids():
@@ -141,8 +157,9 @@ def test_proxy_drops_after_binding(tmpdir_short):
                         extra=f"user = {USER}\ngroup = {GROUP}")
     p = Proxy(conf, port)
     try:
-        uid, gid = ids_of(p.proc.pid)
-        assert uid == (UID,) * 4 and gid == (GID,) * 4, (uid, gid)
+        # The socket accepts from listen() on; the drop follows right after.
+        wait_for(lambda: ids_of(p.proc.pid) == ((UID,) * 4, (GID,) * 4), timeout=10,
+                 what="the proxy to drop to the unprivileged user")
         assert "0" not in (status_field(p.proc.pid, "Groups") or [])
         assert int(status_field(p.proc.pid, "CapEff")[0], 16) == 0
         assert proxy_get(port, "/public/hello.txt").body == b"public"
@@ -186,7 +203,6 @@ def test_worker_cannot_read_root_only_files(supervisor, tmpdir_short, port):
                 "    start_response('200 OK', [('Content-Length', str(len(body)))])\n"
                 "    return [body]\n")
     os.chmod(os.path.join(app_dir, "peek.py"), 0o644)
-    s = supervisor(config=sup_config(tmpdir_short, port, app_dir=app_dir, module="peek:application", workers=1,
-                                     extra=SUP_USER), workers=1)
+    s = supervisor(config=dropping_config(tmpdir_short, port, app_dir, "peek:application", workers=1), workers=1)
     assert get(port) == (200, "EACCES")
     assert s.proc.poll() is None
