@@ -159,3 +159,13 @@ def test_idle_keepalive_timeout_and_no_pinning(app):
 def test_large_headers_within_limits(app):
     status, _, body = request(app.port, path="/echo", headers=[("X-Big", "v" * 8000)])
     assert status == 200 and json.loads(body)["env"]["HTTP_X_BIG"] == "v" * 8000
+
+
+def test_keepalive_zero_disables_keepalive(tmpdir_short):
+    port = free_port()
+    with Worker(tmpdir_short, port, worker_config(tmpdir_short, port, sup_extra="keepalive = 0")):
+        with Conn(port) as c:
+            c.send(b"GET /pid HTTP/1.1\r\nHost: a\r\n\r\n")
+            status, headers, _ = c.response()
+            assert status == 200 and headers["connection"] == "close"
+            assert c.closed()

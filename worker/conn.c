@@ -237,7 +237,8 @@ close:
 double wk_conn_expire(double now)
 {
     struct wk_conn *h = &W.idle_head;
-    double ka = W.cfg.keepalive;
+    /* keepalive = 0 turns keep-alive off; a header or a linger still gets a second. */
+    double ka = W.cfg.keepalive > 0 ? W.cfg.keepalive : 1.0;
 
     while (h->next != h && h->next->last_active + ka <= now)
         wk_conn_close(h->next);

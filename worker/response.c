@@ -173,7 +173,7 @@ static bool keep_alive(void)
 {
     const struct as_http_request *r = R.r;
 
-    if (R.must_close || !r->keep_alive || W.stopping || W.term || last_request())
+    if (R.must_close || !r->keep_alive || W.stopping || W.term || last_request() || W.cfg.keepalive <= 0)
         return false;
     if (!R.body_done) {
         if (R.continue_pending || r->chunked)
