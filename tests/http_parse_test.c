@@ -1,12 +1,13 @@
 /* Test driver for the shared HTTP parser: reads raw bytes on stdin, feeds
  * them to as_http_feed() the way a server does (a few bytes per read, or
  * all at once), and prints one JSON object per request seen, then a summary
- * line. tests/test_http_parse.py drives it.
+ * line ("end"). tests/test_http_parse.py drives it.
  *
- *   http_parse_test [-c CHUNK] [-l LINE,FIELDS,FIELD,HEADER,BODY] [-f N] [-h NAME]
+ *   http_parse_test [-c CHUNK[,CHUNK...]] [-l LINE,FIELDS,FIELD,HEADER,BODY] [-f N] [-h NAME]
  *   http_parse_test -r          (prints as_http_reason() of 100..599)
  *
- * -c: bytes that "arrive" per read (0: everything at once);
+ * -c: bytes that "arrive" per read (0: everything at once); with a list,
+ *     the input is parsed once per entry, each run ending with its summary;
  * -l: the limits (0 = parser default); -f: on_body fails after N bytes;
  * -h: also print as_http_header(NAME) of each request.
  * Exit status 3 when the parser breaks its contract (consumes more than it
@@ -214,30 +215,14 @@ static void after_feed(struct run *x)
     }
 }
 
-int main(int argc, char **argv)
+/* Parses DATA once, CHUNK bytes arriving per read, and prints the result. */
+static void run_once(const char *data, size_t len, size_t chunk,
+                     const struct as_http_limits *limits, long fail_after)
 {
-    struct as_http_limits limits = { 0 };
-    size_t chunk = 0, len, c;
-    struct run x = { .body.fail_after = -1 };
-    char *data;
-    int opt;
+    struct run x = { .body.fail_after = fail_after };
+    size_t c;
 
-    while ((opt = getopt(argc, argv, "c:l:f:h:r")) != -1) {
-        if (opt == 'c')
-            chunk = strtoul(optarg, NULL, 10);
-        else if (opt == 'l')
-            parse_limits(optarg, &limits);
-        else if (opt == 'f')
-            x.body.fail_after = strtol(optarg, NULL, 10);
-        else if (opt == 'h')
-            lookup_name = optarg;
-        else if (opt == 'r')
-            return print_reasons(), 0;
-        else
-            die("usage: http_parse_test [-c CHUNK] [-l LIMITS] [-f N] < request");
-    }
-    data = read_all(&len);
-    as_http_init(&x.r, &limits);
+    as_http_init(&x.r, limits);
     x.r.on_body = collect_body;
     x.r.ctx = &x.body;
     x.avail = chunk && chunk < len ? chunk : len;
@@ -257,10 +242,42 @@ int main(int argc, char **argv)
     }
     if (x.r.state == AS_HTTP_ERROR || x.pos != x.msg_start)
         end_message(&x);
-    printf("{\"end\": true, \"consumed\": %zu, \"total\": %zu, \"moves\": %u}\n",
-           x.pos, len, x.moves);
+    printf("{\"end\": true, \"chunk\": %zu, \"consumed\": %zu, \"total\": %zu, \"moves\": %u}\n",
+           chunk, x.pos, len, x.moves);
     as_http_free(&x.r);
     free(x.body.data);
+}
+
+int main(int argc, char **argv)
+{
+    struct as_http_limits limits = { 0 };
+    const char *chunks = "0";
+    long fail_after = -1;
+    size_t len;
+    char *data, *end;
+    int opt;
+
+    while ((opt = getopt(argc, argv, "c:l:f:h:r")) != -1) {
+        if (opt == 'c')
+            chunks = optarg;
+        else if (opt == 'l')
+            parse_limits(optarg, &limits);
+        else if (opt == 'f')
+            fail_after = strtol(optarg, NULL, 10);
+        else if (opt == 'h')
+            lookup_name = optarg;
+        else if (opt == 'r')
+            return print_reasons(), 0;
+        else
+            die("usage: http_parse_test [-c CHUNK[,CHUNK...]] [-l LIMITS] [-f N] [-h NAME] < request");
+    }
+    data = read_all(&len);
+    for (;;) {
+        run_once(data, len, strtoul(chunks, &end, 10), &limits, fail_after);
+        if (*end != ',')
+            break;
+        chunks = end + 1;
+    }
     free(data);
     return 0;
 }

@@ -11,20 +11,31 @@ from conftest import prog
 CHUNKINGS = (0, 1, 2, 5, 13)
 
 
-def run(data, chunk=0, limits=None, fail_after=None, lookup=None):
-    args = [prog("tests/http_parse_test"), "-c", str(chunk)]
+def run_all(data, chunks, limits=None, fail_after=None, lookup=None):
+    """[(messages, end)] for each read size in CHUNKS (one driver process)."""
+    args = [prog("tests/http_parse_test"), "-c", ",".join(str(c) for c in chunks)]
     if limits:
         args += ["-l", ",".join(str(v) for v in limits)]
     if fail_after is not None:
         args += ["-f", str(fail_after)]
     if lookup:
         args += ["-h", lookup]
-    proc = subprocess.run(args, input=data, capture_output=True, timeout=30)
+    proc = subprocess.run(args, input=data, capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()
-    lines = [json.loads(line) for line in proc.stdout.decode().splitlines()]
-    end = lines.pop()
-    assert end["end"]
-    return lines, end
+    runs, messages = [], []
+    for line in proc.stdout.decode().splitlines():
+        obj = json.loads(line)
+        if obj.get("end"):
+            runs.append((messages, obj))
+            messages = []
+        else:
+            messages.append(obj)
+    assert len(runs) == len(chunks)
+    return runs
+
+
+def run(data, chunk=0, **kw):
+    return run_all(data, [chunk], **kw)[0]
 
 
 def comparable(messages, end):
@@ -38,19 +49,18 @@ def comparable(messages, end):
         out.append(m)
     if messages and messages[-1]["state"] == "error":
         end = {}
+    end = {k: v for k, v in end.items() if k != "chunk"}
     return out, end
 
 
 def parse(data, **kw):
     """Messages parsed from DATA, checked identical for every chunking."""
-    first = None
-    for chunk in CHUNKINGS:
-        messages, end = run(data, chunk=chunk, **kw)
-        got = comparable(messages, end)
-        if first is None:
-            first, result = got, (messages, end)
-        assert got == first, f"chunk size {chunk} disagrees with whole feeding"
-    return result
+    runs = run_all(data, CHUNKINGS, **kw)
+    first = comparable(*runs[0])
+    for chunk, (messages, end) in zip(CHUNKINGS, runs):
+        assert comparable(messages, end) == first, \
+            f"chunk size {chunk} disagrees with whole feeding"
+    return runs[0]
 
 
 def one(data, **kw):
