@@ -10,7 +10,7 @@ import subprocess
 from .runner import BUSY_CLIENT
 
 FIELDS = ("rps", "p50", "p99", "errors", "requests", "bytes_per_s",
-          "client_busy", "server_cpu_us_per_req")
+          "client_busy", "server_cpu_us_per_req", "stalled")
 
 
 def _stat(values):
@@ -31,7 +31,8 @@ def summarize(results):
                  "n": len(e["samples"]), "failures": e["failures"]}
             for f in FIELDS:
                 s[f] = _stat([smp.get(f) for smp in e["samples"]])
-            for f in ("errors", "non2xx", "err_connect", "err_read", "err_write", "err_timeout"):
+            for f in ("errors", "non2xx", "err_connect", "err_read", "err_write", "err_timeout",
+                      "stalled"):
                 s[f + "_total"] = sum(smp.get(f, 0) for smp in e["samples"])
             out["stacks"].append(s)
         _ratios(out)
@@ -92,12 +93,13 @@ def _fmt_errors(s):
     failure as a 5xx or a refused connection."""
     if not s["n"]:
         return "-"
+    stalled = f", no response at all in {s['stalled_total']} rep(s)" if s["stalled_total"] else ""
     if not s["errors_total"]:
-        return "0"
+        return "0" + stalled
     kinds = [(f"{s[k + '_total']} {name}") for k, name in (
         ("non2xx", "non-2xx"), ("err_connect", "connect"), ("err_read", "read"),
         ("err_write", "write"), ("err_timeout", "timeout")) if s[k + "_total"]]
-    return f"{s['errors_total']} ({', '.join(kinds)})"
+    return f"{s['errors_total']} ({', '.join(kinds)}){stalled}"
 
 
 def _fmt_cpu(s):
@@ -183,6 +185,9 @@ def failures(rows, life, skipped):
             if s["failures"] and not s["n"]:
                 out.append(f"{row_name(row)}, c={row['conc']}, {s['label']}: "
                            f"{s['failures'][0].splitlines()[0]}")
+            if s.get("stalled_total"):
+                out.append(f"{row_name(row)}, c={row['conc']}, {s['label']}: no response "
+                           f"at all during the case in {s['stalled_total']} repetition(s)")
     for s in life:
         if s["failures"]:
             out.append(f"lifecycle / {s['label']}: {s['failures'][0].splitlines()[0]}")

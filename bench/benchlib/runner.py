@@ -98,12 +98,18 @@ class Runner:
             log(f"      {case.label} c={conc}: wrk failed: {str(e)[:200]}")
             return
         server_cpu = procs.cpu_seconds(pids) - cpu0
+        # No response at all in the whole case: wrk's latencies are then
+        # zeros, which must not pass for fast answers.
+        fig["stalled"] = int(fig["requests"] == 0)
+        if fig["stalled"]:
+            fig["p50"] = fig["p99"] = None
         fig["rep"] = rep
         fig["client_busy"] = busy
         fig["server_cpu_us_per_req"] = 1e6 * server_cpu / fig["requests"] if fig["requests"] else None
         entry["samples"].append(fig)
         self.save_raw(unit, case, conc, cls, rep, raw)
         busy = " (client-bound)" if fig["client_busy"] > BUSY_CLIENT else ""
+        busy += " (NO RESPONSE)" if fig["stalled"] else ""
         log(f"      {case.label:14} c={conc:<5} {fig['rps']:10.0f} req/s  p99 "
             f"{_ms(fig['p99'])} ms  errors {fig['errors']}{busy}")
 
