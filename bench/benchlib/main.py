@@ -244,16 +244,23 @@ def main(argv, prog, **defaults):
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+LOG_TAIL = 64 << 10     # access logs grow by megabytes per case: keep the end
+
+
 def _keep_logs(workdir, outdir):
-    """Servers' logs are small and explain failures: keep them with the results."""
+    """The servers' configs and the end of their logs explain failures: keep
+    them with the results."""
     dest = os.path.join(outdir, "logs")
     for root, _, files in os.walk(workdir):
         for name in files:
-            if name.endswith((".log", ".ini", ".conf")) and "files" not in root:
-                rel = os.path.relpath(os.path.join(root, name), workdir)
-                path = os.path.join(dest, rel)
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                shutil.copyfile(os.path.join(root, name), path)
+            if not name.endswith((".log", ".ini", ".conf")) or "files" in root:
+                continue
+            src = os.path.join(root, name)
+            path = os.path.join(dest, os.path.relpath(src, workdir))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(src, "rb") as f, open(path, "wb") as out:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - LOG_TAIL))
+                out.write(f.read())
 
 
 def run(o, builddir, outdir, rawdir, workdir):
