@@ -31,6 +31,8 @@ def markdown(info, rows, life, problems, plots):
            f"appstack {v['appstack'] or '?'}; nginx {v['nginx']}; gunicorn {v['gunicorn']}; "
            f"uWSGI {v['uwsgi']}; Python {v['python']}; Django {v['django']}; wrk {v['wrk']}.",
            ""]
+    if info.get("partial"):
+        out += ["**Interrupted run: only the cases measured before the interruption.**", ""]
     if info["quick"]:
         out += ["**Smoke run (`--quick`): one short repetition, figures for checking that "
                 "everything runs, not for conclusions.**", ""]

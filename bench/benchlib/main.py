@@ -62,7 +62,8 @@ def parse_args(argv, prog, defaults):
                    help="seconds a stack may take to answer 200 (default 60; --quick 20)")
     p.add_argument("--out", help="results directory (default bench/results/<date-time>)")
     p.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
-                   help="update docs/performance.md and its plots (default: full bench/run only)")
+                   help="update docs/performance.md and its plots (default: only a full bench/run "
+                   "of all groups)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan and the time it should take, run nothing")
     p.add_argument("--keep", action="store_true", help="keep the temp dir with configs and logs")
@@ -76,7 +77,9 @@ def parse_args(argv, prog, defaults):
     o.warmup = o.warmup if o.warmup is not None else (0 if o.quick else 1)
     o.start_timeout = o.start_timeout or (20.0 if o.quick else 60.0)
     if o.docs is None:
-        o.docs = defaults.get("docs_default", False) and not o.quick
+        # Only a whole, full run may replace the published figures.
+        o.docs = (defaults.get("docs_default", False) and not o.quick
+                  and set(o.only) == set(GROUPS))
     return o
 
 
@@ -229,10 +232,11 @@ def main(argv, prog, **defaults):
     pinning(o)
     builddir = find_builddir(o)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    outdir = os.path.abspath(o.out or os.path.join(apps.BENCH, "results", stamp + ("-quick" if o.quick else "")))
+    workdir = tempfile.mkdtemp(prefix="asb-", dir=o.tmp)
+    outdir = os.path.abspath(os.path.join(workdir, "dry-run") if o.dry_run else o.out or
+                             os.path.join(apps.BENCH, "results", stamp + ("-quick" if o.quick else "")))
     rawdir = os.path.join(outdir, "wrk")
     os.makedirs(rawdir, exist_ok=True)
-    workdir = tempfile.mkdtemp(prefix="asb-", dir=o.tmp)
     try:
         return run(o, builddir, outdir, rawdir, workdir)
     finally:
@@ -283,14 +287,27 @@ def run(o, builddir, outdir, rawdir, workdir):
                 " | " + ", ".join(cls.label for cls in u.classes))
         return 0
     t_start = time.monotonic()
-    for rep in range(o.reps):
-        for unit in units:
-            runner.run_unit(unit, rep)
-        if "lifecycle" in o.only:
-            runner.run_lifecycle(stacks.FRONT, django, rep)
+    try:
+        for rep in range(o.reps):
+            for unit in units:
+                runner.run_unit(unit, rep)
+            if "lifecycle" in o.only:
+                runner.run_lifecycle(stacks.FRONT, django, rep)
+    except (KeyboardInterrupt, SystemExit):
+        # A long run stopped by hand still reports what it measured.
+        procs.stop_all()
+        log("bench: interrupted; the results below are partial")
+        o.docs = False
+        _finish_timed(o, outdir, results, builddir, django, workdir, t_start, partial=True)
+        raise
+    return _finish_timed(o, outdir, results, builddir, django, workdir, t_start)
+
+
+def _finish_timed(o, outdir, results, builddir, django, workdir, t_start, partial=False):
     info = meta(o, builddir, django)
     info["elapsed_s"] = round(time.monotonic() - t_start)
     info["workdir"] = workdir
+    info["partial"] = partial
     return finish(o, outdir, results, info)
 
 
