@@ -80,11 +80,15 @@ static bool grow_headers(struct as_http_request *r)
     return true;
 }
 
+/* One bit per byte value: ALPHA, DIGIT and !#$%&'*+-.^_`|~ (names are
+ * checked byte by byte on every request, so no strchr). */
+static const uint64_t tchar_bits[4] = {
+    UINT64_C(0x03ff6cfa00000000), UINT64_C(0x57ffffffc7fffffe), 0, 0,
+};
+
 bool as_http_tchar(unsigned char c)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c && strchr("!#$%&'*+-.^_`|~", c);
+    return (tchar_bits[c >> 6] >> (c & 63)) & 1;
 }
 
 static int on_method(llhttp_t *p, const char *at, size_t n)
@@ -138,15 +142,17 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n)
 static int on_header_field_complete(llhttp_t *p)
 {
     struct as_http_request *r = req(p);
-    size_t i;
+    const unsigned char *c, *end;
 
     if (!in_head(r))
         return 0;
-    for (i = r->field_off; i < r->buf_len; i++)
-        if (!as_http_tchar((unsigned char)r->buf[i]))
-            return cb_fail(r, 400, "invalid character in header name");
-    if (i == r->field_off)
+    c = (const unsigned char *)r->buf + r->field_off;
+    end = (const unsigned char *)r->buf + r->buf_len;
+    if (c == end)
         return cb_fail(r, 400, "empty header name");
+    for (; c < end; c++)
+        if (!as_http_tchar(*c))
+            return cb_fail(r, 400, "invalid character in header name");
     r->value_off = r->buf_len + 1;
     r->last_cb = CB_VALUE;
     return append_nul(r);
