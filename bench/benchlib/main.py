@@ -92,6 +92,8 @@ def pinning(o):
     else:
         o.pin, o.client_cpus, o.server_cpus = "none", None, None
     o.threads = o.threads or (1 if o.pin == "split" else 2)
+    # How many CPUs wrk can keep busy: its threads, on the CPUs it may use.
+    o.client_capacity = min(o.threads, 1 if o.pin == "split" else ncpu)
 
 
 def raise_nofile():

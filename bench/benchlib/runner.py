@@ -104,7 +104,7 @@ class Runner:
         if fig["stalled"]:
             fig["p50"] = fig["p99"] = None
         fig["rep"] = rep
-        fig["client_busy"] = busy
+        fig["client_busy"] = busy / self.o.client_capacity
         fig["server_cpu_us_per_req"] = 1e6 * server_cpu / fig["requests"] if fig["requests"] else None
         entry["samples"].append(fig)
         self.save_raw(unit, case, conc, cls, rep, raw)

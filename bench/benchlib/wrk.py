@@ -49,7 +49,7 @@ def parse(out):
 
 
 def run(url, conc, duration, threads, cpus=None, timeout=10):
-    """Runs wrk once; returns (figures, raw output, share of one CPU wrk used)."""
+    """Runs wrk once; returns (figures, raw output, CPUs' worth of time wrk used)."""
     duration = max(1, round(duration))     # wrk takes whole seconds only
     argv = ["wrk", f"-t{threads}", f"-c{max(conc, threads)}", f"-d{duration}s",
             f"--timeout={timeout}s", "--latency", url]
