@@ -253,7 +253,11 @@ def plot(rows, outdir):
     for fname, cols, ylabel in (("throughput.png", "1:2:3:4", "requests/s"),
                                 ("p99.png", "1:5:6:7", "p99 latency, ms")):
         path = os.path.join(outdir, fname)
-        _gnuplot(path, panels, cols, ylabel)
+        try:
+            _gnuplot(path, panels, cols, ylabel)
+        except (OSError, subprocess.CalledProcessError) as e:
+            print(f"bench: no plot {fname}: {e}")   # the tables matter more
+            continue
         out.append(path)
     return out
 
