@@ -399,3 +399,21 @@ def test_reason_phrases():
     assert reasons["501"] == "Not Implemented"
     assert reasons["505"] == "HTTP Version Not Supported"
     assert reasons["599"] == "Server Error"
+
+
+CONTROLS = [c for c in range(32) if c not in (9, 10, 13)] + [127]
+
+
+@pytest.mark.parametrize("ctl", CONTROLS)
+def test_control_character_deep_in_a_value(ctl):
+    value = b"a" * 21 + bytes([ctl]) + b"b" * 30
+    assert status(H + b"X-Long: " + value + b"\r\n\r\n") == 400
+
+
+@pytest.mark.parametrize("offset", range(9))
+def test_control_character_at_every_word_offset(offset):
+    for ctl in (0, 0x1f, 0x7f):
+        assert status(H + b"X: " + b"v" * offset + bytes([ctl]) + b"w" * 20 + b"\r\n\r\n") == 400
+    assert ok(H + b"X: " + b"v" * offset + b"\x80\xff~ " + b"w" * 20 + b"\r\n\r\n")
+    value = "v" * (offset + 1) + "\t" + "w" * 20
+    assert ok(H + b"X: " + value.encode() + b"\r\n\r\n")["headers"] == [["X", value]]
