@@ -99,6 +99,10 @@ class Supervisor:
             return f.read()
 
     def stop(self):
+        """Stops appstackd; fails if it did not exit cleanly or if the
+        sanitizers (in an --enable-sanitizers build) reported on the master."""
+        if self.log.closed:
+            return
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)   # fast: tests must not wait for hung views
             try:
@@ -106,7 +110,13 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                raise AssertionError(f"appstackd did not stop on SIGINT:\n{self.log_text()}")
+            assert self.proc.returncode == 0, f"appstackd exited with {self.proc.returncode}:\n{self.log_text()}"
+        text = self.log_text()
         self.log.close()
+        bad = [line for line in text.splitlines()
+               if f"=={self.proc.pid}==" in line or ("runtime error:" in line and "supervisor/" in line)]
+        assert not bad, "sanitizer reports from appstackd:\n" + text
 
 
 def get(port, path="/", timeout=10):
