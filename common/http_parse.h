@@ -14,7 +14,10 @@
  *   bytes already fed but not consumed: the caller re-feeds the unconsumed
  *   tail, which is how pipelining works).
  * Any error: state AS_HTTP_ERROR, r.status is what to answer (400, 413, 414,
- * 431, 501, 505) and the connection must be closed after the answer.
+ * 431, 501 for an unknown method or Transfer-Encoding, 505, or 500 when
+ * on_body gave up) and the connection must be closed after the answer.
+ * Requests an origin server does not take are errors too: CONNECT, and
+ * targets other than "/..." (or "*" with OPTIONS).
  *
  * as_http_feed() takes every byte it is given while it reads a header
  * section or a body; it returns less than LEN only when it stops (head done,
@@ -45,7 +48,7 @@
  * refused with 400: extensions are ignored, so they must not cost much. */
 #define AS_HTTP_MAX_CHUNK_LINE 1024
 
-/* Chunked framing (size lines, CRLFs, trailers) may exceed the body bytes it
+/* Chunked framing (size lines and CRLFs) may exceed the body bytes it
  * carries by at most this much before the request is refused with 400. */
 #define AS_HTTP_MAX_CHUNK_OVERHEAD (64 * 1024)
 
