@@ -139,11 +139,11 @@ def ops_stack(tmpdir_short):
             s.stop()
 
 
-def under_load(stack, seconds, every, event, conns=4, paths=("/",)):
+def under_load(stack, seconds, every, event, conns=4, paths=("/",), methods=("GET", "HEAD")):
     """Runs EVENT(n) every EVERY s for SECONDS while CONNS keep-alive
-    connections alternate GET and HEAD through the proxy. Returns the
-    probe's result and the number of events."""
-    probe = Probe("127.0.0.1", stack.port, paths=paths, conns=conns, timeout=15)
+    connections cycle through METHODS via the proxy. Returns the probe's
+    result and the number of events."""
+    probe = Probe("127.0.0.1", stack.port, paths=paths, conns=conns, timeout=15, methods=methods)
     t0 = time.monotonic()
     n = 0
     try:

@@ -10,3 +10,15 @@ def test_reload_every_second_under_load(ops_stack):
     assert n >= 4 and codes == [0] * n, codes
     assert s.status()["generation"] >= gen0 + n
     assert_no_failures(res, s)
+
+
+def test_reload_under_load_with_posts(ops_stack):
+    # SPEC: "No request is refused or fails" during a reload, whatever its
+    # method: a POST cannot be retried, so none may reach a worker that is
+    # about to close its connection without reading it.
+    s = ops_stack(workers=2)
+    codes = []
+    res, n = under_load(s, 6, 1.0, lambda i: codes.append(s.supctl("reload").returncode),
+                        methods=("GET", "POST", "HEAD", "POST"))
+    assert n >= 4 and codes == [0] * n, codes
+    assert_no_failures(res, s)

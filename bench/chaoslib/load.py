@@ -99,7 +99,8 @@ class Probe:
                 return None
         t = time.monotonic()
         try:
-            conn.request(method, path, headers={"Host": "localhost"})
+            body = b"x=1" if method == "POST" else None
+            conn.request(method, path, body=body, headers={"Host": "localhost"})
         except OSError as e:
             self._fail(method, path, "write", repr(e))
             conn.close()
