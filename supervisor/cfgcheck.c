@@ -104,23 +104,33 @@ static int load_checked(const char *path, struct as_config *cfg)
     return errors;
 }
 
-int sup_config_load(const char *path, struct as_config *cfg, char **errors)
+/* Runs LOAD with stderr going to *TEXT (malloc'ed): the loaders print their
+ * FILE:LINE errors there, and glibc lets programs assign stderr. */
+static int captured(int (*load)(const char *, struct as_config *), const char *path, struct as_config *cfg,
+                    char **text)
 {
     FILE *mem, *saved = stderr;
     size_t len;
     int n;
 
-    if (!errors)
-        return load_checked(path, cfg);
-    *errors = NULL;
-    mem = open_memstream(errors, &len);
+    *text = NULL;
+    mem = open_memstream(text, &len);
     if (!mem)
-        return load_checked(path, cfg);
-    /* glibc lets programs assign stderr; the loaders print there. */
+        return load(path, cfg);     /* then they go to the real stderr */
     stderr = mem;
-    n = load_checked(path, cfg);
+    n = load(path, cfg);
     stderr = saved;
     fclose(mem);
+    return n;
+}
+
+int sup_config_load(const char *path, struct as_config *cfg, char **errors)
+{
+    int n;
+
+    if (!errors)
+        return load_checked(path, cfg);
+    n = captured(load_checked, path, cfg, errors);
     if (!n) {
         free(*errors);
         *errors = NULL;
@@ -130,19 +140,9 @@ int sup_config_load(const char *path, struct as_config *cfg, char **errors)
 
 int sup_config_load_quiet(const char *path, struct as_config *cfg)
 {
-    char *errors = NULL;
-    FILE *mem, *saved = stderr;
-    size_t len;
-    int n;
+    char *errors;
+    int n = captured(as_config_load, path, cfg, &errors);
 
-    mem = open_memstream(&errors, &len);
-    if (mem)
-        stderr = mem;
-    n = as_config_load(path, cfg);
-    if (mem) {
-        stderr = saved;
-        fclose(mem);
-    }
     free(errors);
     return n;
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,16 +40,19 @@ static void wlog(const struct worker *w, int prio, const char *fmt, ...) __attri
 
 static void wlog(const struct worker *w, int prio, const char *fmt, ...)
 {
-    char msg[8192], f_id[48], f_gen[48];
+    char *msg = NULL, f_id[48], f_gen[48];
     const char *fields[] = { f_id, f_gen };
     va_list ap;
+    int n;
 
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    n = vasprintf(&msg, fmt, ap);   /* a traceback may be long: no fixed buffer */
     va_end(ap);
     snprintf(f_id, sizeof f_id, "APPSTACK_WORKER=%d", w->id);
     snprintf(f_gen, sizeof f_gen, "APPSTACK_GENERATION=%u", w->generation);
-    as_log_fields(prio, msg, fields, 2);
+    as_log_fields(prio, n >= 0 ? msg : fmt, fields, 2);
+    if (n >= 0)
+        free(msg);
 }
 
 void worker_signal(struct worker *w, int sig)
