@@ -4,7 +4,9 @@ import argparse
 import datetime
 import json
 import os
+import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -55,6 +57,8 @@ def parse_args(argv):
                    help="kill -9 only workers at least this old, in s, so that the app had time "
                    "to load (default 1; 0: any worker)")
     p.add_argument("--start-timeout", type=float, default=60.0)
+    p.add_argument("--tmp", default="/tmp", help="where to make the work directory (configs, "
+                   "sockets, logs); keep it short for unix socket paths (default /tmp)")
     p.add_argument("--out", help="results directory (default bench/results/chaos-<date-time>)")
     p.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
                    help="write the table into docs/operations.md (default: full runs only)")
@@ -78,9 +82,11 @@ def main(argv):
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     outdir = os.path.abspath(o.out or os.path.join(apps.BENCH, "results", f"chaos-{stamp}"))
     os.makedirs(outdir, exist_ok=True)
-    workdir = tempfile.mkdtemp(prefix="asc-", dir="/tmp")
+    workdir = tempfile.mkdtemp(prefix="asc-", dir=o.tmp)
+    o.loadavg_before = os.getloadavg()[0]
     try:
         results = run_all(o, builddir, workdir)
+        o.loadavg_after = os.getloadavg()[0]
     finally:
         procs.stop_all()
         benchmain._keep_logs(workdir, outdir)
@@ -200,14 +206,14 @@ def failures(results):
 
 
 def write_docs(o, results, rows):
-    import platform
-    import subprocess
     commit = subprocess.run(["git", "-C", apps.SRCDIR, "rev-parse", "--short", "HEAD"],
                             stdout=subprocess.PIPE, text=True).stdout.strip()
     text = [f"Run of {datetime.date.today()} on {os.cpu_count()} CPUs, Linux {platform.release()}, "
             f"commit `{commit}`: {o.duration} s per scenario, {o.workers} workers, wrk "
             f"-t{o.threads} -c{o.conc} (GET) plus {o.probe_conns} keep-alive connections "
-            f"alternating GET and HEAD.", "", report.md_table(HEAD, rows), ""]
+            f"alternating GET and HEAD. Load average {o.loadavg_before:.1f} before, "
+            f"{o.loadavg_after:.1f} after (other work on the machine makes latencies noisy; "
+            f"the counts of failures are what the run checks).", "", report.md_table(HEAD, rows), ""]
     text += [f"- {line}" for line in notes(results)] + [""]
     try:
         with open(DOC) as f:

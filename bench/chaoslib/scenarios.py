@@ -1,7 +1,5 @@
 """The disturbances: what happens to a stack, how often, while it is under load."""
-from dataclasses import dataclass, field
-
-from .stacks import NotSupported
+from dataclasses import dataclass
 
 
 @dataclass
@@ -10,7 +8,6 @@ class Scenario:
     label: str
     period: float = 0.0         # seconds between events; 0: no events
     max_requests: int = 0
-    events: list = field(default_factory=list)
 
     def act(self, stack, n):
         """The N-th event; returns an error text or None."""
@@ -54,5 +51,3 @@ def all_scenarios(base_workers):
 
 
 KEYS = ("steady", "reload", "kill", "scale", "restart", "maxreq")
-
-__all__ = ["Scenario", "all_scenarios", "KEYS", "NotSupported"]
