@@ -31,6 +31,10 @@ def markdown(info, rows, life, problems, plots):
            f"appstack {v['appstack'] or '?'}; nginx {v['nginx']}; gunicorn {v['gunicorn']}; "
            f"uWSGI {v['uwsgi']}; Python {v['python']}; Django {v['django']}; wrk {v['wrk']}.",
            ""]
+    extra = [f"{name} with `{info[key]}`" for name, key in
+             (("gunicorn", "gunicorn_args"), ("uWSGI", "uwsgi_args")) if info.get(key)]
+    if extra:
+        out += [f"Peers changed for this run: {', '.join(extra)}.", ""]
     if info.get("partial"):
         out += ["**Interrupted run: only the cases measured before the interruption.**", ""]
     if info["quick"]:

@@ -5,6 +5,7 @@ import os
 import platform
 import re
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,10 @@ def parse_args(argv, prog, defaults):
                    "(default); none: let the scheduler place everything")
     p.add_argument("--threads", type=int, help="wrk threads (default: 1 with --pin split, "
                    "else 2)")
+    p.add_argument("--gunicorn-args", default="", help="extra gunicorn options, given as "
+                   "--gunicorn-args=\"--preload\" (default none)")
+    p.add_argument("--uwsgi-args", default="", help="extra uWSGI options, given as "
+                   "--uwsgi-args=\"--lazy-apps\" (default none)")
     p.add_argument("--start-timeout", type=float,
                    help="seconds a stack may take to answer 200 (default 60; --quick 20)")
     p.add_argument("--out", help="results directory (default bench/results/<date-time>)")
@@ -204,7 +209,7 @@ def meta(o, builddir, django_app):
         "pin": o.pin, "client_cpus": o.client_cpus, "server_cpus": o.server_cpus,
         "wrk_threads": o.threads, "reps": o.reps, "duration_s": o.duration,
         "warmup_s": o.warmup, "workers": o.workers, "conc": o.conc, "base_conc": o.base_conc,
-        "quick": o.quick,
+        "quick": o.quick, "gunicorn_args": o.gunicorn_args, "uwsgi_args": o.uwsgi_args,
         "django_site": django_app.chdir if django_app else None,
         "versions": {
             "appstack": _version([os.path.join(builddir, "appstackd"), "--version"]),
@@ -232,6 +237,7 @@ def main(argv, prog, **defaults):
         log(f"bench: cannot run without: {' '.join(still)}")
         return 2
     pinning(o)
+    stacks.EXTRA.update(gunicorn=shlex.split(o.gunicorn_args), uwsgi=shlex.split(o.uwsgi_args))
     builddir = find_builddir(o)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     workdir = tempfile.mkdtemp(prefix="asb-", dir=o.tmp)

@@ -12,6 +12,8 @@ from . import net, procs
 
 PYTHON = "/usr/bin/python3"
 UWSGI_PLUGIN = "python3"
+# Extra options from --gunicorn-args / --uwsgi-args, to try a peer's variant.
+EXTRA = {"gunicorn": [], "uwsgi": []}
 
 
 class Context:
@@ -175,7 +177,8 @@ def gunicorn_argv(app, workers, bind, d):
     return [PYTHON, "-m", "gunicorn", "--workers", str(workers), "--worker-class", "sync",
             "--bind", bind, "--chdir", app.chdir, "--worker-tmp-dir", "/dev/shm",
             "--backlog", "2048", "--timeout", "30", "--graceful-timeout", "30",
-            "--log-level", "warning", "--pid", f"{d}/gunicorn.pid", app.module]
+            "--log-level", "warning", "--pid", f"{d}/gunicorn.pid", *EXTRA["gunicorn"],
+            app.module]
 
 
 def uwsgi_argv(app, workers, socket_opt, d):
@@ -187,7 +190,7 @@ def uwsgi_argv(app, workers, socket_opt, d):
             "--chdir", app.chdir, "--module", app.module,
             "--enable-threads", "--single-interpreter", "--need-app", "--die-on-term",
             "--vacuum", "--disable-logging", "--harakiri", "30", "--listen", "1024",
-            "--pidfile", f"{d}/uwsgi.pid"]
+            "--pidfile", f"{d}/uwsgi.pid", *EXTRA["uwsgi"]]
 
 
 # Between cases nothing is in flight, so the peers get their quick-stop
