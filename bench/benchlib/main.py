@@ -345,6 +345,8 @@ def finish(o, outdir, results, info):
 
 
 def _link_latest(outdir):
+    if os.path.dirname(outdir) != os.path.join(apps.BENCH, "results"):
+        return      # a directory of the user's choosing: leave its parent alone
     link = os.path.join(os.path.dirname(outdir), "latest")
     try:
         if os.path.islink(link):
