@@ -14,17 +14,7 @@ TARGETS = ["http_parse", "chunked", "static_path", "config"]
 FUZZ = os.path.join(SRCDIR, "tests", "fuzz")
 
 # Reproducers whose bug is not fixed yet: file name -> why.
-RAW_NUL = ("proxy/static_path.c decode_path(): a raw (unencoded) NUL byte in the target is copied into "
-           "the decoded path without setting F_NUL, so the NUL-terminated result is cut short and the "
-           "file server sees another path than the one checked: '/static/..<NUL>x' resolves to rel '..'; "
-           "'/.<NUL>...' to '.'. Not reachable through appstack-proxy today (llhttp refuses a raw NUL in "
-           "the target with 400; openat2 RESOLVE_BENEATH would stop '..'), but static_resolve's contract "
-           "says a NUL is SP_NOT_FOUND. Fix: in decode_path's raw-byte branch, "
-           "'else if (c == 0) *flags |= F_NUL;' (or refuse control bytes with SP_BAD_REQUEST)")
-KNOWN = {
-    "raw-nul-hides-dotdot": RAW_NUL,
-    "raw-nul-dot-segment": RAW_NUL,
-}
+KNOWN = {}
 
 
 def replay(target, *paths):
