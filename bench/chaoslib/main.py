@@ -62,6 +62,9 @@ def parse_args(argv):
     p.add_argument("--out", help="results directory (default bench/results/chaos-<date-time>)")
     p.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
                    help="write the table into docs/operations.md (default: full runs only)")
+    p.add_argument("--render", nargs="+", metavar="RESULTS_JSON",
+                   help="run nothing: print (and with --docs write) the table of earlier runs' "
+                   "results.json files, later files replacing the same app/stack/scenario")
     o = p.parse_args(argv)
     if o.quick:
         o.duration = min(o.duration, 10)
@@ -70,8 +73,28 @@ def parse_args(argv):
     return o
 
 
+def render(o):
+    merged, opts = {}, {}
+    for path in o.render:
+        with open(path) as f:
+            data = json.load(f)
+        opts = data["options"]
+        for r in data["results"]:
+            merged[(r["app"], r["stack"], r["scenario"])] = r
+    results = list(merged.values())
+    rows = table_rows(results)
+    print(report.text_table(HEAD, rows))
+    if o.docs:
+        for k in ("duration", "workers", "threads", "conc", "probe_conns", "loadavg_before", "loadavg_after"):
+            setattr(o, k, opts.get(k, getattr(o, k, 0.0)))
+        write_docs(o, results, rows)
+    return 1 if failures(results) else 0
+
+
 def main(argv):
     o = parse_args(argv)
+    if o.render:
+        return render(o)
     procs.install_cleanup()
     benchmain.raise_nofile()
     still = deps.ensure(log)

@@ -23,11 +23,6 @@ class NotSupported(Exception):
 SKIPPED = "skipped"     # an operation that had nothing to act on
 
 
-def _signal_master(pidfile, sig):
-    with open(pidfile) as f:
-        os.kill(int(f.read().strip()), sig)
-
-
 def age_s(pid):
     """Seconds since PID started; 0 if it is gone."""
     try:
@@ -114,10 +109,10 @@ class Appstack(_Chaos, stacks.AppstackFront):
 
 
 class _NginxPeer(_Chaos):
-    pidfile = ""
-
     def reload(self):
-        _signal_master(os.path.join(self.dir, self.pidfile), signal.SIGHUP)
+        # The started process is the master (no taskset here), and keeps its
+        # pid across a HUP; the pid file is briefly missing during one.
+        os.kill(self.master.pid, signal.SIGHUP)
         return None
 
     def _start_front(self):
@@ -136,7 +131,6 @@ class _NginxPeer(_Chaos):
 
 class Gunicorn(_NginxPeer, stacks.NginxGunicorn):
     key, label = "gunicorn", "nginx+gunicorn"
-    pidfile = "gunicorn.pid"
 
     def start(self):
         self.sock = f"{self.dir}/gunicorn.sock"
@@ -154,14 +148,13 @@ class Gunicorn(_NginxPeer, stacks.NginxGunicorn):
         have = len(self.worker_pids())
         sig = signal.SIGTTIN if n > have else signal.SIGTTOU
         for _ in range(abs(n - have)):
-            _signal_master(os.path.join(self.dir, self.pidfile), sig)
+            os.kill(self.master.pid, sig)
             time.sleep(0.02)
         return None
 
 
 class Uwsgi(_NginxPeer, stacks.NginxUwsgi):
     key, label = "uwsgi", "nginx+uWSGI"
-    pidfile = "uwsgi.pid"
 
     def start(self):
         self.sock = f"{self.dir}/uwsgi.sock"
