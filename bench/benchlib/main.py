@@ -2,18 +2,15 @@
 import argparse
 import datetime
 import os
-import platform
-import re
 import resource
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
-from . import apps, deps, docs, procs, report, stacks
-from .runner import Case, Results, Runner, Unit, log
+from . import apps, deps, docs, host, plan, procs, report, stacks
+from .runner import Results, Runner, log
 
 GROUPS = ("hello-direct", "hello-front", "static", "django", "lifecycle")
 
@@ -109,120 +106,6 @@ def raise_nofile():
     return want
 
 
-# ---- build directory ----------------------------------------------------------
-
-PROGRAMS = ("appstackd", "appstack-worker", "appstack-proxy")
-
-
-def _has_programs(d):
-    return d and any(os.access(os.path.join(d, p), os.X_OK) for p in PROGRAMS)
-
-
-def find_builddir(o):
-    if o.builddir:
-        return os.path.abspath(o.builddir)
-    env = os.environ.get("APPSTACK_BUILDDIR")
-    if env:
-        return os.path.abspath(env)
-    default = os.path.join(apps.SRCDIR, "build")
-    for d in (os.getcwd(), default):
-        if _has_programs(d):
-            return d
-    return build(default)
-
-
-def build(d):
-    """A fresh clone: the project's bootstrap installs the build's packages,
-    configures and builds into D."""
-    log(f"bench: no built appstack found, running ./bootstrap to build it in {d}")
-    r = subprocess.run([os.path.join(apps.SRCDIR, "bootstrap")],
-                       env=dict(os.environ, APPSTACK_BUILDDIR=d), cwd=apps.SRCDIR)
-    if r.returncode != 0:
-        log("bench: the build failed; the appstack rows will be missing")
-    return d
-
-
-# ---- plan -----------------------------------------------------------------------
-
-def plan(o, hello, django, static_paths):
-    units = []
-    last = o.workers[-1]
-
-    def concs(group, w):
-        return list(o.conc) if group in o.sweep and (w == last or group == "static") else [o.base_conc]
-
-    for w in o.workers:
-        if "hello-direct" in o.only:
-            units.append(Unit("hello-direct", "hello world direct to the workers", stacks.DIRECT,
-                              hello, w, [Case(*hello.paths[0], concs("hello-direct", w))]))
-        if "hello-front" in o.only:
-            units.append(Unit("hello-front", "hello world via the front", stacks.FRONT,
-                              hello, w, [Case(*hello.paths[0], concs("hello-front", w))]))
-        if "django" in o.only:
-            # The admin CSS is a static file: the worker count cannot change it.
-            paths = django.paths if w == last else django.paths[:1]
-            units.append(Unit("django", "Django example via the front", stacks.FRONT, django, w,
-                              [Case(*p, [o.base_conc]) for p in paths]))
-    if "static" in o.only:
-        first, *rest = static_paths
-        units.append(Unit("static", "static files from the front", stacks.STATIC, hello, 0,
-                          [Case(*first, concs("static", 0))] +
-                          [Case(*p, [o.base_conc]) for p in rest]))
-    return units
-
-
-def estimate(o, units):
-    cases = sum(len(u.classes) * sum(len(c.concs) for c in u.cases) for u in units)
-    starts = sum(len(u.classes) for u in units)
-    per_rep = cases * (o.duration + 0.3) + starts * (o.warmup + 2.5)
-    if "lifecycle" in o.only:
-        per_rep += len(stacks.FRONT) * 6
-    return o.reps * per_rep
-
-
-# ---- meta -----------------------------------------------------------------------
-
-def _version(argv, number=True):
-    """First line of ARGV's output, or just the version number in it."""
-    try:
-        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    line = r.stdout.strip().splitlines()[0] if r.stdout.strip() else ""
-    m = re.search(r"\d+\.\d+(?:\.\d+)?", line) if number else None
-    return m.group(0) if m else line
-
-
-def meta(o, builddir, django_app):
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        pass
-    return {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "kernel": platform.release(), "cpu": cpu, "cpus": os.cpu_count(),
-        "commit": _version(["git", "-C", apps.SRCDIR, "describe", "--always", "--dirty"], False),
-        "builddir": builddir,
-        "pin": o.pin, "client_cpus": o.client_cpus, "server_cpus": o.server_cpus,
-        "wrk_threads": o.threads, "reps": o.reps, "duration_s": o.duration,
-        "warmup_s": o.warmup, "workers": o.workers, "conc": o.conc, "base_conc": o.base_conc,
-        "quick": o.quick, "gunicorn_args": o.gunicorn_args, "uwsgi_args": o.uwsgi_args,
-        "django_site": django_app.chdir if django_app else None,
-        "versions": {
-            "appstack": _version([os.path.join(builddir, "appstackd"), "--version"]),
-            "nginx": _version(["nginx", "-v"]),
-            "gunicorn": _version(["/usr/bin/python3", "-m", "gunicorn", "--version"]),
-            "uwsgi": _version(["uwsgi", "--version"]),
-            "wrk": _version(["wrk", "-v"]),
-            "python": _version(["/usr/bin/python3", "--version"]),
-            "django": _version(["/usr/bin/python3", "-c", "import django; print(django.get_version())"]),
-        },
-    }
-
-
 # ---- main -------------------------------------------------------------------------
 
 def main(argv, prog, **defaults):
@@ -238,7 +121,7 @@ def main(argv, prog, **defaults):
         return 2
     pinning(o)
     stacks.EXTRA.update(gunicorn=shlex.split(o.gunicorn_args), uwsgi=shlex.split(o.uwsgi_args))
-    builddir = find_builddir(o)
+    builddir = host.find_builddir(o)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     workdir = tempfile.mkdtemp(prefix="asb-", dir=o.tmp)
     outdir = os.path.abspath(os.path.join(workdir, "dry-run") if o.dry_run else o.out or
@@ -280,14 +163,14 @@ def run(o, builddir, outdir, rawdir, workdir):
     hello = apps.hello(files_dir)
     need_django = {"django", "lifecycle"} & set(o.only)
     django = apps.django(workdir, log) if need_django else None
-    units = plan(o, hello, django, static_paths)
+    units = plan.plan(o, hello, django, static_paths)
     ctx = stacks.Context(builddir, workdir, o.server_cpus)
     results = Results()
     runner = Runner(o, ctx, results, rawdir)
     pin = (f"wrk -t{o.threads} on CPU {o.client_cpus}, servers on CPU {o.server_cpus}"
            if o.pin == "split" else f"no pinning, wrk -t{o.threads}")
     log(f"bench: appstack from {builddir}; {pin}; {o.reps} repetition(s) of "
-        f"{o.duration:g}s per case; about {estimate(o, units) / 60:.1f} min")
+        f"{o.duration:g}s per case; about {plan.estimate(o, units) / 60:.1f} min")
     if o.dry_run:
         for u in units:
             log(f"  {u.title} ({u.workers} workers): " + "; ".join(
@@ -312,7 +195,7 @@ def run(o, builddir, outdir, rawdir, workdir):
 
 
 def _finish_timed(o, outdir, results, builddir, django, workdir, t_start, partial=False):
-    info = meta(o, builddir, django)
+    info = host.meta(o, builddir, django)
     info["elapsed_s"] = round(time.monotonic() - t_start)
     info["workdir"] = workdir
     info["partial"] = partial

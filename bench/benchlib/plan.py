@@ -1,0 +1,40 @@
+"""What a run measures: the units (a group of stacks serving one app at one
+worker count) and their cases, and how long that should take."""
+from . import stacks
+from .runner import Case, Unit
+
+
+def plan(o, hello, django, static_paths):
+    units = []
+    last = o.workers[-1]
+
+    def concs(group, w):
+        return list(o.conc) if group in o.sweep and (w == last or group == "static") else [o.base_conc]
+
+    for w in o.workers:
+        if "hello-direct" in o.only:
+            units.append(Unit("hello-direct", "hello world direct to the workers", stacks.DIRECT,
+                              hello, w, [Case(*hello.paths[0], concs("hello-direct", w))]))
+        if "hello-front" in o.only:
+            units.append(Unit("hello-front", "hello world via the front", stacks.FRONT,
+                              hello, w, [Case(*hello.paths[0], concs("hello-front", w))]))
+        if "django" in o.only:
+            # The admin CSS is a static file: the worker count cannot change it.
+            paths = django.paths if w == last else django.paths[:1]
+            units.append(Unit("django", "Django example via the front", stacks.FRONT, django, w,
+                              [Case(*p, [o.base_conc]) for p in paths]))
+    if "static" in o.only:
+        first, *rest = static_paths
+        units.append(Unit("static", "static files from the front", stacks.STATIC, hello, 0,
+                          [Case(*first, concs("static", 0))] +
+                          [Case(*p, [o.base_conc]) for p in rest]))
+    return units
+
+
+def estimate(o, units):
+    cases = sum(len(u.classes) * sum(len(c.concs) for c in u.cases) for u in units)
+    starts = sum(len(u.classes) for u in units)
+    per_rep = cases * (o.duration + 0.3) + starts * (o.warmup + 2.5)
+    if "lifecycle" in o.only:
+        per_rep += len(stacks.FRONT) * 6
+    return o.reps * per_rep
