@@ -43,7 +43,8 @@ void wk_conn_close(struct wk_conn *c)
     W.n_conns--;
 }
 
-void wk_conn_accept(struct wk_listener *l)
+/* Returns false when there was nothing (more) to accept. */
+bool wk_conn_accept(struct wk_listener *l)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
@@ -52,17 +53,18 @@ void wk_conn_accept(struct wk_listener *l)
     int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
     if (fd < 0) {
+        int err = errno;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
             as_warn("accept: %s (%zu connections open)", strerror(errno), W.n_conns);
         else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
             as_err("accept: %s", strerror(errno));
-        return;
+        return err == ECONNABORTED || err == EINTR;
     }
     c = calloc(1, sizeof *c);
     if (!c) {
         as_err("out of memory for a connection");
         close(fd);
-        return;
+        return true;
     }
     c->kind = WK_CONN;
     c->fd = fd;
@@ -75,10 +77,11 @@ void wk_conn_accept(struct wk_listener *l)
     if (epoll_ctl(W.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         as_err("epoll_ctl: %s", strerror(errno));
         wk_conn_close(c);
-        return;
+        return true;
     }
     /* Usually the request is already there: no need to wait for epoll. */
     wk_conn_readable(c);
+    return true;
 }
 
 static void request_reset(struct wk_conn *c)
@@ -134,6 +137,7 @@ static bool serve(struct wk_conn *c)
     R.continue_pending = r->expect_continue && R.http11 && !R.body_done;
     R.must_close = r->upgrade;  /* we do not switch protocols */
     W.req_seq++;
+    c->served++;
     R.active = true;
     wk_slot_request_begin(r->method, r->target, r->target_len);
     call_app(c);
@@ -247,15 +251,27 @@ double wk_conn_expire(double now)
     return h->next->last_active + ka - now;
 }
 
-/* Stopping: serve what already arrived (with Connection: close), then
- * close every connection. */
-void wk_conn_drain_all(void)
+/* Stopping: serve what already arrived (with Connection: close) and close
+ * keep-alive connections that sit idle between requests (a proxy retries a
+ * request that meets such a close). A connection whose first request has not
+ * arrived yet stays open: its client is about to send, and closing it would
+ * fail that request. Returns how many such connections remain. */
+size_t wk_conn_drain_all(void)
 {
-    struct wk_conn *h = &W.idle_head;
+    struct wk_conn *h = &W.idle_head, *c;
+    size_t waiting = 0, n = 0;
 
-    while (h->next != h) {
-        struct wk_conn *c = h->next;
-        if (wk_conn_readable(c))
+    /* Each one visited leaves the head: closed, or re-queued at the tail. */
+    for (c = h->next; c != h; c = c->next)
+        n++;
+    while (n-- > 0 && h->next != h) {
+        c = h->next;
+        if (!wk_conn_readable(c))
+            continue;   /* closed, or answered and lingering */
+        if (c->served == 0 && !c->lingering)
+            waiting++;
+        else if (!c->lingering)
             wk_conn_close(c);
     }
+    return waiting;
 }

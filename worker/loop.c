@@ -15,6 +15,7 @@
 #include "log.h"
 
 #define MAX_EVENTS 64
+#define DRAIN_GRACE 2.0   /* s a stopping worker waits for a first request */
 
 static enum wk_item sig_item = WK_SIGNAL, chan_item = WK_CHANNEL;
 
@@ -120,18 +121,18 @@ static void on_channel(void)
     W.stopping = true;
 }
 
+/* Events of the batch in which a stop began are still served: a wake-up
+ * this worker took for a connection is not given to any other worker. */
 static void dispatch(struct epoll_event *ev)
 {
     enum wk_item kind = *(enum wk_item *)ev->data.ptr;
 
     switch (kind) {
     case WK_LISTENER:
-        if (!W.stopping && !W.term)
-            wk_conn_accept(ev->data.ptr);
+        wk_conn_accept(ev->data.ptr);
         break;
     case WK_CONN:
-        if (!W.stopping && !W.term)
-            wk_conn_readable(ev->data.ptr);
+        wk_conn_readable(ev->data.ptr);
         break;
     case WK_SIGNAL:
         drain_signal_pipe();
@@ -142,10 +143,34 @@ static void dispatch(struct epoll_event *ev)
     }
 }
 
+/* Leaving the sockets' wait queues first means no further wake-up can come
+ * to a worker that would not act on it (EPOLLEXCLUSIVE wakes one waiter). */
 static void stop_listening(void)
 {
     for (int i = 0; i < W.n_lst; i++)
-        epoll_ctl(W.epfd, EPOLL_CTL_DEL, W.lst[i].fd, NULL);
+        if (epoll_ctl(W.epfd, EPOLL_CTL_DEL, W.lst[i].fd, NULL) < 0)
+            as_warn("epoll_ctl(DEL listening socket %d): %s", W.lst[i].fd, strerror(errno));
+}
+
+/* Gives connections accepted but not yet spoken on a short time to send
+ * their request, serving each with Connection: close. */
+static void drain(void)
+{
+    struct epoll_event ev[MAX_EVENTS];
+    double grace = W.cfg.graceful_timeout < DRAIN_GRACE ? W.cfg.graceful_timeout : DRAIN_GRACE;
+    double deadline = wk_now() + grace;
+
+    while (wk_conn_drain_all() > 0 && wk_now() < deadline) {
+        int n = epoll_wait(W.epfd, ev, MAX_EVENTS, 100);
+        if (n < 0 && errno != EINTR) {
+            as_err("epoll_wait: %s", strerror(errno));
+            break;
+        }
+        for (int i = 0; i < n; i++)
+            if (*(enum wk_item *)ev[i].data.ptr == WK_CONN)
+                wk_conn_readable(ev[i].data.ptr);
+        wk_slot_heartbeat();
+    }
 }
 
 /* Runs until SIGTERM, max_requests or the master's death; returns the
@@ -178,8 +203,8 @@ int wk_loop_run(void)
             dispatch(&ev[i]);
     }
     W.stopping = true;
-    wk_slot_state(AS_SLOT_STOPPING);
     stop_listening();
-    wk_conn_drain_all();
+    wk_slot_state(AS_SLOT_STOPPING);   /* the master's reload waits for this */
+    drain();
     return 0;
 }

@@ -38,6 +38,7 @@ struct wk_conn {
     double last_active;             /* monotonic seconds */
     bool trusted;                   /* peer may set X-Forwarded-* */
     bool lingering;                 /* answered and shut down: discarding input */
+    unsigned served;                /* requests answered on this connection */
     PyObject *remote_addr, *remote_port;
     struct as_http_request req;
 };
@@ -178,11 +179,11 @@ PyObject *wk_filewrap_filelike(PyObject *o);
 Py_ssize_t wk_filewrap_blksize(PyObject *o);
 
 /* conn.c */
-void wk_conn_accept(struct wk_listener *l);
+bool wk_conn_accept(struct wk_listener *l);
 bool wk_conn_readable(struct wk_conn *c);
 void wk_conn_close(struct wk_conn *c);
 double wk_conn_expire(double now);
-void wk_conn_drain_all(void);
+size_t wk_conn_drain_all(void);
 
 /* loop.c */
 int wk_loop_run(void);
