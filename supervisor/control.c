@@ -20,7 +20,9 @@
 
 #define CONN_TIMEOUT 10.0   /* s a client may take to send or read */
 
-enum conn_state { C_READ, C_WAIT_RELOAD, C_WAIT_STOP, C_WRITE };
+/* C_WAIT_NEXT: a reload asked for while the previous one hands over; it
+ * waits for the reload that follows, which reads the config afresh. */
+enum conn_state { C_READ, C_WAIT_RELOAD, C_WAIT_NEXT, C_WAIT_STOP, C_WRITE };
 
 struct conn {
     struct conn *next;
@@ -160,7 +162,8 @@ static void dispatch(struct conn *c, char *line)
             reply(c, false, "appstackd is stopping\n");
             return;
         }
-        c->state = C_WAIT_RELOAD;   /* before reload_start, which may answer at once */
+        /* before reload_start, which may answer at once */
+        c->state = m->reload.handover ? C_WAIT_NEXT : C_WAIT_RELOAD;
         ev_io_stop(m->loop, &c->io);
         ev_timer_stop(m->loop, &c->timer);
         reload_start(m);
@@ -377,6 +380,14 @@ void control_reload_done(struct master *m, bool ok)
             reply(c, false, "reload failed; generation %u keeps serving\n%s%s", m->generation,
                   m->reload.note ? m->reload.note : "", m->reload.error ? m->reload.error : "");
     }
+}
+
+/* The reload that C_WAIT_NEXT connections wait for begins. */
+void control_reload_next(struct master *m)
+{
+    for (struct conn *c = m->conns; c; c = c->next)
+        if (c->state == C_WAIT_NEXT)
+            c->state = C_WAIT_RELOAD;
 }
 
 /* The loop has ended: answer `stop` with blocking writes, the last thing

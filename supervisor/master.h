@@ -14,6 +14,7 @@
 
 #define SUP_MAX_LISTEN 64
 #define SUP_HEARTBEAT 0.25       /* s between timeout/deadline checks */
+#define SUP_HANDOVER_WAIT 5.0    /* s a reload waits for old workers to leave the sockets */
 #define SUP_MIN_LOAD_TIMEOUT 30  /* s an app import may take at least */
 #define SUP_BACKOFF_FIRST 0.1    /* s before the first respawn after a failed start */
 #define SUP_BACKOFF_MAX 30.0
@@ -50,6 +51,9 @@ struct reload {
     ev_tstamp deadline;
     char *error;            /* why it failed (traceback or config errors) */
     char *note;             /* extra line for the reply (e.g. listen changed) */
+    bool handover;          /* old generation told to stop; waiting for it to stop accepting */
+    bool again;             /* asked for again during the handover: run once more */
+    ev_tstamp handover_deadline;
 };
 
 struct failure {
@@ -131,11 +135,13 @@ void reload_start(struct master *m);
 void reload_worker_ready(struct master *m, struct worker *w);
 void reload_worker_failed(struct master *m, struct worker *w, const char *why);
 void reload_check_deadline(struct master *m);
+void reload_check_handover(struct master *m);
 
 /* control.c */
 bool control_open(struct master *m);
 void control_close(struct master *m);
 void control_reload_done(struct master *m, bool ok);
+void control_reload_next(struct master *m);
 void control_stop_done(struct master *m);
 
 /* notify.c */

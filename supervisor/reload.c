@@ -33,6 +33,11 @@ static void finish(struct master *m, bool ok)
     m->reload.error = m->reload.note = NULL;
     workers_maintain(m);
     workers_send_status(m);
+    if (m->reload.again) {
+        m->reload.again = false;
+        control_reload_next(m);
+        reload_start(m);
+    }
 }
 
 static void fail(struct master *m, const char *why)
@@ -93,7 +98,13 @@ void reload_start(struct master *m)
     struct as_config next;
     char *errors = NULL;
 
-    if (m->reload.active || m->stopping)
+    if (m->reload.active) {
+        /* New code may have landed since the running reload read it. */
+        if (m->reload.handover)
+            m->reload.again = true;
+        return;
+    }
+    if (m->stopping)
         return;
     as_notice("reloading: reading %s", m->config_path);
     m->reload.active = true;
@@ -132,6 +143,27 @@ static void commit(struct master *m)
     m->generation = m->reload.generation;
     m->fail.count = 0;
     m->first_ready = true;
+    m->reload.handover = true;
+    m->reload.handover_deadline = ev_now(m->loop) + SUP_HANDOVER_WAIT;
+    reload_check_handover(m);
+}
+
+/* An old worker that is idle may still be waiting on the listening sockets,
+ * and a connection made then would meet the old code. `supctl reload`
+ * returns once every old worker is in a request (it will not wait on the
+ * sockets again), has left them (STOPPING) or is gone: from then on every
+ * new connection reaches the new code. */
+void reload_check_handover(struct master *m)
+{
+    if (!m->reload.active || !m->reload.handover)
+        return;
+    for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++) {
+        const struct worker *w = &m->w[i];
+        if (w->state != W_FREE && w->generation != m->generation && !w->killed &&
+            m->sb->slot[i].state == AS_SLOT_IDLE && ev_now(m->loop) < m->reload.handover_deadline)
+            return;
+    }
+    m->reload.handover = false;
     finish(m, true);
 }
 
@@ -156,7 +188,7 @@ void reload_check_deadline(struct master *m)
 {
     char why[128];
 
-    if (!m->reload.active || ev_now(m->loop) <= m->reload.deadline)
+    if (!m->reload.active || m->reload.handover || ev_now(m->loop) <= m->reload.deadline)
         return;
     snprintf(why, sizeof why, "the new generation did not load the app within %g s", load_timeout(m));
     reload_worker_failed(m, NULL, why);

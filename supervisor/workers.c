@@ -426,5 +426,6 @@ void workers_heartbeat(struct master *m)
         }
     }
     reload_check_deadline(m);
+    reload_check_handover(m);
     workers_send_status(m);
 }
