@@ -281,8 +281,7 @@ EMFILE_BUG = ("{prog}: accept() failing with EMFILE is logged as a warning on ev
 @pytest.mark.parametrize("target", [
     pytest.param("proxy", marks=pytest.mark.xfail(reason=EMFILE_BUG.format(prog="appstack-proxy (proxy/conn.c "
                                                                                  "conn_accept_cb)"), strict=False)),
-    pytest.param("worker", marks=pytest.mark.xfail(reason=EMFILE_BUG.format(prog="appstack-worker (worker/conn.c "
-                                                                                  "wk_conn_accept)"), strict=False)),
+    "worker",
 ])
 def test_out_of_descriptors(stack, target):
     """More connections than the process may have descriptors: the excess

@@ -54,9 +54,11 @@ bool wk_conn_accept(struct wk_listener *l)
 
     if (fd < 0) {
         int err = errno;
-        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-            as_warn("accept: %s (%zu connections open)", strerror(errno), W.n_conns);
-        else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            wk_accept_pause();
+            return false;
+        }
+        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
             as_err("accept: %s", strerror(errno));
         return err == ECONNABORTED || err == EINTR;
     }

@@ -66,7 +66,8 @@ struct wk_worker {
     int sig_pipe[2];
     volatile sig_atomic_t term;     /* SIGTERM seen */
     bool stopping;                  /* no new requests after the current one */
-    bool accepting;
+    double accept_paused_until;     /* out of descriptors: listeners unwatched until then */
+    unsigned long accept_failures;  /* since the last warning */
 
     struct wk_net *trusted;
     size_t n_trusted;
@@ -180,6 +181,8 @@ Py_ssize_t wk_filewrap_blksize(PyObject *o);
 
 /* conn.c */
 bool wk_conn_accept(struct wk_listener *l);
+void wk_accept_pause(void);
+void wk_accept_resume_due(double now);
 bool wk_conn_readable(struct wk_conn *c);
 void wk_conn_close(struct wk_conn *c);
 double wk_conn_expire(double now);
