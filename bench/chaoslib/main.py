@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 
-from benchlib import apps, deps, main as benchmain, procs, report, stacks as benchstacks
+from benchlib import apps, deps, host, main as benchmain, procs, report, stacks as benchstacks
 
 from . import run, scenarios, stacks
 
@@ -74,10 +74,11 @@ def parse_args(argv):
 
 
 def render(o):
-    merged, opts = {}, {}
+    merged, all_opts = {}, []
     for path in o.render:
         with open(path) as f:
             data = json.load(f)
+        all_opts.append(data["options"])
         opts = data["options"]
         for r in data["results"]:
             merged[(r["app"], r["stack"], r["scenario"])] = r
@@ -85,8 +86,11 @@ def render(o):
     rows = table_rows(results)
     print(report.text_table(HEAD, rows))
     if o.docs:
-        for k in ("duration", "workers", "threads", "conc", "probe_conns", "loadavg_before", "loadavg_after"):
-            setattr(o, k, opts.get(k, getattr(o, k, 0.0)))
+        for k in ("duration", "workers", "threads", "conc", "probe_conns"):
+            setattr(o, k, opts.get(k, getattr(o, k)))
+        loads = [x for d in all_opts for x in (d.get("loadavg_before"), d.get("loadavg_after")) if x]
+        o.loadavg_before, o.loadavg_after = (min(loads), max(loads)) if loads else (0.0, 0.0)
+        o.commit = ", ".join(dict.fromkeys(d.get("commit") or "?" for d in all_opts))
         write_docs(o, results, rows)
     return 1 if failures(results) else 0
 
@@ -101,12 +105,13 @@ def main(argv):
     if set(still) - {"gnuplot-nox"}:
         log(f"chaos: cannot run without: {' '.join(still)}")
         return 2
-    builddir = benchmain.find_builddir(o)
+    builddir = host.find_builddir(o)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     outdir = os.path.abspath(o.out or os.path.join(apps.BENCH, "results", f"chaos-{stamp}"))
     os.makedirs(outdir, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="asc-", dir=o.tmp)
     o.loadavg_before = os.getloadavg()[0]
+    o.commit = _commit()
     try:
         results = run_all(o, builddir, workdir)
         o.loadavg_after = os.getloadavg()[0]
@@ -228,15 +233,18 @@ def failures(results):
     return out
 
 
+def _commit():
+    return subprocess.run(["git", "-C", apps.SRCDIR, "rev-parse", "--short", "HEAD"],
+                          stdout=subprocess.PIPE, text=True).stdout.strip()
+
+
 def write_docs(o, results, rows):
-    commit = subprocess.run(["git", "-C", apps.SRCDIR, "rev-parse", "--short", "HEAD"],
-                            stdout=subprocess.PIPE, text=True).stdout.strip()
     text = [f"Run of {datetime.date.today()} on {os.cpu_count()} CPUs, Linux {platform.release()}, "
-            f"commit `{commit}`: {o.duration} s per scenario, {o.workers} workers, wrk "
+            f"commit `{o.commit}` (and the working tree's changes then): {o.duration} s per scenario, {o.workers} workers, wrk "
             f"-t{o.threads} -c{o.conc} (GET) plus {o.probe_conns} keep-alive connections "
-            f"alternating GET and HEAD. Load average {o.loadavg_before:.1f} before, "
-            f"{o.loadavg_after:.1f} after (other work on the machine makes latencies noisy; "
-            f"the counts of failures are what the run checks).", "", report.md_table(HEAD, rows), ""]
+            f"alternating GET and HEAD. Load average between {o.loadavg_before:.1f} and "
+            f"{o.loadavg_after:.1f} at the start and end of the runs (other work on the machine "
+            f"makes latencies noisy; the counts of failures are what the run checks).", "", report.md_table(HEAD, rows), ""]
     text += [f"- {line}" for line in notes(results)] + [""]
     try:
         with open(DOC) as f:
