@@ -218,6 +218,7 @@ static int run(const char *path)
     raise_nofile();
     mime_load("/etc/mime.types");
     forward_init();
+    access_log_init(srv.loop);
     {
         const char *tmp = getenv("TMPDIR");
         spool_set_tmpdir(tmp && *tmp ? tmp : "/var/tmp");
@@ -231,6 +232,7 @@ static int run(const char *path)
                    srv.rt->n_ups);
     as_info("ready: %zu locations, %zu upstreams", srv.rt->n_locs, srv.rt->n_ups);
     ev_run(srv.loop, 0);
+    access_log_flush();
     as_info("stopped after %llu requests", (unsigned long long)srv.requests);
     return 0;
 }

@@ -165,7 +165,10 @@ void upstream_close_idle(struct runtime *rt);
 void upstream_idle_event(struct upconn *u);
 
 /* accesslog.c */
+void access_log_init(struct ev_loop *loop);
 void access_log(struct conn *c);
+/* Writes the entries that wait for the end of the loop turn (stderr only). */
+void access_log_flush(void);
 
 /* Helpers shared by the response writers. */
 const char *proxy_date(void);
