@@ -11,7 +11,7 @@ FUZZ_CC ?= clang
 FUZZ_TARGETS = http_parse chunked static_path config
 
 FUZZ_FLAGS = -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	-fno-omit-frame-pointer -include $(top_builddir)/config.h -I$(top_srcdir)/common \
+	-fno-omit-frame-pointer -include $(top_builddir)/build-config.h -I$(top_srcdir)/common \
 	-I$(top_srcdir)/proxy $(LLHTTP_CFLAGS) $(INIH_CFLAGS) -DLLHTTP_STRICT_MODE=1 \
 	-DSYSCONFDIR='"$(sysconfdir)"' -DBINDIR='"$(bindir)"'
 FUZZ_HTTP = $(top_srcdir)/common/http_parse.c $(top_srcdir)/common/http_head.c \

@@ -17,7 +17,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../../common/config.h"  /* not the autoconf config.h in the build dir */
+#include "config.h"
 
 static int memfd = -1;
 static char path[64];

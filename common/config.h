@@ -1,0 +1,89 @@
+/* The appstack INI file (SPEC.md "Configuration"), loaded once by every
+ * program so that all of them agree on what is valid. */
+#ifndef APPSTACK_CONFIG_H
+#define APPSTACK_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define AS_DEFAULT_CONFIG "/etc/appstack/appstack.ini"  /* SPEC.md */
+#define AS_MAX_WORKERS 256     /* a reload runs two generations side by side */
+
+struct as_strlist {
+    char **v;
+    int *line;          /* line in the file each entry came from */
+    size_t n;
+};
+
+struct as_location {
+    char *prefix;       /* URL prefix, or the exact path when exact */
+    bool exact;
+    char *alias;
+    long expires;       /* seconds for Cache-Control max-age; -1 = unset */
+    int line;
+};
+
+struct as_config {
+    char *path;
+
+    /* [app] */
+    char *module;       /* "pkg.mod" part of module:callable */
+    char *callable;     /* defaults to "application" */
+    char *chdir;
+    char *virtualenv;
+    struct as_strlist pythonpath;
+    struct as_strlist env;          /* "NAME=value" */
+    char *script_name;              /* mount point for SCRIPT_NAME, "" = root */
+
+    /* [supervisor] */
+    struct as_strlist listen;
+    int workers;
+    double timeout;                 /* seconds */
+    double graceful_timeout;
+    long max_requests;
+    long max_requests_jitter;
+    char *control;
+    char *user;
+    char *group;
+    long limit_request_line;        /* bytes; 414 beyond */
+    long limit_request_fields;      /* count; 431 beyond */
+    long limit_request_field_size;  /* bytes of one header line; 431 beyond */
+    double keepalive;               /* worker idle keep-alive timeout, s */
+    struct as_strlist forwarded_allow_ips;
+
+    /* [proxy] */
+    struct as_strlist proxy_listen;
+    struct as_strlist upstream;
+    size_t client_max_body_size;
+    bool access_log;
+    double client_header_timeout;
+    double client_body_timeout;
+    double keepalive_timeout;
+    double proxy_connect_timeout;
+    double proxy_read_timeout;
+    long max_connections;
+    size_t client_body_buffer_size; /* bodies above this spool to a file */
+    char *proxy_user;
+    char *proxy_group;
+
+    struct as_location *locations;
+    size_t n_locations;
+};
+
+/* Loads PATH into CFG (which it initialises with the defaults). Every error
+ * is printed to stderr as "FILE:LINE: message". Returns the number of errors;
+ * a file that cannot be read counts as one. */
+int as_config_load(const char *path, struct as_config *cfg);
+void as_config_free(struct as_config *cfg);
+
+/* The config path a program uses when no -c is given. */
+const char *as_config_default_path(void);
+
+/* "10m" -> 10485760. Returns false on anything that is not a size. */
+bool as_parse_size(const char *s, size_t *out);
+/* "30", "30s", "5m", "1h", "30d", "0.5" -> seconds. */
+bool as_parse_duration(const char *s, double *out);
+bool as_parse_long(const char *s, long min, long max, long *out);
+bool as_parse_bool(const char *s, bool *out);
+
+#endif
