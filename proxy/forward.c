@@ -4,6 +4,7 @@
  * free long before a slow client has read it. */
 #include "proxy.h"
 #include "resp.h"
+#include "fmt.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -15,21 +16,27 @@
 
 static llhttp_settings_t settings;
 
-/* Hop-by-hop (RFC 9110 7.6.1) and the ones the proxy writes itself. */
-static const char *const req_drop[] = {
-    "Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Transfer-Encoding",
-    "Upgrade", "Content-Length", "Expect", "X-Forwarded-For", "X-Forwarded-Proto",
-    "X-Forwarded-Host", NULL
+/* Hop-by-hop (RFC 9110 7.6.1) and the ones the proxy writes itself. Lengths
+ * are kept so that most headers are ruled out by one integer compare. */
+struct name {
+    const char *s;
+    size_t n;
 };
-static const char *const resp_drop[] = {
-    "Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Transfer-Encoding",
-    "Upgrade", NULL
+#define NAME(x) { x, sizeof x - 1 }
+static const struct name req_drop[] = {
+    NAME("Connection"), NAME("Keep-Alive"), NAME("Proxy-Connection"), NAME("TE"), NAME("Trailer"),
+    NAME("Transfer-Encoding"), NAME("Upgrade"), NAME("Content-Length"), NAME("Expect"),
+    NAME("X-Forwarded-For"), NAME("X-Forwarded-Proto"), NAME("X-Forwarded-Host"), { NULL, 0 }
+};
+static const struct name resp_drop[] = {
+    NAME("Connection"), NAME("Keep-Alive"), NAME("Proxy-Connection"), NAME("TE"), NAME("Trailer"),
+    NAME("Transfer-Encoding"), NAME("Upgrade"), { NULL, 0 }
 };
 
-static bool in_list(const char *const *list, const char *name, size_t len)
+static bool in_list(const struct name *list, const char *name, size_t len)
 {
-    for (; *list; list++)
-        if (strlen(*list) == len && !strncasecmp(*list, name, len))
+    for (; list->s; list++)
+        if (list->n == len && !strncasecmp(list->s, name, len))
             return true;
     return false;
 }
@@ -65,21 +72,55 @@ static bool idempotent(const char *m)
     return false;
 }
 
-static void put(struct spool *s, const char *p, size_t n)
+/* Heads are many small pieces: they are gathered on the stack and reach the
+ * spool in a few appends instead of four per header. */
+struct headw {
+    struct spool *s;
+    size_t len;
+    char buf[4096];
+};
+
+static void hw_flush(struct headw *w)
 {
-    spool_append(s, p, n);
+    spool_append(w->s, w->buf, w->len);
+    w->len = 0;
 }
 
-static void put_header(struct spool *s, const char *name, size_t nl, const char *value, size_t vl)
+static void put(struct headw *w, const char *p, size_t n)
 {
-    put(s, name, nl);
-    put(s, ": ", 2);
-    put(s, value, vl);
-    put(s, "\r\n", 2);
+    if (n > sizeof w->buf - w->len) {
+        hw_flush(w);
+        if (n > sizeof w->buf) {
+            spool_append(w->s, p, n);
+            return;
+        }
+    }
+    memcpy(w->buf + w->len, p, n);
+    w->len += n;
+}
+
+static void put_str(struct headw *w, const char *p)
+{
+    put(w, p, strlen(p));
+}
+
+static void put_u64(struct headw *w, uint64_t v)
+{
+    char t[20];
+
+    put(w, t, fmt_utoa(v, t));
+}
+
+static void put_header(struct headw *w, const char *name, size_t nl, const char *value, size_t vl)
+{
+    put(w, name, nl);
+    put(w, ": ", 2);
+    put(w, value, vl);
+    put(w, "\r\n", 2);
 }
 
 /* The request line and cleaned headers, then the X-Forwarded-* trio. */
-static void build_head(struct conn *c, struct spool *h)
+static void build_head(struct conn *c, struct headw *h)
 {
     const struct as_http_request *r = c->req;
     const struct as_http_header *conn_h = as_http_header(r, "Connection");
@@ -87,7 +128,10 @@ static void build_head(struct conn *c, struct spool *h)
     const struct as_http_header *host = as_http_header(r, "Host");
     uint64_t len = c->body.total;
 
-    spool_printf(h, "%s %.*s HTTP/1.1\r\n", r->method, (int)r->target_len, r->target);
+    put_str(h, r->method);
+    put(h, " ", 1);
+    put(h, r->target, r->target_len);
+    put(h, " HTTP/1.1\r\n", 11);
     for (size_t i = 0; i < r->n_headers; i++) {
         const struct as_http_header *x = &r->headers[i];
         if (in_list(req_drop, x->name, x->name_len))
@@ -107,7 +151,11 @@ static void build_head(struct conn *c, struct spool *h)
         put_header(h, "X-Forwarded-Host", 16, host->value, host->value_len);
     if (len || r->content_length >= 0 || r->chunked || !strcmp(r->method, "POST")
         || !strcmp(r->method, "PUT") || !strcmp(r->method, "PATCH"))
-        spool_printf(h, "Content-Length: %llu\r\n", (unsigned long long)len);
+    {
+        put(h, "Content-Length: ", 16);
+        put_u64(h, len);
+        put(h, "\r\n", 2);
+    }
     put(h, "\r\n", 2);
 }
 
@@ -235,9 +283,13 @@ static void attempt(struct conn *c, bool fresh, struct upstream *avoid)
 void forward_start(struct conn *c)
 {
     struct spool head;
+    struct headw w;
 
     spool_init(&head, SIZE_MAX, false);
-    build_head(c, &head);
+    w.s = &head;
+    w.len = 0;
+    build_head(c, &w);
+    hw_flush(&w);
     spool_prepend(&c->body, &head);
     c->tries = 0;
     c->state = C_UPSTREAM;
@@ -252,26 +304,34 @@ static int on_headers_complete(llhttp_t *p)
     const char *b = u->rbuf->data;
     int status = p->status_code;
     bool chunked = p->flags & F_CHUNKED, has_len = p->flags & F_CONTENT_LENGTH;
+    struct headw w;
 
     if (status < 200)
         return 0;               /* 1xx: interim, not for the client */
     c->status = status;
-    spool_printf(&c->out, "HTTP/1.1 %d %.*s\r\n", status, u->st_len, b + u->st_off);
+    w.s = &c->out;
+    w.len = 0;
+    put(&w, "HTTP/1.1 ", 9);
+    put_u64(&w, (uint64_t)status);
+    put(&w, " ", 1);
+    put(&w, b + u->st_off, u->st_len);
+    put(&w, "\r\n", 2);
     for (int i = 0; i < u->n_hdr; i++) {
         const char *name = b + u->hdr[i].no;
         if (in_list(resp_drop, name, u->hdr[i].nl))
             continue;
-        put_header(&c->out, name, u->hdr[i].nl, b + u->hdr[i].vo, u->hdr[i].vl);
+        put_header(&w, name, u->hdr[i].nl, b + u->hdr[i].vo, u->hdr[i].vl);
     }
     if (!c->head_only && status != 204 && status != 304 && !has_len) {
         if (chunked && !c->client_http10) {
             u->chunk_out = true;
-            put(&c->out, "Transfer-Encoding: chunked\r\n", 28);
+            put(&w, "Transfer-Encoding: chunked\r\n", 28);
         } else {
             u->close_out = true;    /* the body ends when we close */
             c->keep_alive = false;
         }
     }
+    hw_flush(&w);
     resp_end_head(c);
     u->head_done = true;
     conn_response_started(c);
@@ -282,9 +342,16 @@ static int on_body_cb(llhttp_t *p, const char *at, size_t len)
 {
     struct upconn *u = p->data;
     struct spool *out = &u->c->out;
+    char size[18];
+    size_t n;
 
-    if (u->chunk_out && spool_printf(out, "%zx\r\n", len) < 0)
-        return -1;
+    if (u->chunk_out) {
+        n = fmt_hex(len, size);
+        size[n++] = '\r';
+        size[n++] = '\n';
+        if (spool_append(out, size, n) < 0)
+            return -1;
+    }
     if (spool_append(out, at, len) < 0)
         return -1;
     if (u->chunk_out && spool_append(out, "\r\n", 2) < 0)
