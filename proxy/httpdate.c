@@ -1,5 +1,6 @@
 /* HTTP date formatting and parsing, without locale or strptime. */
 #include "httpdate.h"
+#include "fmt.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -12,10 +13,25 @@ void httpdate_format(time_t t, char *out)
 {
     struct tm tm;
 
+    struct fmt f = { out, out + HTTPDATE_LEN };
+
+    /* by hand: static files put one in every response */
     gmtime_r(&t, &tm);
-    snprintf(out, HTTPDATE_LEN + 1, "%s, %02d %s %04d %02d:%02d:%02d GMT",
-             days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12], (tm.tm_year + 1900) % 10000,
-             tm.tm_hour, tm.tm_min, tm.tm_sec);
+    fmt_mem(&f, days[tm.tm_wday % 7], 3);
+    fmt_mem(&f, ", ", 2);
+    fmt_u64_width(&f, (uint64_t)tm.tm_mday, 2);
+    fmt_char(&f, ' ');
+    fmt_mem(&f, months[tm.tm_mon % 12], 3);
+    fmt_char(&f, ' ');
+    fmt_u64_width(&f, (uint64_t)((tm.tm_year + 1900) % 10000), 4);
+    fmt_char(&f, ' ');
+    fmt_u64_width(&f, (uint64_t)tm.tm_hour, 2);
+    fmt_char(&f, ':');
+    fmt_u64_width(&f, (uint64_t)tm.tm_min, 2);
+    fmt_char(&f, ':');
+    fmt_u64_width(&f, (uint64_t)tm.tm_sec, 2);
+    fmt_mem(&f, " GMT", 4);
+    *f.p = '\0';
 }
 
 static bool num(const char *s, int n, int *out)

@@ -58,10 +58,11 @@ static bool add_segment(char *out, size_t outlen, size_t *o, const char *seg, si
  * Returns false on bad encoding or overflow. */
 static bool decode_path(const char *p, size_t len, char *out, size_t outlen, int *flags)
 {
-    char seg[4096] = "";
+    char seg[4096];         /* not cleared: 4 KiB of zeros per request showed in profiles */
     size_t o = 0, s = 0, i;
     bool trailing = false;
 
+    seg[0] = '\0';
     for (i = 0; i < len && p[i] != '?' && p[i] != '#'; i++) {
         char c = p[i];
         if (c == '%') {

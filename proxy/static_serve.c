@@ -5,6 +5,7 @@
 #include "httpdate.h"
 #include "mime.h"
 #include "resp.h"
+#include "fmt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -145,10 +146,17 @@ not_found:
     return 404;
 }
 
-static int format_etag(const struct stat *st, char *out, size_t len)
+/* "MTIME-SIZE" in hex, quoted; OUT holds at least 37 bytes. */
+static void format_etag(const struct stat *st, char *out)
 {
-    return snprintf(out, len, "\"%llx-%llx\"", (unsigned long long)st->st_mtim.tv_sec,
-                    (unsigned long long)st->st_size);
+    size_t n = 0;
+
+    out[n++] = '"';
+    n += fmt_hex((uint64_t)st->st_mtim.tv_sec, out + n);
+    out[n++] = '-';
+    n += fmt_hex((uint64_t)st->st_size, out + n);
+    out[n++] = '"';
+    out[n] = '\0';
 }
 
 /* If-None-Match: a list of tags or "*"; weak comparison. */
@@ -246,54 +254,80 @@ static bool if_range_ok(const struct as_http_request *r, const struct stat *st, 
     return httpdate_parse(h->value, h->value_len, &t) && t == st->st_mtim.tv_sec;
 }
 
-static void validators(struct conn *c, const struct location_rt *loc, const struct file *f, const char *etag)
+static void validators(struct fmt *h, const struct location_rt *loc, const struct file *f, const char *etag)
 {
     char lm[HTTPDATE_LEN + 1];
 
     httpdate_format(f->st.st_mtim.tv_sec, lm);
-    spool_printf(&c->out, "Last-Modified: %s\r\nETag: %s\r\n", lm, etag);
-    if (loc->expires >= 0)
-        spool_printf(&c->out, "Cache-Control: max-age=%ld\r\n", loc->expires);
+    fmt_str(h, "Last-Modified: ");
+    fmt_mem(h, lm, HTTPDATE_LEN);
+    fmt_str(h, "\r\nETag: ");
+    fmt_str(h, etag);
+    fmt_str(h, "\r\n");
+    if (loc->expires >= 0) {
+        fmt_str(h, "Cache-Control: max-age=");
+        fmt_u64(h, (uint64_t)loc->expires);
+        fmt_str(h, "\r\n");
+    }
     if (f->vary)
-        spool_printf(&c->out, "Vary: Accept-Encoding\r\n");
+        fmt_str(h, "Vary: Accept-Encoding\r\n");
+}
+
+/* The header lines after resp_head's, then the end of the head. */
+static void end_head(struct conn *c, char *buf, const struct fmt *h)
+{
+    spool_append(&c->out, buf, (size_t)(h->p - buf));
+    resp_end_head(c);
 }
 
 static void send_file(struct conn *c, const struct location_rt *loc, struct file *f)
 {
-    char etag[64];
+    char etag[40], buf[1024];
+    struct fmt h = { buf, buf + sizeof buf };
     const struct as_http_header *range = as_http_header(c->req, "Range");
     off_t start = 0, end = f->st.st_size;
     enum range rk = RANGE_NONE;
     int status = 200;
 
-    format_etag(&f->st, etag, sizeof etag);
+    format_etag(&f->st, etag);
     if (not_modified(c->req, &f->st, etag)) {
         resp_head(c, 304);
-        validators(c, loc, f, etag);
-        resp_end_head(c);
+        validators(&h, loc, f, etag);
+        end_head(c, buf, &h);
         return;
     }
     if (range && if_range_ok(c->req, &f->st, etag))
         rk = parse_range(range->value, range->value_len, f->st.st_size, &start, &end);
     if (rk == RANGE_BAD) {
         resp_head(c, 416);
-        spool_printf(&c->out, "Content-Range: bytes */%lld\r\nContent-Length: 0\r\n", (long long)f->st.st_size);
-        resp_end_head(c);
+        fmt_str(&h, "Content-Range: bytes */");
+        fmt_u64(&h, (uint64_t)f->st.st_size);
+        fmt_str(&h, "\r\nContent-Length: 0\r\n");
+        end_head(c, buf, &h);
         return;
     }
     if (rk == RANGE_OK)
         status = 206;
     resp_head(c, status);
-    spool_printf(&c->out, "Content-Type: %s\r\nContent-Length: %lld\r\n",
-                 mime_type(f->name, f->name_len), (long long)(end - start));
-    if (status == 206)
-        spool_printf(&c->out, "Content-Range: bytes %lld-%lld/%lld\r\n",
-                     (long long)start, (long long)end - 1, (long long)f->st.st_size);
+    fmt_str(&h, "Content-Type: ");
+    fmt_str(&h, mime_type(f->name, f->name_len));
+    fmt_str(&h, "\r\nContent-Length: ");
+    fmt_u64(&h, (uint64_t)(end - start));
+    fmt_str(&h, "\r\n");
+    if (status == 206) {
+        fmt_str(&h, "Content-Range: bytes ");
+        fmt_u64(&h, (uint64_t)start);
+        fmt_char(&h, '-');
+        fmt_u64(&h, (uint64_t)(end - 1));
+        fmt_char(&h, '/');
+        fmt_u64(&h, (uint64_t)f->st.st_size);
+        fmt_str(&h, "\r\n");
+    }
     if (f->gzip)
-        spool_printf(&c->out, "Content-Encoding: gzip\r\n");
-    spool_printf(&c->out, "Accept-Ranges: bytes\r\n");
-    validators(c, loc, f, etag);
-    resp_end_head(c);
+        fmt_str(&h, "Content-Encoding: gzip\r\n");
+    fmt_str(&h, "Accept-Ranges: bytes\r\n");
+    validators(&h, loc, f, etag);
+    end_head(c, buf, &h);
     if (c->head_only || end == start)
         return;
     if ((size_t)(end - start) <= SMALL_FILE) {
