@@ -18,7 +18,7 @@
 #define SUP_MIN_LOAD_TIMEOUT 30  /* s an app import may take at least */
 #define SUP_BACKOFF_FIRST 0.1    /* s before the first respawn after a failed start */
 #define SUP_BACKOFF_MAX 30.0
-#define SUP_STABLE_UPTIME 1.0    /* a worker dying younger than this counts as a failed start */
+#define SUP_STABLE_UPTIME 1.0    /* s after READY: a worker crashing sooner counts as a failed start */
 #define SUP_FAST_STOP_GRACE 1.0  /* s between SIGQUIT and SIGKILL on a fast stop */
 
 enum worker_state {
@@ -40,6 +40,7 @@ struct worker {
     int chan;               /* master's end of the channel; -1 once closed */
     ev_io chan_w;
     ev_tstamp started;
+    ev_tstamp ready_at;     /* when it sent READY; 0 before */
     ev_tstamp deadline;     /* W_STOPPING: SIGKILL after this */
     bool killed;            /* SIGKILL sent: do not kill or log again */
     bool failed;            /* why it failed to load is in master.fail */

@@ -182,6 +182,7 @@ static void on_ready(struct worker *w)
     if (w->state != W_LOADING)
         return;
     w->state = W_READY;
+    w->ready_at = ev_now(m->loop);
     wlog(w, LOG_INFO, "worker %d (pid %d) ready, generation %u, loaded in %.2f s", w->id, (int)w->pid,
          w->generation, ev_now(m->loop) - w->started);
     if (m->reload.active && w->generation == m->reload.generation) {
@@ -243,8 +244,29 @@ static void describe_exit(int status, char *buf, size_t n)
         snprintf(buf, n, "ended with wait status %d", status);
 }
 
+/* Whether a death is the app's (or the worker's) own failure, which backs
+ * off the next start. A kill from outside (an operator's kill -9, the OOM
+ * killer, a stray SIGTERM) says nothing about the app: the worker is
+ * replaced at once. Kills the master sends itself are handled by their
+ * callers (load timeout: w->failed). */
+static bool failed_by_itself(const struct worker *w, int status)
+{
+    if (w->failed)
+        return true;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status) != 0;
+    if (!WIFSIGNALED(status))
+        return false;
+    switch (WTERMSIG(status)) {
+    case SIGSEGV: case SIGABRT: case SIGBUS: case SIGFPE: case SIGILL:
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* A worker of the serving generation died before it had loaded the app. */
-static void exited_loading(struct worker *w, const char *how)
+static void exited_loading(struct worker *w, int status, const char *how)
 {
     struct master *m = w->m;
     char text[256];
@@ -256,6 +278,11 @@ static void exited_loading(struct worker *w, const char *how)
     }
     if (w->generation != m->generation)
         return;
+    if (!failed_by_itself(w, status)) {
+        wlog(w, LOG_WARNING, "worker %d (pid %d) %s while it loaded the app; starting another at once", w->id,
+             (int)w->pid, how);
+        return;
+    }
     wlog(w, LOG_ERR, "worker %d (pid %d) %s before it had loaded the app", w->id, (int)w->pid, how);
     snprintf(text, sizeof text, "worker %s before it had loaded the app", how);
     count_failure(m, w->failed ? NULL : text);   /* keep the traceback it sent */
@@ -271,8 +298,10 @@ static void exited_ready(struct worker *w, int status, const char *how)
              (unsigned long long)slot_of(w)->requests);
     } else {
         wlog(w, LOG_ERR, "worker %d (pid %d) %s; replacing it", w->id, (int)w->pid, how);
-        if (ev_now(m->loop) - w->started < SUP_STABLE_UPTIME && w->generation == m->generation) {
-            snprintf(text, sizeof text, "worker %s right after it started", how);
+        /* A crash right after READY is most likely the app's doing too. */
+        if (ev_now(m->loop) - w->ready_at < SUP_STABLE_UPTIME && w->generation == m->generation &&
+            !w->killed && failed_by_itself(w, status)) {
+            snprintf(text, sizeof text, "worker %s right after it got ready", how);
             count_failure(m, text);
         }
     }
@@ -303,7 +332,7 @@ void worker_exited(struct master *m, pid_t pid, int status)
     close_chan(w);
     w->state = W_FREE;  /* before the handlers below, which count workers */
     if (was == W_LOADING)
-        exited_loading(w, how);
+        exited_loading(w, status, how);
     else if (was == W_READY)
         exited_ready(w, status, how);
     else

@@ -50,15 +50,6 @@ def test_django_max_requests_keeps_every_worker_serving(ops_stack, django_site):
     assert min(low) >= 2, f"serving workers seen while recycling: {sorted(set(low))}; load: {res['requests']}"
 
 
-@pytest.mark.xfail(reason=(
-    "appstackd counts a worker killed from outside (kill -9, OOM) while it loads, or ready but younger "
-    "than SUP_STABLE_UPTIME (1 s from fork), as a failed start: workers.c exited_loading()/"
-    "exited_ready() -> count_failure() -> backoff 0.1 s doubling, and workers_maintain() then starts "
-    "one worker at a time; under bench/chaos kill -9 every 0.5 s (Django) the empty slots wait up "
-    "to 3.2 s and requests time out (10 s). Fix: count a failed start only for a worker that sent "
-    "FAILED, exited by itself with a non-zero status, or hit the load timeout; a death by SIGKILL "
-    "the master did not send, and any death after READY (measure stability from READY, not fork), "
-    "is respawned at once"), strict=False)
 def test_django_worker_killed_while_loading_is_replaced_without_backoff(ops_stack, django_site):
     s = ops_stack(workers=2, **django_site)
     for _ in range(3):
