@@ -17,6 +17,8 @@ enum as_slot_state {
     AS_SLOT_IDLE,       /* waiting for a request */
     AS_SLOT_BUSY,       /* inside the app */
     AS_SLOT_STOPPING,   /* finishing its last request */
+    AS_SLOT_RECYCLE,    /* max_requests reached: still serving (idle or busy,
+                         * request_start says) until the master's SIGTERM */
 };
 
 struct as_slot {
@@ -47,7 +49,14 @@ struct as_scoreboard {
  *   "READY"              app imported, accepting
  *   "FAILED\n<text>"     app import failed; text is the Python traceback
  * Master -> worker: signals only. SIGTERM: finish the current request, stop
- * accepting, exit 0. SIGQUIT/SIGINT: exit now. SIGKILL on timeout. */
+ * accepting, exit 0. SIGQUIT/SIGINT: exit now. SIGKILL on timeout.
+ *
+ * max_requests: a worker that reaches its limit does not stop by itself (that
+ * would leave its share of the sockets unserved while a replacement loads).
+ * It keeps serving and leaves its slot in AS_SLOT_RECYCLE from then on; the
+ * master starts a replacement in the same generation and sends the old
+ * worker SIGTERM once the replacement is READY. A standalone worker (no
+ * master) has nobody to replace it and exits 0 at its limit instead. */
 #define AS_MSG_READY  "READY"
 #define AS_MSG_FAILED "FAILED\n"
 

@@ -44,6 +44,10 @@ struct worker {
     ev_tstamp deadline;     /* W_STOPPING: SIGKILL after this */
     bool killed;            /* SIGKILL sent: do not kill or log again */
     bool failed;            /* why it failed to load is in master.fail */
+    /* max_requests hand-over (scoreboard.h): the old worker serves on until
+     * its replacement is READY. The pair counts as one worker. */
+    struct worker *replaced_by; /* old worker: its replacement, while that loads */
+    struct worker *replaces;    /* replacement: the worker it takes over from */
 };
 
 struct reload {

@@ -148,6 +148,11 @@ static void commit(struct master *m)
     reload_check_handover(m);
 }
 
+static bool waits_on_sockets(const struct as_slot *s)
+{
+    return s->state == AS_SLOT_IDLE || (s->state == AS_SLOT_RECYCLE && !s->request_start);
+}
+
 /* An old worker that is idle may still be waiting on the listening sockets,
  * and a connection made then would meet the old code. `supctl reload`
  * returns once every old worker is in a request (it will not wait on the
@@ -160,7 +165,7 @@ void reload_check_handover(struct master *m)
     for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++) {
         const struct worker *w = &m->w[i];
         if (w->state != W_FREE && w->generation != m->generation && !w->killed &&
-            m->sb->slot[i].state == AS_SLOT_IDLE && ev_now(m->loop) < m->reload.handover_deadline)
+            waits_on_sockets(&m->sb->slot[i]) && ev_now(m->loop) < m->reload.handover_deadline)
             return;
     }
     m->reload.handover = false;

@@ -41,6 +41,8 @@ static const char *state_name(const struct worker *w, const struct as_slot *s)
         return "stopping";
     if (w->state == W_LOADING)
         return "loading";
+    if (s->state == AS_SLOT_RECYCLE)
+        return "recycling";     /* serving until its replacement is ready */
     return s->request_start ? "busy" : "idle";
 }
 

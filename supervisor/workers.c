@@ -67,8 +67,22 @@ static void worker_kill(struct worker *w)
     w->killed = true;
 }
 
+/* Ends a max_requests hand-over that W takes part in, from either side. */
+static void unpair(struct worker *w)
+{
+    if (w->replaced_by) {
+        w->replaced_by->replaces = NULL;
+        w->replaced_by = NULL;
+    }
+    if (w->replaces) {
+        w->replaces->replaced_by = NULL;
+        w->replaces = NULL;
+    }
+}
+
 void worker_retire(struct worker *w, ev_tstamp grace)
 {
+    unpair(w);
     if (w->state == W_STOPPING)
         return;
     w->deadline = ev_now(w->m->loop) + grace;
@@ -78,6 +92,7 @@ void worker_retire(struct worker *w, ev_tstamp grace)
 
 void worker_release(struct worker *w)
 {
+    unpair(w);
     if (w->state == W_LOADING) {
         w->state = W_STOPPING;  /* nothing in flight: no need to wait */
         worker_kill(w);
@@ -95,16 +110,28 @@ static void close_chan(struct worker *w)
     w->chan = -1;
 }
 
+/* Live workers (ready_only false) count a worker being recycled once: its
+ * replacement stands for it, so nothing is retired or started for the pair. */
 int workers_count(struct master *m, unsigned generation, bool ready_only)
 {
     int n = 0;
 
     for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++) {
         const struct worker *w = &m->w[i];
+        if (!ready_only && w->replaced_by)
+            continue;
         if (w->generation == generation && (w->state == W_READY || (!ready_only && w->state == W_LOADING)))
             n++;
     }
     return n;
+}
+
+static bool any_loading(const struct master *m, unsigned generation)
+{
+    for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++)
+        if (m->w[i].generation == generation && m->w[i].state == W_LOADING)
+            return true;
+    return false;
 }
 
 bool workers_all_gone(struct master *m)
@@ -175,6 +202,19 @@ static void count_failure(struct master *m, const char *text)
             m->fail.count > 1 ? "s" : "", backoff(m->fail.count));
 }
 
+/* A replacement is serving: the worker it replaces finishes and exits. */
+static void take_over(struct worker *w)
+{
+    struct worker *old = w->replaces;
+
+    unpair(w);
+    if (old->state != W_READY)
+        return;
+    wlog(old, LOG_INFO, "worker %d (pid %d) recycled after %llu requests: worker %d (pid %d) serves instead",
+         old->id, (int)old->pid, (unsigned long long)slot_of(old)->requests, w->id, (int)w->pid);
+    worker_retire(old, w->m->cfg.graceful_timeout);
+}
+
 static void on_ready(struct worker *w)
 {
     struct master *m = w->m;
@@ -185,6 +225,8 @@ static void on_ready(struct worker *w)
     w->ready_at = ev_now(m->loop);
     wlog(w, LOG_INFO, "worker %d (pid %d) ready, generation %u, loaded in %.2f s", w->id, (int)w->pid,
          w->generation, ev_now(m->loop) - w->started);
+    if (w->replaces)
+        take_over(w);
     if (m->reload.active && w->generation == m->reload.generation) {
         reload_worker_ready(m, w);
     } else if (w->generation == m->generation) {
@@ -330,6 +372,7 @@ void worker_exited(struct master *m, pid_t pid, int status)
     if (w->chan >= 0)
         worker_chan_cb(m->loop, &w->chan_w, EV_READ);
     close_chan(w);
+    unpair(w);          /* an old worker's replacement becomes an ordinary one */
     w->state = W_FREE;  /* before the handlers below, which count workers */
     if (was == W_LOADING)
         exited_loading(w, status, how);
@@ -355,7 +398,8 @@ static struct worker *newest(struct master *m, unsigned generation)
 
     for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++) {
         struct worker *w = &m->w[i];
-        if (w->generation == generation && (w->state == W_LOADING || w->state == W_READY) && (!best || w->id > best->id))
+        if (w->generation == generation && (w->state == W_LOADING || w->state == W_READY) && !w->replaced_by &&
+            (!best || w->id > best->id))
             best = w;
     }
     return best;
@@ -378,13 +422,17 @@ void workers_maintain(struct master *m)
     if (m->stopping || m->reload.active)
         return;
     live = workers_count(m, m->generation, false);
-    for (; live > m->target; live--)
-        worker_release(newest(m, m->generation));
+    for (; live > m->target; live--) {
+        struct worker *w = newest(m, m->generation), *old = w->replaces;
+        worker_release(w);
+        if (old)
+            worker_release(old);    /* a hand-over pair is one worker: both go */
+    }
     if (live >= m->target)
         return;
     if (m->fail.count > 0) {
         /* Backing off: one attempt at a time, never a fork storm. */
-        if (live > workers_count(m, m->generation, true))
+        if (any_loading(m, m->generation))
             return;
         if (now < m->next_spawn) {
             spawn_later(m, m->next_spawn - now);
@@ -429,6 +477,37 @@ static void check_request_timeout(struct worker *w, uint64_t now_us)
          method, path, ran, limit);
 }
 
+/* Whether a new start may be tried now (backoff: one at a time). */
+static bool may_spawn(struct master *m)
+{
+    if (m->fail.count == 0)
+        return true;
+    return ev_now(m->loop) >= m->next_spawn && !any_loading(m, m->generation);
+}
+
+/* A serving worker at its max_requests gets a replacement in its own
+ * generation; it serves on until that one is READY (take_over). A
+ * replacement that fails to load leaves it serving; the next heartbeat
+ * after the backoff tries again. */
+static void check_recycle(struct worker *w)
+{
+    struct master *m = w->m;
+    struct worker *r;
+
+    if (w->state != W_READY || w->killed || w->replaced_by || w->generation != m->generation ||
+        slot_of(w)->state != AS_SLOT_RECYCLE || m->stopping || m->reload.active || !may_spawn(m))
+        return;
+    r = spawn_worker(m, m->generation);
+    if (!r) {
+        count_failure(m, "cannot fork a worker (see the log)");
+        return;
+    }
+    r->replaces = w;
+    w->replaced_by = r;
+    wlog(w, LOG_INFO, "worker %d (pid %d) reached max_requests (%llu requests): worker %d (pid %d) starts to "
+         "replace it", w->id, (int)w->pid, (unsigned long long)slot_of(w)->requests, r->id, (int)r->pid);
+}
+
 void workers_heartbeat(struct master *m)
 {
     uint64_t now_us = mono_usec();
@@ -452,6 +531,7 @@ void workers_heartbeat(struct master *m)
             worker_kill(w);
         } else if (w->state != W_LOADING) {
             check_request_timeout(w, now_us);
+            check_recycle(w);
         }
     }
     reload_check_deadline(m);

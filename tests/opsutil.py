@@ -25,6 +25,8 @@ ENV = {k: v for k, v in os.environ.items()
        if k not in ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "JOURNAL_STREAM",
                     "PYTHONPATH", "PYTHONHOME")}
 ENV["PYTHONDONTWRITEBYTECODE"] = "1"
+# Worker states that serve ("recycling": at max_requests, until its replacement is ready).
+SERVING = ("idle", "busy", "recycling")
 
 
 class Stack:
@@ -66,7 +68,7 @@ class Stack:
                 if not p.alive():
                     raise AssertionError(f"{p.name} exited ({p.popen.returncode}):\n{self.log_text()}")
             st = self.status()
-            return st and sum(w["state"] in ("idle", "busy") for w in st["workers"]) >= self.workers
+            return st and sum(w["state"] in SERVING for w in st["workers"]) >= self.workers
         wait_for(up, timeout=timeout, what="the workers to serve")
         wait_for(lambda: get_status(self.port) == 200, timeout=timeout, what="200 through the proxy")
 
@@ -80,7 +82,7 @@ class Stack:
 
     def serving_pids(self):
         st = self.status() or {"workers": []}
-        return [w["pid"] for w in st["workers"] if w["state"] in ("idle", "busy")]
+        return [w["pid"] for w in st["workers"] if w["state"] in SERVING]
 
     def restart_proxy(self):
         self.proxy.stop(timeout=15)

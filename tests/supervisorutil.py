@@ -13,6 +13,9 @@ import pytest
 from conftest import APPS, prog, wait_for, write_config
 
 ENV = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+# `supctl status` states of a worker that serves ("recycling": at its
+# max_requests, serving until its replacement is ready).
+SERVING = ("idle", "busy", "recycling")
 ENV.pop("NOTIFY_SOCKET", None)
 ENV.pop("LISTEN_FDS", None)
 
@@ -78,7 +81,7 @@ class Supervisor:
         wait_for(up, timeout=timeout, what="the control socket")
 
     def ready_pids(self):
-        return sorted(w["pid"] for w in self.status()["workers"] if w["state"] in ("idle", "busy"))
+        return sorted(w["pid"] for w in self.status()["workers"] if w["state"] in SERVING)
 
     def wait_ready(self, n, timeout=20):
         """Waits until exactly N workers serve and no other worker is left."""
@@ -90,7 +93,7 @@ class Supervisor:
             except AssertionError:
                 return None
             ws = st["workers"]
-            return len(ws) == n and all(w["state"] in ("idle", "busy") for w in ws) and ws
+            return len(ws) == n and all(w["state"] in SERVING for w in ws) and ws
         return wait_for(ready, timeout=timeout, what=f"{n} ready workers")
 
     def log_text(self):

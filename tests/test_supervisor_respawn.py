@@ -6,7 +6,9 @@ import signal
 import threading
 import time
 
-from supervisorutil import get, no_zombies_of, pid_alive, supervisor, wait_for, wait_gone  # noqa: F401
+import pytest
+
+from supervisorutil import copy_app, get, no_zombies_of, pid_alive, supervisor, wait_for, wait_gone  # noqa: F401
 
 
 def test_kill_9_worker_is_replaced_at_once(supervisor):
@@ -154,3 +156,69 @@ def test_workers_drop_to_user_and_group(supervisor, tmpdir_short, port):
         assert ids["Groups"].split() in ([], ["65534"])
     assert get(s.port)[0] == 200
     assert os.getuid() == 0 and s.proc.poll() is None
+
+
+def slow_app(tmpdir, seconds):
+    """An app directory whose module takes SECONDS to import."""
+    app_dir = copy_app(tmpdir)
+    with open(os.path.join(app_dir, "slow_app.py"), "w") as f:
+        f.write(f"import time\ntime.sleep({seconds})\nfrom sup_app import application  # noqa: E402,F401\n")
+    return app_dir
+
+
+def test_max_requests_hands_over_to_a_ready_replacement(supervisor, tmpdir_short):
+    """The only worker reaches max_requests: it serves on while its
+    replacement loads, and exits only once that one is ready."""
+    s = supervisor(workers=1, app_dir=slow_app(tmpdir_short, 1.5), module="slow_app:application",
+                   extra="max_requests = 5")
+    old = s.ready_pids()[0]
+    served, states = [], set()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not served or served[-1] == old):
+        status, body = get(s.port)      # a refused or reset connection fails the test
+        assert status == 200, body
+        served.append(int(body.split()[1]))
+        states.update(w["state"] for w in s.status()["workers"] if w["pid"] == old)
+    new = served[-1]
+    assert new != old, "the worker was never replaced"
+    assert served.count(old) > 5, "the old worker did not serve on past its limit"
+    assert "recycling" in states, states
+    wait_gone([old])
+    log = s.log_text()
+    assert log.index(f"(pid {new}) ready") < log.index(f"(pid {old}) stopped"), log
+    assert "failed worker start" not in log
+    st = s.status()
+    assert st["generation"] == 1 and [w["pid"] for w in st["workers"]] == [new]
+    assert no_zombies_of(s.proc.pid)
+
+
+@pytest.mark.parametrize("op", ["scale", "reload", "stop"])
+def test_operations_during_a_hand_over(supervisor, tmpdir_short, op):
+    s = supervisor(workers=2, app_dir=slow_app(tmpdir_short, 2), module="slow_app:application",
+                   extra="max_requests = 3")
+    seen = set()
+
+    def handing_over():
+        assert get(s.port)[0] == 200
+        ws = s.status()["workers"]
+        seen.update(w["pid"] for w in ws)
+        states = [w["state"] for w in ws]
+        return "recycling" in states and "loading" in states
+    wait_for(handing_over, timeout=20, what="a worker being replaced")
+    if op == "scale":
+        assert s.supctl("scale", "1").returncode == 0
+        s.wait_ready(1, timeout=30)     # the pair went as one worker: nothing else left
+        assert get(s.port)[0] == 200
+    elif op == "reload":
+        r = s.supctl("reload")
+        assert r.returncode == 0, r.stdout + r.stderr
+        ws = s.wait_ready(2, timeout=30)
+        assert {w["generation"] for w in ws} == {2}
+        assert get(s.port)[0] == 200
+    else:
+        assert s.supctl("stop").returncode == 0
+        assert s.proc.wait(timeout=30) == 0
+        wait_gone(seen)
+        return
+    assert "failed worker start" not in s.log_text()
+    assert no_zombies_of(s.proc.pid)

@@ -107,18 +107,24 @@ def test_sigquit_exits_at_once(tmpdir_short):
         w.stop()
 
 
-def test_max_requests(tmpdir_short):
+def test_max_requests_marks_the_slot_and_serves_on(tmpdir_short):
+    """At its limit a worker asks the master for a replacement (slot state
+    recycle) and keeps serving, on the same keep-alive connection, until
+    the master's SIGTERM."""
     w = started(tmpdir_short, env={"APPSTACK_MAX_REQUESTS": "3"})
     try:
         assert w.read_channel() == "READY"
         with Conn(w.port) as c:
-            for i in range(3):
+            for i in range(1, 6):
                 c.send(b"GET /pid HTTP/1.1\r\nHost: a\r\n\r\n")
                 status, headers, _ = c.response()
-                assert status == 200
-            assert headers["connection"] == "close"
-        assert wait_exit(w.proc) == 0
-        assert w.slot()["requests"] == 3
+                assert status == 200 and headers.get("connection") != "close"
+                want = "idle" if i < 3 else "recycle"
+                wait_for(lambda: w.slot()["requests"] == i, timeout=5, what=f"{i} requests in the slot")
+                assert w.slot()["state"] == want, (i, w.slot())
+            assert w.alive()
+            w.proc.send_signal(signal.SIGTERM)
+            assert wait_exit(w.proc) == 0
     finally:
         w.stop()
 

@@ -14,7 +14,7 @@ from conftest import APPS, free_port, prog, wait_for, write_config
 SLOT_FMT = "<IiQQQ16s208s"
 SLOT_SIZE = struct.calcsize(SLOT_FMT)
 SLOTS = 1024
-STATES = {0: "free", 1: "loading", 2: "idle", 3: "busy", 4: "stopping"}
+STATES = {0: "free", 1: "loading", 2: "idle", 3: "busy", 4: "stopping", 5: "recycle"}
 
 
 def worker_config(tmpdir, port, module="wsgiapp", app_extra="", sup_extra="", chdir=APPS):

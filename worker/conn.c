@@ -150,8 +150,6 @@ static bool serve(struct wk_conn *c)
     if (keep && !R.body_done)
         keep = wk_body_drain(256 * 1024);
     wk_slot_request_end();
-    if (W.max_requests && W.slot->requests >= W.max_requests)
-        W.stopping = true;
     return keep;
 }
 

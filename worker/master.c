@@ -126,16 +126,36 @@ void wk_slot_request_begin(const char *method, const char *target, size_t target
         target_len = (size_t)(q - target);
     copy_field(s->method, sizeof s->method, method, strlen(method));
     copy_field(s->path, sizeof s->path, target, target_len);
-    s->state = AS_SLOT_BUSY;
+    s->state = W.recycle ? AS_SLOT_RECYCLE : AS_SLOT_BUSY;
     s->request_start = wk_now_usec();
+}
+
+/* At max_requests: a standalone worker stops; one with a master asks to be
+ * replaced and serves on until the replacement is ready (scoreboard.h). */
+static void check_limit(uint64_t requests)
+{
+    if (!W.max_requests || requests < W.max_requests || W.recycle)
+        return;
+    if (W.standalone) {
+        W.stopping = true;
+    } else {
+        W.recycle = true;
+        as_info("%llu requests served (max_requests): serving on until a replacement is ready",
+                (unsigned long long)requests);
+    }
 }
 
 void wk_slot_request_end(void)
 {
     struct as_slot *s = W.slot;
+    uint64_t served = s->requests + 1;
 
     s->request_start = 0;
-    s->requests++;
-    s->state = W.stopping ? AS_SLOT_STOPPING : AS_SLOT_IDLE;
+    check_limit(served);
+    if (W.stopping)
+        s->state = AS_SLOT_STOPPING;
+    else
+        s->state = W.recycle ? AS_SLOT_RECYCLE : AS_SLOT_IDLE;
+    s->requests = served;   /* last: a reader that sees the count sees the state too */
     s->heartbeat = wk_now_usec();
 }

@@ -163,9 +163,10 @@ bad_length:
     return false;
 }
 
+/* Only a standalone worker stops at its limit (see scoreboard.h). */
 static bool last_request(void)
 {
-    return W.max_requests && W.slot->requests + 1 >= W.max_requests;
+    return W.standalone && W.max_requests && W.slot->requests + 1 >= W.max_requests;
 }
 
 /* Whether the connection can carry another request after this one. */

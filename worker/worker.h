@@ -59,6 +59,7 @@ struct wk_worker {
     int channel_fd;             /* -1 when standalone */
     bool standalone;
     uint64_t max_requests;      /* 0 = unlimited */
+    bool recycle;               /* limit reached: the master is replacing us */
 
     struct wk_listener lst[WK_MAX_LISTEN];
     int n_lst;
