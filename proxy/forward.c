@@ -150,8 +150,7 @@ static void build_head(struct conn *c, struct headw *h)
     if (host)
         put_header(h, "X-Forwarded-Host", 16, host->value, host->value_len);
     if (len || r->content_length >= 0 || r->chunked || !strcmp(r->method, "POST")
-        || !strcmp(r->method, "PUT") || !strcmp(r->method, "PATCH"))
-    {
+        || !strcmp(r->method, "PUT") || !strcmp(r->method, "PATCH")) {
         put(h, "Content-Length: ", 16);
         put_u64(h, len);
         put(h, "\r\n", 2);

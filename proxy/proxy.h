@@ -19,7 +19,10 @@
 
 #define MAX_LISTEN 16
 #define RESP_MEM_LIMIT (256u << 10)     /* upstream response bytes in RAM before spooling */
-#define UPSTREAM_POOL_MAX 64            /* idle keep-alive connections per upstream */
+#define UPSTREAM_POOL_MAX 1024          /* idle keep-alive connections per upstream: one per
+                                           concurrent request up to this, so high concurrency
+                                           does not connect and close per request (workers
+                                           close idle ones after their keepalive) */
 #define UPSTREAM_FAIL_SECONDS 10.0      /* a failed upstream is skipped this long */
 #define LINGER_SECONDS 2.0
 #define MAX_RESP_HEADERS 128
