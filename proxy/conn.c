@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #define ACCEPT_BATCH 64
-#define PARSER_CACHE 256
+#define PARSER_CACHE 1024           /* parsers kept for reuse: one per request in flight */
 #define PATH_MAX_DECODED 4200
 
 static struct {
