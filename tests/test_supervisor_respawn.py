@@ -222,3 +222,26 @@ def test_operations_during_a_hand_over(supervisor, tmpdir_short, op):
         return
     assert "failed worker start" not in s.log_text()
     assert no_zombies_of(s.proc.pid)
+
+
+def test_replacement_that_fails_to_load_leaves_the_old_worker_serving(supervisor, tmpdir_short):
+    app_dir = copy_app(tmpdir_short)
+    app = os.path.join(app_dir, "sup_app.py")
+    s = supervisor(workers=1, app_dir=app_dir, extra="max_requests = 3")
+    old = s.ready_pids()[0]
+    with open(app) as f:
+        good = f.read()
+    with open(app, "w") as f:
+        f.write("raise RuntimeError('broken on purpose')\n")
+    for _ in range(3):
+        assert get(s.port)[0] == 200
+    wait_for(lambda: "2 failed worker starts in a row" in s.log_text(), timeout=20, what="two failed replacements")
+    st = s.status()
+    assert st["last_failure"]["failing"] and [w["pid"] for w in st["workers"] if w["state"] != "loading"] == [old]
+    assert all(get(s.port)[1].split()[1] == str(old) for _ in range(5))  # still serving, past its limit
+    with open(app, "w") as f:
+        f.write(good)
+    wait_for(lambda: old not in s.ready_pids() and len(s.ready_pids()) == 1, timeout=30,
+             what="a replacement once the app loads again")
+    wait_gone([old])
+    assert get(s.port)[0] == 200 and not s.status()["last_failure"]["failing"]
