@@ -149,6 +149,7 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     workers_heartbeat(t->data);
+    as_log_flush();     /* entries that waited for a stalled journal */
 }
 
 static void spawn_cb(struct ev_loop *loop, ev_timer *t, int revents)
