@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #define ACCEPT_BATCH 64
+#define ACCEPT_PAUSE 0.1            /* s accepts rest when out of descriptors */
+#define STOP_IDLE_GRACE 1.0         /* s an idle connection may still send at TERM */
 #define PARSER_CACHE 1024           /* parsers kept for reuse: one per request in flight */
 #define PATH_MAX_DECODED 4200
 
@@ -184,6 +186,38 @@ static void conn_new(int fd, const struct sockaddr_storage *ss)
     arm(c, srv.rt->cfg.client_header_timeout);
 }
 
+static void accept_resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    if (srv.accepting)
+        for (int i = 0; i < srv.n_listen; i++)
+            ev_io_start(loop, &srv.lio[i]);
+}
+
+/* Out of descriptors, the queued connection stays readable: watching the
+ * sockets would spin. They rest for a moment, and the shortage is logged
+ * once a second at most, with a count. */
+static void accept_pause(int err)
+{
+    static ev_timer resume;
+    static ev_tstamp last_warning;
+    static unsigned long failures;
+    ev_tstamp now = ev_now(srv.loop);
+
+    failures++;
+    if (now - last_warning >= 1.0) {
+        as_warn("accept: %s (%ld connections open, %lu failed accepts): pausing accepts",
+                strerror(err), srv.n_conns, failures);
+        failures = 0;
+        last_warning = now;
+    }
+    if (ev_is_active(&resume))
+        return;
+    for (int i = 0; i < srv.n_listen; i++)
+        ev_io_stop(srv.loop, &srv.lio[i]);
+    ev_timer_init(&resume, accept_resume_cb, ACCEPT_PAUSE, 0);
+    ev_timer_start(srv.loop, &resume);
+}
+
 void conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct sockaddr_storage ss;
@@ -194,7 +228,9 @@ void conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         len = sizeof ss;
         fd = accept4(w->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_pause(errno);
+            else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
                 as_warn("accept: %s", strerror(errno));
             return;
         }
@@ -480,16 +516,14 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
-/* TERM: connections between requests go now, the others after their response. */
+/* TERM: every connection closes after its next response. One between
+ * requests gets a moment first: its client may be sending a request right
+ * now, and closing under it would lose that request. */
 void conns_stop_idle(void)
 {
-    struct conn *c, *next;
-
-    for (c = srv.conns; c; c = next) {
-        next = c->next;
+    for (struct conn *c = srv.conns; c; c = c->next) {
+        c->keep_alive = false;
         if (c->state == C_IDLE)
-            conn_close(c);
-        else
-            c->keep_alive = false;
+            arm(c, STOP_IDLE_GRACE);
     }
 }

@@ -58,6 +58,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     ev_tstamp now = ev_now(loop);
 
     runtime_revalidate(srv.rt);
+    as_log_flush();     /* entries that waited for a stalled journal */
     if (srv.watchdog_interval > 0 && now - srv.last_watchdog >= srv.watchdog_interval / 2) {
         sd_notify(0, "WATCHDOG=1");
         srv.last_watchdog = now;

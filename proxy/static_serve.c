@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,14 +30,63 @@ struct file {
     bool vary;
 };
 
+#define FILE_FLAGS (O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
+
+/* Where openat2 is missing (kernels before 5.6, or a seccomp filter that
+ * answers ENOSYS), each component is opened on its own with O_NOFOLLOW:
+ * stricter than openat2, as no symlink at all is followed. REL is already
+ * decoded and free of "." and ".." segments (static_path.c). */
+static int open_walk(int root, const char *rel)
+{
+    char part[NAME_MAX + 1];
+    int dir = root, fd;
+
+    for (;;) {
+        const char *slash = strchr(rel, '/');
+        size_t n = slash ? (size_t)(slash - rel) : strlen(rel);
+        if (n == 0 && slash) {
+            rel = slash + 1;    /* "a//b" is "a/b" */
+            continue;
+        }
+        if (n == 0 || n > NAME_MAX) {
+            fd = n == 0 ? openat(dir, ".", FILE_FLAGS) : (errno = ENOENT, -1);
+        } else {
+            memcpy(part, rel, n);
+            part[n] = '\0';
+            fd = openat(dir, part, (slash ? O_PATH | O_DIRECTORY | O_CLOEXEC : FILE_FLAGS) | O_NOFOLLOW);
+        }
+        if (dir != root) {
+            int saved = errno;
+            close(dir);
+            errno = saved;
+        }
+        if (fd < 0 || !slash)
+            return fd;
+        dir = fd;
+        rel = slash + 1;
+    }
+}
+
 static int open_beneath(int root, const char *rel)
 {
+    static bool no_openat2;
     struct open_how how = {
-        .flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+        .flags = FILE_FLAGS,
         .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
     };
+    int fd;
 
-    return (int)syscall(SYS_openat2, root, *rel ? rel : ".", &how, sizeof how);
+    if (!no_openat2 && getenv("APPSTACK_TEST_NO_OPENAT2"))
+        no_openat2 = true;  /* lets the tests run the fallback on any kernel */
+    if (!no_openat2) {
+        fd = (int)syscall(SYS_openat2, root, *rel ? rel : ".", &how, sizeof how);
+        if (fd >= 0 || errno != ENOSYS)
+            return fd;
+        no_openat2 = true;
+        as_notice("openat2 is not available: static files are opened one path component at a time, "
+                  "and symlinks beneath the alias roots are not followed");
+    }
+    return open_walk(root, rel);
 }
 
 static int open_in(const struct location_rt *loc, const char *rel)

@@ -271,16 +271,9 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-EMFILE_BUG = ("{prog}: accept() failing with EMFILE is logged as a warning on every attempt and the "
-              "listening socket stays armed (level-triggered), so the loop spins: 300 connections at "
-              "RLIMIT_NOFILE=128 gave ~30,000 'accept: Too many open files' lines in 2 s and a busy CPU. "
-              "Expected: stop watching the listener for a short while (or until a connection closes) and "
-              "log the shortage once per interval with a count")
-
 
 @pytest.mark.parametrize("target", [
-    pytest.param("proxy", marks=pytest.mark.xfail(reason=EMFILE_BUG.format(prog="appstack-proxy (proxy/conn.c "
-                                                                                 "conn_accept_cb)"), strict=False)),
+    "proxy",
     "worker",
 ])
 def test_out_of_descriptors(stack, target):
