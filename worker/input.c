@@ -130,47 +130,16 @@ static size_t take_pending(char *dst, size_t n)
     return k;
 }
 
-static PyObject *read_all(void)
-{
-    int64_t cl = R.r->content_length;
-    size_t cap = R.in_len - R.in_pos + 65536, len;
-    PyObject *b;
-
-    if (cl >= 0 && !R.r->chunked)
-        cap = R.in_len - R.in_pos + (size_t)(cl - (int64_t)R.r->body_received) + 1;
-    b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
-    if (!b)
-        return NULL;
-    len = take_pending(PyBytes_AS_STRING(b), cap);
-    for (;;) {
-        if (len == cap) {
-            cap *= 2;
-            if (_PyBytes_Resize(&b, (Py_ssize_t)cap) < 0)
-                return NULL;
-        }
-        ssize_t n = wk_body_read(PyBytes_AS_STRING(b) + len, cap - len);
-        if (n < 0) {
-            Py_DECREF(b);
-            return body_error();
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    if (_PyBytes_Resize(&b, (Py_ssize_t)len) < 0)
-        return NULL;
-    return b;
-}
-
 static PyObject *read_n(size_t want)
 {
     int64_t cl = R.r->content_length;
     size_t len, cap;
     PyObject *b;
 
-    /* Do not trust a huge SIZE to be a buffer we should allocate. */
-    if (cl >= 0 && !R.r->chunked) {
-        size_t left = R.in_len - R.in_pos + (size_t)(cl - (int64_t)R.r->body_received);
+    /* Do not trust a huge SIZE to be a buffer we should allocate: a sized
+     * body (or none at all) says how much can still come. */
+    if (!R.r->chunked) {
+        size_t left = R.in_len - R.in_pos + (cl >= 0 ? (size_t)(cl - (int64_t)R.r->body_received) : 0);
         if (want > left)
             want = left;
     }
@@ -223,7 +192,7 @@ static PyObject *input_read(Input *in, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     if (!input_live(in))
         return PyBytes_FromStringAndSize("", 0);
-    return size < 0 ? read_all() : read_n((size_t)size);
+    return read_n(size < 0 ? SIZE_MAX : (size_t)size);
 }
 
 static PyObject *readline(Input *in, Py_ssize_t limit)
