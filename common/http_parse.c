@@ -161,13 +161,15 @@ static void llhttp_failed(struct as_http_request *r, llhttp_errno_t e, const cha
 }
 
 /* llhttp refused the version. Whether that is 505 or 400 depends on the
- * whole request line, which may not be here yet: wait for the guard. */
+ * whole request line, which may not be here yet: wait for the guard. Once
+ * the line is complete its verdict comes first; what the guard found in
+ * later lines must not depend on how much of them the read brought. */
 static void judge_version(struct as_http_request *r, int gstatus, const char *gerror)
 {
-    if (gstatus)
-        fail(r, gstatus, gerror);
-    else if (as_http_guard_request_line_done(&r->guard))
+    if (as_http_guard_request_line_done(&r->guard))
         fail(r, as_http_guard_version_status(&r->guard), "malformed HTTP version");
+    else if (gstatus)
+        fail(r, gstatus, gerror);
     else
         r->version_pending = true;
 }
