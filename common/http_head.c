@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http_fields.h"
 #include "http_head.h"
 
 enum { CB_NONE, CB_FIELD, CB_VALUE };
@@ -78,17 +79,6 @@ static bool grow_headers(struct as_http_request *r)
     r->hdr_off = off;
     r->hdr_cap = cap;
     return true;
-}
-
-/* One bit per byte value: ALPHA, DIGIT and !#$%&'*+-.^_`|~ (names are
- * checked byte by byte on every request, so no strchr). */
-static const uint64_t tchar_bits[4] = {
-    UINT64_C(0x03ff6cfa00000000), UINT64_C(0x57ffffffc7fffffe), 0, 0,
-};
-
-bool as_http_tchar(unsigned char c)
-{
-    return (tchar_bits[c >> 6] >> (c & 63)) & 1;
 }
 
 static int on_method(llhttp_t *p, const char *at, size_t n)
@@ -222,7 +212,7 @@ static void set_pointers(struct as_http_request *r)
 
 static bool name_is(const struct as_http_header *h, const char *name, size_t len)
 {
-    return h->name_len == len && strncasecmp(h->name, name, len) == 0;
+    return h->name_len == len && as_ascii_caseeq(h->name, name, len);
 }
 
 #define NAME_IS(h, lit) name_is((h), lit, sizeof(lit) - 1)
@@ -243,7 +233,7 @@ static int check_fields(struct as_http_request *r, bool *te_seen)
             tes++;
             te = h;
         } else if (NAME_IS(h, "expect")) {
-            r->expect_continue = r->http_minor == 1 && strcasecmp(h->value, "100-continue") == 0;
+            r->expect_continue = r->http_minor == 1 && as_http_name_is(h->value, h->value_len, "100-continue");
         }
     }
     *te_seen = tes > 0;
@@ -255,7 +245,7 @@ static int check_fields(struct as_http_request *r, bool *te_seen)
         return r->error = "both Content-Length and Transfer-Encoding", 400;
     /* llhttp reads "chunked<TAB>" as some other coding: both it and the
      * trimmed value must say chunked, or the body would go unframed. */
-    if (tes > 1 || !r->chunked || strcasecmp(te->value, "chunked") != 0)
+    if (tes > 1 || !r->chunked || !as_http_name_is(te->value, te->value_len, "chunked"))
         return r->error = "unsupported Transfer-Encoding", 501;
     return 0;
 }

@@ -11,7 +11,4 @@ void as_http_head_settings(llhttp_settings_t *s);
  * Returns 0, or the status to answer with r->error set. */
 int as_http_head_finish(struct as_http_request *r);
 
-/* RFC 9110 token character. */
-bool as_http_tchar(unsigned char c);
-
 #endif

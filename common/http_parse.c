@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http_fields.h"
 #include "http_head.h"
 #include "http_parse.h"
 
@@ -372,7 +373,7 @@ const struct as_http_header *as_http_header(const struct as_http_request *r, con
     size_t len = strlen(name), i;
 
     for (i = 0; i < r->n_headers; i++)
-        if (r->headers[i].name_len == len && strncasecmp(r->headers[i].name, name, len) == 0)
+        if (r->headers[i].name_len == len && as_ascii_caseeq(r->headers[i].name, name, len))
             return &r->headers[i];
     return NULL;
 }

@@ -41,6 +41,7 @@
 #include <llhttp.h>
 
 #include "http_guard.h"
+#include "http_reply.h"
 
 #define AS_HTTP_MAX_HEADERS_HARD 1024  /* upper bound of limits.max_fields */
 
@@ -152,8 +153,5 @@ void as_http_next(struct as_http_request *r);
 
 /* Case-insensitive lookup of the first header called NAME, or NULL. */
 const struct as_http_header *as_http_header(const struct as_http_request *r, const char *name);
-
-/* Reason phrase for a status code ("Not Found"). */
-const char *as_http_reason(int status);
 
 #endif

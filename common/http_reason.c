@@ -1,5 +1,5 @@
 /* Reason phrases for the status lines appstack writes. */
-#include "http_parse.h"
+#include "http_reply.h"
 
 const char *as_http_reason(int status)
 {

@@ -3,6 +3,7 @@
 Tests drive the real programs over real sockets; nothing here imitates them.
 """
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -48,6 +49,19 @@ def write_config(directory, text):
     with open(path, "w") as f:
         f.write(textwrap.dedent(text))
     return path
+
+
+@pytest.fixture(scope="session")
+def generated_locales(tmp_path_factory):
+    """A LOCPATH with de_DE and tr_TR (UTF-8) made by localedef:
+    the machine itself may have no locale but C (no root needed for this)."""
+    if not shutil.which("localedef") or not os.path.isdir("/usr/share/i18n/locales"):
+        pytest.skip("localedef and the locales package are needed to generate locales")
+    d = tmp_path_factory.mktemp("locales")
+    for name in ("de_DE", "tr_TR"):
+        subprocess.run(["localedef", "-i", name, "-f", "UTF-8", str(d / f"{name}.UTF-8")], check=True,
+                       capture_output=True, timeout=120)
+    return str(d)
 
 
 @pytest.fixture

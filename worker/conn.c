@@ -10,6 +10,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "accept_pause.h"
+#include "linger.h"
 #include "log.h"
 
 static void list_remove(struct wk_conn *c)
@@ -53,14 +55,15 @@ bool wk_conn_accept(struct wk_listener *l)
     int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
     if (fd < 0) {
-        int err = errno;
-        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        switch (as_accept_failed(&W.accept_pause, errno, wk_now(), (long)W.n_conns)) {
+        case AS_ACCEPT_AGAIN:
+            return true;
+        case AS_ACCEPT_PAUSE_NOW:
             wk_accept_pause();
             return false;
+        case AS_ACCEPT_DONE:
+            return false;
         }
-        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-            as_err("accept: %s", strerror(errno));
-        return err == ECONNABORTED || err == EINTR;
     }
     c = calloc(1, sizeof *c);
     if (!c) {
@@ -110,7 +113,7 @@ static void call_app(struct wk_conn *c)
 
     if (!environ) {
         wk_log_exception("cannot build the WSGI environ");
-        wk_send_error(c->fd, 500, R.http11);
+        wk_send_error(c->fd, 500, R.http11, R.head_method);
         R.must_close = true;
         return;
     }
@@ -126,13 +129,9 @@ static bool serve(struct wk_conn *c)
     bool keep;
 
     request_reset(c);
-    if (!strcmp(r->method, "CONNECT")) {
-        wk_send_error(c->fd, 405, R.http11);
-        return false;
-    }
     as_http_begin_body(r);
     if (r->state == AS_HTTP_ERROR) {
-        wk_send_error(c->fd, r->status ? r->status : 400, R.http11);
+        wk_send_error(c->fd, r->status ? r->status : 400, R.http11, R.head_method);
         return false;
     }
     R.body_done = r->state == AS_HTTP_DONE;
@@ -153,13 +152,13 @@ static bool serve(struct wk_conn *c)
     return keep;
 }
 
-/* Closing a socket with unread input makes the kernel send a reset, which
- * can destroy the response we just sent before the client reads it. So we
- * shut down our side and discard input until the client closes or the
- * keep-alive timeout passes, in the loop, without pinning the worker. */
+/* Unread input would turn the close into a reset (see linger.h): the
+ * connection waits in the loop, without pinning the worker, until the
+ * client closes or the keep-alive timeout passes (it shares the idle
+ * list, which stays ordered by one timeout). */
 static bool linger(struct wk_conn *c)
 {
-    if (W.stopping || W.term || shutdown(c->fd, SHUT_WR) < 0) {
+    if (W.stopping || W.term || !as_linger_begin(c->fd)) {
         wk_conn_close(c);
         return false;
     }
@@ -171,14 +170,9 @@ static bool linger(struct wk_conn *c)
 
 static bool discard_input(struct wk_conn *c)
 {
-    for (int i = 0; i < 16; i++) {
-        ssize_t n = recv(c->fd, W.rbuf, WK_RBUF_SIZE, 0);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            break;
-        if (n <= 0) {
-            wk_conn_close(c);
-            return false;
-        }
+    if (!as_linger_drain(c->fd, W.rbuf, WK_RBUF_SIZE, 16)) {
+        wk_conn_close(c);
+        return false;
     }
     list_append(c);
     return true;
@@ -210,7 +204,7 @@ bool wk_conn_readable(struct wk_conn *c)
         }
         W.rpos += as_http_feed(r, W.rbuf + W.rpos, W.rlen - W.rpos);
         if (r->state == AS_HTTP_ERROR) {
-            wk_send_error(c->fd, r->status ? r->status : 400, true);
+            wk_send_error(c->fd, r->status ? r->status : 400, true, false);
             unread = true;
             goto close;
         }

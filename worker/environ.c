@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "http_fields.h"
 #include "listen.h"
 #include "log.h"
 
@@ -271,7 +272,7 @@ static PyObject *make_key(const char *name, size_t len)
     char *d = (char *)PyUnicode_1BYTE_DATA(k);
     memcpy(d, "HTTP_", 5);
     for (size_t i = 0; i < len; i++)
-        d[5 + i] = name[i] == '-' ? '_' : (char)toupper((unsigned char)name[i]);
+        d[5 + i] = name[i] == '-' ? '_' : as_ascii_upper(name[i]);
     return k;
 }
 
@@ -285,7 +286,7 @@ static PyObject *header_key(const char *name, size_t len)
     if (len > KEY_NAME_MAX)
         return make_key(name, len);
     for (size_t i = 0; i < len; i++) {
-        low[i] = (char)tolower((unsigned char)name[i]);
+        low[i] = as_ascii_lower(name[i]);
         h = h * 33 + (unsigned char)low[i];
     }
     j = h & (KEY_CACHE_SIZE - 1);
@@ -311,7 +312,7 @@ static PyObject *header_key(const char *name, size_t len)
 
 static bool name_is(const struct as_http_header *h, const char *name, size_t len)
 {
-    return h->name_len == len && !strncasecmp(h->name, name, len);
+    return h->name_len == len && as_ascii_caseeq(h->name, name, len);
 }
 
 static int set_latin1(PyObject *env, PyObject *key, const char *s, size_t len)
@@ -447,7 +448,7 @@ static int apply_forwarded(PyObject *env, const struct as_http_header *xff, cons
         if (e > s && PyDict_SetItem(env, k_rport, v_empty) < 0)
             return -1;
     }
-    if (xfp && xfp->value_len == 5 && !strncasecmp(xfp->value, "https", 5))
+    if (xfp && xfp->value_len == 5 && as_ascii_caseeq(xfp->value, "https", 5))
         return PyDict_SetItem(env, k_scheme, v_https);
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "http_reply.h"
 #include "log.h"
 
 typedef struct {
@@ -27,7 +28,7 @@ int wk_on_body(void *ctx, const char *data, size_t len)
 
 static bool send_continue(void)
 {
-    static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    static const char msg[] = AS_HTTP_CONTINUE;
     struct iovec iov = { (void *)msg, sizeof msg - 1 };
 
     R.continue_pending = false;

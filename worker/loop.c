@@ -12,10 +12,10 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "accept_pause.h"
 #include "log.h"
 
 #define MAX_EVENTS 64
-#define ACCEPT_PAUSE 0.1  /* s accepts rest when out of descriptors */
 #define DRAIN_GRACE 2.0   /* s a stopping worker waits for a first request */
 
 static enum wk_item sig_item = WK_SIGNAL, chan_item = WK_CHANNEL;
@@ -144,27 +144,15 @@ static void dispatch(struct epoll_event *ev)
     }
 }
 
-/* Out of descriptors, the queued connection stays readable: watching the
- * sockets would spin. They are left alone for a moment and the shortage is
- * logged once a second at most, with a count. */
+/* Out of descriptors (see accept_pause.h): the listening sockets leave
+ * epoll for a moment. */
 void wk_accept_pause(void)
 {
-    static double last_warning;
-    double now = wk_now();
-    int err = errno;
-
-    W.accept_failures++;
-    if (now - last_warning >= 1.0) {
-        as_warn("accept: %s (%zu connections open, %lu failed accepts): pausing accepts",
-                strerror(err), W.n_conns, W.accept_failures);
-        W.accept_failures = 0;
-        last_warning = now;
-    }
     if (W.accept_paused_until > 0)
         return;
     for (int i = 0; i < W.n_lst; i++)
         epoll_ctl(W.epfd, EPOLL_CTL_DEL, W.lst[i].fd, NULL);
-    W.accept_paused_until = now + ACCEPT_PAUSE;
+    W.accept_paused_until = wk_now() + AS_ACCEPT_PAUSE;
 }
 
 void wk_accept_resume_due(double now)
@@ -226,8 +214,8 @@ int wk_loop_run(void)
         if (wait > 1.0)
             wait = 1.0;     /* the heartbeat must stay fresh while idle */
         wk_accept_resume_due(wk_now());
-        if (W.accept_paused_until > 0 && wait > ACCEPT_PAUSE)
-            wait = ACCEPT_PAUSE;
+        if (W.accept_paused_until > 0 && wait > AS_ACCEPT_PAUSE)
+            wait = AS_ACCEPT_PAUSE;
         Py_BEGIN_ALLOW_THREADS
         n = epoll_wait(W.epfd, ev, MAX_EVENTS, (int)(wait * 1000) + 1);
         Py_END_ALLOW_THREADS

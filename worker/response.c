@@ -19,6 +19,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "http_date.h"
+#include "http_fields.h"
+#include "http_reply.h"
 #include "log.h"
 
 #define MAX_IOV 64
@@ -51,19 +54,9 @@ static bool hb_put(const char *s, size_t n)
 
 #define HB_LIT(s) hb_put(s, sizeof(s) - 1)
 
-static bool is_tchar(unsigned char c)
-{
-    return c > 0x20 && c < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", c);
-}
-
 static bool valid_name(const Py_UCS1 *s, Py_ssize_t n)
 {
-    if (n == 0)
-        return false;
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (!is_tchar(s[i]))
-            return false;
-    return true;
+    return as_http_token((const char *)s, (size_t)n);
 }
 
 static bool valid_value(const Py_UCS1 *s, Py_ssize_t n)
@@ -93,7 +86,7 @@ static const Py_UCS1 *latin1(PyObject *s, Py_ssize_t *n, const char *what)
 
 static bool lname_is(const Py_UCS1 *s, Py_ssize_t n, const char *name)
 {
-    return (size_t)n == strlen(name) && !strncasecmp((const char *)s, name, (size_t)n);
+    return as_http_name_is((const char *)s, (size_t)n, name);
 }
 
 static bool put_status(void)
@@ -144,12 +137,10 @@ static bool put_header(PyObject *item, struct seen *seen)
         }
         R.resp_length = v;
     } else if (lname_is(name, nl, "connection")) {
-        if (vl == 5 && !strncasecmp((const char *)value, "close", 5))
+        if (vl == 5 && as_ascii_caseeq((const char *)value, "close", 5))
             R.must_close = true;
         return true;
-    } else if (lname_is(name, nl, "transfer-encoding") || lname_is(name, nl, "keep-alive") ||
-               lname_is(name, nl, "proxy-connection") || lname_is(name, nl, "upgrade") ||
-               lname_is(name, nl, "te") || lname_is(name, nl, "trailer")) {
+    } else if (as_http_hop_by_hop((const char *)name, (size_t)nl)) {
         return true;
     } else if (lname_is(name, nl, "date")) {
         seen->date = true;
@@ -212,8 +203,8 @@ static bool put_framing(int64_t known_len)
 static bool build_head(int64_t known_len)
 {
     struct seen seen = { false, false };
-    size_t dlen;
-    const char *date = wk_http_date(&dlen);
+    const char *conn;
+    size_t conn_len;
 
     hlen = 0;
     R.resp_length = -1;
@@ -233,18 +224,15 @@ static bool build_head(int64_t known_len)
             return false;
     if (!seen.server && !HB_LIT("Server: " PACKAGE_NAME "\r\n"))
         return false;
-    if (!seen.date && !(HB_LIT("Date: ") && hb_put(date, dlen) && HB_LIT("\r\n")))
+    if (!seen.date && !(HB_LIT("Date: ") && hb_put(as_http_date_now(time(NULL)), AS_HTTP_DATE_LEN) &&
+                        HB_LIT("\r\n")))
         return false;
     if (!put_framing(known_len))
         return false;
-    if (!keep_alive()) {
+    if (!keep_alive())
         R.must_close = true;
-        if (R.http11 && !HB_LIT("Connection: close\r\n"))
-            return false;
-    } else if (!R.http11 && !HB_LIT("Connection: keep-alive\r\n")) {
-        return false;
-    }
-    return HB_LIT("\r\n");
+    conn = as_http_connection_field(!R.must_close, !R.http11, &conn_len);
+    return hb_put(conn, conn_len) && HB_LIT("\r\n");
 }
 
 /* ---- sending ---- */
@@ -570,7 +558,7 @@ static void app_failed(const char *what)
     R.must_close = true;
     if (!R.headers_sent && !R.client_gone) {
         R.headers_sent = true;
-        wk_send_error(R.c->fd, R.body_error ? 400 : 500, R.http11);
+        wk_send_error(R.c->fd, R.body_error ? 400 : 500, R.http11, R.head_method);
     }
 }
 
@@ -610,18 +598,12 @@ void wk_response_run(PyObject *environ)
 }
 
 /* A complete error response of our own; the connection closes after it. */
-void wk_send_error(int fd, int status, bool http11)
+void wk_send_error(int fd, int status, bool http11, bool head_only)
 {
-    char buf[512];
-    size_t dlen;
-    const char *date = wk_http_date(&dlen), *reason = as_http_reason(status);
-    int n = snprintf(buf, sizeof buf,
-                     "HTTP/1.1 %d %s\r\nServer: " PACKAGE_NAME "\r\nDate: %.*s\r\n"
-                     "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
-                     status, reason, (int)dlen, date, strlen(reason) + 1, reason);
-    struct iovec iov = { buf, (size_t)n };
+    char buf[AS_HTTP_REPLY_MAX];
+    struct iovec iov = { buf, as_http_reply(buf, sizeof buf, status, as_http_date_now(time(NULL)), false, !http11,
+                                            head_only, NULL) };
 
-    (void)http11;
-    if (n > 0 && (size_t)n < sizeof buf)
+    if (iov.iov_len)
         wk_send_all(fd, &iov, 1);
 }

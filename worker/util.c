@@ -1,10 +1,9 @@
-/* Clocks, the cached Date header and the blocking-with-timeout socket I/O
+/* Clocks and the blocking-with-timeout socket I/O
  * used while a request runs (the sockets themselves are non-blocking). */
 #include "worker.h"
 
 #include <errno.h>
 #include <poll.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -24,24 +23,6 @@ uint64_t wk_now_usec(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-/* Formatting the date costs more than the rest of the header: once a second. */
-const char *wk_http_date(size_t *len)
-{
-    static char buf[64];
-    static size_t n;
-    static time_t cached = -1;
-    time_t t = time(NULL);
-
-    if (t != cached) {
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        n = strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-        cached = t;
-    }
-    *len = n;
-    return buf;
 }
 
 /* Waits for EVENTS on FD without holding the GIL, so that the app's own

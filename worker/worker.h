@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "accept_pause.h"
 #include "config.h"
 #include "http_parse.h"
 #include "scoreboard.h"
@@ -68,7 +69,7 @@ struct wk_worker {
     volatile sig_atomic_t term;     /* SIGTERM seen */
     bool stopping;                  /* no new requests after the current one */
     double accept_paused_until;     /* out of descriptors: listeners unwatched until then */
-    unsigned long accept_failures;  /* since the last warning */
+    struct as_accept_pause accept_pause;
 
     struct wk_net *trusted;
     size_t n_trusted;
@@ -128,7 +129,6 @@ extern struct wk_request R;
 /* util.c */
 double wk_now(void);
 uint64_t wk_now_usec(void);
-const char *wk_http_date(size_t *len);
 int wk_wait(int fd, short events, double timeout);
 bool wk_send_all(int fd, struct iovec *iov, int n);
 ssize_t wk_recv(int fd, char *buf, size_t len);
@@ -171,7 +171,7 @@ bool wk_trust_init(void);
 bool wk_response_init(void);
 PyObject *wk_start_response(void);
 void wk_response_run(PyObject *environ);
-void wk_send_error(int fd, int status, bool http11);
+void wk_send_error(int fd, int status, bool http11, bool head_only);
 
 /* filewrap.c */
 bool wk_filewrap_init(void);

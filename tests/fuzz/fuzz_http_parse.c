@@ -5,8 +5,8 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -DLLHTTP_STRICT_MODE=1 \
  *     -Icommon -I/usr/share/include/llhttp tests/fuzz/fuzz_http_parse.c \
- *     common/http_parse.c common/http_head.c common/http_guard.c \
- *     common/http_reason.c /usr/share/llhttp/{llhttp,api,http}.c \
+ *     common/http_parse.c common/http_head.c common/http_guard.c common/http_fields.c \
+ *     common/http_uri.c common/http_reason.c /usr/share/llhttp/{llhttp,api,http}.c \
  *     -o fuzz_http_parse
  *   ./fuzz_http_parse -max_total_time=60 tests/fuzz/corpus/http_parse
  *

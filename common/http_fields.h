@@ -1,0 +1,70 @@
+/* Field names and values of HTTP/1 messages that appstack-worker and
+ * appstack-proxy must treat alike: tokens, the tables of connection-specific
+ * (hop-by-hop), singleton and never-in-a-trailer fields, and list members. */
+#ifndef APPSTACK_HTTP_FIELDS_H
+#define APPSTACK_HTTP_FIELDS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* RFC 9110 5.6.2 tchar. */
+bool as_http_tchar(unsigned char c);
+
+/* 1*tchar */
+bool as_http_token(const char *s, size_t len);
+
+/* What the tables say about a field name (any case). */
+enum {
+    /* Connection-specific (RFC 9110 7.6.1) or framing: never passed on from
+     * one connection to the next; a server writes its own. */
+    AS_FIELD_HOP_BY_HOP = 1,
+    /* A single member by its grammar (RFC 9110 5.3): two lines with
+     * different values make a request ambiguous. */
+    AS_FIELD_SINGLETON = 2,
+    /* Decides framing, routing, the connection or who is asking: refused
+     * in a trailer section (RFC 9110 6.5.1), where it could only mislead. */
+    AS_FIELD_NOT_TRAILER = 4,
+};
+
+unsigned as_http_field_flags(const char *name, size_t len);
+
+static inline bool as_http_hop_by_hop(const char *name, size_t len)
+{
+    return as_http_field_flags(name, len) & AS_FIELD_HOP_BY_HOP;
+}
+
+/* ASCII case folding. Not <ctype.h> nor strcasecmp(): they follow the
+ * locale, which an app may set inside a worker (in a Turkish locale "I" is
+ * not the upper case of "i"). */
+static inline char as_ascii_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c + ('a' - 'A')) : c;
+}
+
+static inline char as_ascii_upper(char c)
+{
+    return c >= 'a' && c <= 'z' ? (char)(c - ('a' - 'A')) : c;
+}
+
+/* Case-insensitive equality of N bytes. */
+bool as_ascii_caseeq(const char *a, const char *b, size_t n);
+
+/* Case-insensitive equality of NAME (LEN bytes) with the NUL-terminated LIT. */
+bool as_http_name_is(const char *name, size_t len, const char *lit);
+
+/* The members of a comma-separated list (RFC 9110 5.6.1), in order.
+ * Empty members are returned too (LEN 0: "a,,b", "a,", and an empty value
+ * is one empty member) so that callers can refuse them where they would be
+ * ambiguous. Leading and trailing OWS are not part of a member. */
+struct as_http_list {
+    const char *p, *end;
+    bool done;
+};
+
+void as_http_list_init(struct as_http_list *l, const char *v, size_t len);
+bool as_http_list_next(struct as_http_list *l, const char **member, size_t *len);
+
+/* Is TOKEN (any case) a member of the list V? */
+bool as_http_list_has(const char *v, size_t vlen, const char *token);
+
+#endif
