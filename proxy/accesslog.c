@@ -5,7 +5,7 @@
  * is formatted once a second), and on stderr (no journal) the lines of one
  * loop turn go out in one write just before the loop waits again, in the
  * common logger's line format, instead of one write per request. */
-#include "proxy.h"
+#include "exchange.h"
 #include "fmt.h"
 
 #include <errno.h>
@@ -103,42 +103,42 @@ static void add_field(struct fmt *f, const char **field, const char *name, const
     fmt_char(f, '\0');
 }
 
-static void to_journal(struct conn *c, const char *msg, const char *method, size_t plen, long long usec,
+static void to_journal(const struct exchange *x, const char *msg, const char *method, size_t plen, long long usec,
                        const char *upstream)
 {
     char buf[2048], num[20];
     struct fmt f = { buf, buf + sizeof buf - 1 };
     const char *fields[5];
-    const char *path = plen ? c->req->target : "";
+    const char *path = plen ? x->req->target : "";
 
     add_field(&f, &fields[0], "HTTP_METHOD=", method, strlen(method));
     add_field(&f, &fields[1], "HTTP_PATH=", path, plen < TARGET_MAX ? plen : TARGET_MAX);
-    add_field(&f, &fields[2], "HTTP_STATUS=", num, fmt_utoa((uint64_t)c->status, num));
+    add_field(&f, &fields[2], "HTTP_STATUS=", num, fmt_utoa((uint64_t)x->status, num));
     add_field(&f, &fields[3], "HTTP_DURATION_USEC=", num, fmt_utoa((uint64_t)usec, num));
     add_field(&f, &fields[4], "APPSTACK_UPSTREAM=", upstream, strlen(upstream));
     *f.p = '\0';
     as_log_fields(LOG_INFO, msg, fields, 5);
 }
 
-void access_log(struct conn *c)
+void access_log(struct exchange *x)
 {
-    const struct as_http_request *r = c->req;
+    const struct as_http_request *r = x->req;
     bool parsed = r && r->method && r->state != AS_HTTP_HEAD;
     const char *method = parsed ? r->method : "-";
-    const char *upstream = c->static_req ? "-" : c->upstream ? c->upstream->name : "-";
-    long long usec = (long long)((ev_time() - c->t0) * 1e6);
+    const char *upstream = x->static_req ? "-" : x->upstream ? x->upstream->name : "-";
+    long long usec = (long long)((ev_time() - x->t0) * 1e6);
     char line[LINE_MAX_LEN];
     struct fmt f = { line, line + sizeof line - 1 };
     size_t plen = 0, tlen;
 
-    if (!c->rt || !c->rt->cfg.access_log)
+    if (!x->rt->cfg.access_log)
         return;
     if (usec < 0)
         usec = 0;
     if (parsed)
         for (plen = 0; plen < r->target_len && r->target[plen] != '?'; plen++)
             ;
-    fmt_str(&f, c->peer);
+    fmt_str(&f, x->c->peer);
     fmt_mem(&f, " - - [", 6);
     fmt_str(&f, log_time());
     fmt_mem(&f, "] \"", 3);
@@ -155,9 +155,9 @@ void access_log(struct conn *c)
     fmt_char(&f, '.');
     fmt_u64(&f, parsed ? (uint64_t)r->http_minor : 1);
     fmt_mem(&f, "\" ", 2);
-    fmt_u64(&f, (uint64_t)c->status);
+    fmt_u64(&f, (uint64_t)x->status);
     fmt_char(&f, ' ');
-    fmt_u64(&f, c->out.sent);
+    fmt_u64(&f, x->out.sent);
     fmt_char(&f, ' ');
     if (parsed) {
         put_header(&f, r, "Referer");
@@ -172,7 +172,7 @@ void access_log(struct conn *c)
     fmt_str(&f, upstream);
     if (al.journal) {
         *f.p = '\0';
-        to_journal(c, line, method, plen, usec, upstream);
+        to_journal(x, line, method, plen, usec, upstream);
         return;
     }
     if (al.len + al.prefix_len + (size_t)(f.p - line) + 1 > sizeof al.buf)

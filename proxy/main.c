@@ -84,7 +84,7 @@ static void begin_stop(void)
     srv.accepting = false;
     for (int i = 0; i < srv.n_listen; i++)
         ev_io_stop(srv.loop, &srv.lio[i]);
-    conns_stop_idle();
+    conns_stop();
     upstream_close_idle(srv.rt);
     if (srv.n_conns == 0) {
         ev_break(srv.loop, EVBREAK_ALL);

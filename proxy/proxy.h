@@ -1,5 +1,6 @@
-/* appstack-proxy: the shared types of the event loop, client connections,
- * upstream connections and the reloadable runtime configuration. */
+/* appstack-proxy: the process-wide state and the reloadable runtime
+ * configuration. Client connections are in conn.h, the requests on them in
+ * exchange.h, upstream connections in upstream.h. */
 #ifndef APPSTACK_PROXY_H
 #define APPSTACK_PROXY_H
 
@@ -24,8 +25,6 @@
                                            does not connect and close per request (workers
                                            close idle ones after their keepalive) */
 #define UPSTREAM_FAIL_SECONDS 10.0      /* a failed upstream is skipped this long */
-#define LINGER_SECONDS 2.0
-#define MAX_RESP_HEADERS 128
 
 struct location_rt {
     struct sp_location sp;
@@ -37,6 +36,7 @@ struct location_rt {
 };
 
 struct upconn;
+struct conn;
 
 struct upstream {
     char *name;             /* as written in the config: APPSTACK_UPSTREAM */
@@ -57,62 +57,6 @@ struct runtime {
     struct upstream *ups;
     size_t n_ups;
     size_t rr;                  /* round-robin cursor */
-};
-
-enum cstate {
-    C_IDLE,         /* keep-alive, between requests: no buffers held */
-    C_HEAD,         /* reading a request head */
-    C_BODY,         /* reading its body */
-    C_UPSTREAM,     /* waiting for the upstream's response head */
-    C_WRITE,        /* sending a response */
-    C_LINGER,       /* error sent, draining input before close */
-};
-
-struct conn {
-    ev_io io;
-    ev_timer timer;
-    struct conn *prev, *next;
-    int fd;
-    enum cstate state;
-    bool keep_alive;        /* this request's response leaves the connection open */
-    bool resp_done;         /* the whole response is queued in out */
-    bool head_only;
-    bool writing;           /* io watches EV_WRITE */
-    bool client_http10;
-    bool static_req;        /* served from disk, not forwarded */
-    struct block *in;       /* read buffer, only while a request is read */
-    struct as_http_request *req;
-    struct runtime *rt;     /* referenced while a request is in progress */
-    struct spool body;      /* request body */
-    struct spool out;       /* response bytes for the client */
-    struct upconn *up;
-    struct upstream *upstream;
-    int tries;              /* upstream attempts for this request */
-    int status;
-    ev_tstamp t0;
-    char peer[48];
-};
-
-struct upconn {
-    ev_io io;
-    ev_timer timer;
-    int fd;
-    struct upstream *u;
-    struct runtime *rt;
-    struct conn *c;         /* NULL while pooled */
-    struct upconn *pool_next;
-    llhttp_t parser;
-    struct block *rbuf;     /* response head bytes, then each read */
-    bool connecting;
-    bool reused;            /* came from the pool */
-    bool got_bytes;         /* a response byte arrived */
-    bool head_done, msg_done, sending;
-    bool chunk_out;         /* re-chunk the body for the client */
-    bool close_out;         /* the client's response ends at EOF */
-    bool in_value;          /* last header callback was a value */
-    int n_hdr;
-    struct { uint16_t no, nl, vo, vl; } hdr[MAX_RESP_HEADERS];
-    uint16_t st_off, st_len;    /* reason phrase */
 };
 
 /* The process-wide state. */
@@ -145,31 +89,16 @@ int proxy_check(const char *path);
 
 /* conn.c */
 void conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents);
-void conn_send_error(struct conn *c, int status, bool close_after);
-void conn_flush(struct conn *c);
-void conn_response_started(struct conn *c);
-void conn_abort(struct conn *c);
-void conns_stop_idle(void);
-
-/* static_serve.c */
-void static_serve(struct conn *c, const struct location_rt *loc, const char *rel, const char *path);
+void conns_stop(void);
 
 /* forward.c */
-void forward_start(struct conn *c);
-void forward_detach(struct conn *c);
 void forward_init(void);
-void forward_init_upconn(struct upconn *u);
 
 /* upstream.c */
-struct upconn *upstream_take(struct conn *c, bool fresh, struct upstream *avoid);
-void upstream_release(struct upconn *u, bool reusable);
-void upstream_failed(struct upstream *u);
 void upstream_close_idle(struct runtime *rt);
-void upstream_idle_event(struct upconn *u);
 
 /* accesslog.c */
 void access_log_init(struct ev_loop *loop);
-void access_log(struct conn *c);
 /* Writes the entries that wait for the end of the loop turn (stderr only). */
 void access_log_flush(void);
 

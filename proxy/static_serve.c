@@ -1,11 +1,9 @@
 /* Static files: opened beneath the alias root by the kernel (openat2), so no
  * spelling of a path and no symlink can reach outside it; then the usual
  * conditional, range and precompressed-sibling handling. */
-#include "proxy.h"
+#include "exchange.h"
 #include "httpdate.h"
 #include "mime.h"
-#include "resp.h"
-#include "fmt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -130,7 +128,7 @@ static bool accepts_gzip(const struct as_http_request *r)
 }
 
 /* Swaps in "REL.gz" when it exists and the client takes it. */
-static void try_gzip(const struct conn *c, const struct location_rt *loc, const char *rel, struct file *f)
+static void try_gzip(const struct exchange *x, const struct location_rt *loc, const char *rel, struct file *f)
 {
     char gz[4200];
     struct stat st;
@@ -140,7 +138,7 @@ static void try_gzip(const struct conn *c, const struct location_rt *loc, const 
         return;
     if (snprintf(gz, sizeof gz, "%s.gz", rel) >= (int)sizeof gz)
         return;
-    if (!accepts_gzip(c->req)) {
+    if (!accepts_gzip(x->req)) {
         /* Caches must know another client may get another variant. */
         f->vary = fstatat(loc->root_fd, gz, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
         return;
@@ -304,98 +302,96 @@ static bool if_range_ok(const struct as_http_request *r, const struct stat *st, 
     return httpdate_parse(h->value, h->value_len, &t) && t == st->st_mtim.tv_sec;
 }
 
-static void validators(struct fmt *h, const struct location_rt *loc, const struct file *f, const char *etag)
+static void validators(struct headw *h, const struct location_rt *loc, const struct file *f, const char *etag)
 {
     char lm[HTTPDATE_LEN + 1];
 
     httpdate_format(f->st.st_mtim.tv_sec, lm);
-    fmt_str(h, "Last-Modified: ");
-    fmt_mem(h, lm, HTTPDATE_LEN);
-    fmt_str(h, "\r\nETag: ");
-    fmt_str(h, etag);
-    fmt_str(h, "\r\n");
+    hw_str(h, "Last-Modified: ");
+    hw_put(h, lm, HTTPDATE_LEN);
+    hw_str(h, "\r\nETag: ");
+    hw_str(h, etag);
+    hw_str(h, "\r\n");
     if (loc->expires >= 0) {
-        fmt_str(h, "Cache-Control: max-age=");
-        fmt_u64(h, (uint64_t)loc->expires);
-        fmt_str(h, "\r\n");
+        hw_str(h, "Cache-Control: max-age=");
+        hw_u64(h, (uint64_t)loc->expires);
+        hw_str(h, "\r\n");
     }
     if (f->vary)
-        fmt_str(h, "Vary: Accept-Encoding\r\n");
+        hw_str(h, "Vary: Accept-Encoding\r\n");
 }
 
-/* The header lines after resp_head's, then the end of the head. */
-static void end_head(struct conn *c, char *buf, const struct fmt *h)
+static void end_head(struct exchange *x, struct headw *h, enum body_kind body)
 {
-    spool_append(&c->out, buf, (size_t)(h->p - buf));
-    resp_end_head(c);
+    resp_head_end(x, h, x->head_only ? BODY_NONE : body);
 }
 
-static void send_file(struct conn *c, const struct location_rt *loc, struct file *f)
+static void send_file(struct exchange *x, const struct location_rt *loc, struct file *f)
 {
-    char etag[40], buf[1024];
-    struct fmt h = { buf, buf + sizeof buf };
-    const struct as_http_header *range = as_http_header(c->req, "Range");
+    char etag[40];
+    struct headw h;
+    const struct as_http_header *range = as_http_header(x->req, "Range");
     off_t start = 0, end = f->st.st_size;
     enum range rk = RANGE_NONE;
     int status = 200;
 
     format_etag(&f->st, etag);
-    if (not_modified(c->req, &f->st, etag)) {
-        resp_head(c, 304);
+    if (not_modified(x->req, &f->st, etag)) {
+        resp_head(x, &h, 304);
         validators(&h, loc, f, etag);
-        end_head(c, buf, &h);
+        end_head(x, &h, BODY_NONE);
         return;
     }
-    if (range && if_range_ok(c->req, &f->st, etag))
+    if (range && if_range_ok(x->req, &f->st, etag))
         rk = parse_range(range->value, range->value_len, f->st.st_size, &start, &end);
     if (rk == RANGE_BAD) {
-        resp_head(c, 416);
-        fmt_str(&h, "Content-Range: bytes */");
-        fmt_u64(&h, (uint64_t)f->st.st_size);
-        fmt_str(&h, "\r\nContent-Length: 0\r\n");
-        end_head(c, buf, &h);
+        resp_head(x, &h, 416);
+        hw_str(&h, "Content-Range: bytes */");
+        hw_u64(&h, (uint64_t)f->st.st_size);
+        hw_str(&h, "\r\nContent-Length: 0\r\n");
+        end_head(x, &h, BODY_LENGTH);
         return;
     }
     if (rk == RANGE_OK)
         status = 206;
-    resp_head(c, status);
-    fmt_str(&h, "Content-Type: ");
-    fmt_str(&h, mime_type(f->name, f->name_len));
-    fmt_str(&h, "\r\nContent-Length: ");
-    fmt_u64(&h, (uint64_t)(end - start));
-    fmt_str(&h, "\r\n");
+    resp_head(x, &h, status);
+    hw_str(&h, "Content-Type: ");
+    hw_str(&h, mime_type(f->name, f->name_len));
+    hw_str(&h, "\r\nContent-Length: ");
+    hw_u64(&h, (uint64_t)(end - start));
+    hw_str(&h, "\r\n");
     if (status == 206) {
-        fmt_str(&h, "Content-Range: bytes ");
-        fmt_u64(&h, (uint64_t)start);
-        fmt_char(&h, '-');
-        fmt_u64(&h, (uint64_t)(end - 1));
-        fmt_char(&h, '/');
-        fmt_u64(&h, (uint64_t)f->st.st_size);
-        fmt_str(&h, "\r\n");
+        hw_str(&h, "Content-Range: bytes ");
+        hw_u64(&h, (uint64_t)start);
+        hw_char(&h, '-');
+        hw_u64(&h, (uint64_t)(end - 1));
+        hw_char(&h, '/');
+        hw_u64(&h, (uint64_t)f->st.st_size);
+        hw_str(&h, "\r\n");
     }
     if (f->gzip)
-        fmt_str(&h, "Content-Encoding: gzip\r\n");
-    fmt_str(&h, "Accept-Ranges: bytes\r\n");
+        hw_str(&h, "Content-Encoding: gzip\r\n");
+    hw_str(&h, "Accept-Ranges: bytes\r\n");
     validators(&h, loc, f, etag);
-    end_head(c, buf, &h);
-    if (c->head_only || end == start)
+    end_head(x, &h, BODY_LENGTH);
+    if (x->head_only || end == start)
         return;
     if ((size_t)(end - start) <= SMALL_FILE) {
-        if (spool_append_file(&c->out, f->fd, start, (size_t)(end - start)) < 0)
-            c->keep_alive = false;      /* the length promised cannot be kept */
+        if (spool_append_file(&x->out, f->fd, start, (size_t)(end - start)) < 0)
+            x->keep_alive = false;      /* the length promised cannot be kept */
         return;
     }
-    spool_attach_file(&c->out, f->fd, start, end);
+    spool_attach_file(&x->out, f->fd, start, end);
     f->fd = -1;
 }
 
-void static_serve(struct conn *c, const struct location_rt *loc, const char *rel, const char *path)
+void static_serve(struct exchange *x, const struct location_rt *loc, const char *rel, const char *path)
 {
     struct file f = { .fd = -1, .name = path, .name_len = strlen(path) };
     int status;
 
-    if (strcmp(c->req->method, "GET") && strcmp(c->req->method, "HEAD")) {
-        resp_simple(c, 405, "Allow: GET, HEAD\r\n");
+    if (strcmp(x->req->method, "GET") && strcmp(x->req->method, "HEAD")) {
+        resp_simple(x, 405, "Allow: GET, HEAD\r\n");
         return;
     }
     if (loc->sp.exact) {
@@ -404,12 +400,12 @@ void static_serve(struct conn *c, const struct location_rt *loc, const char *rel
     }
     status = open_file(loc, rel, path, &f);
     if (status) {
-        resp_simple(c, status, NULL);
+        resp_simple(x, status, NULL);
         return;
     }
-    try_gzip(c, loc, rel, &f);
-    send_file(c, loc, &f);
+    try_gzip(x, loc, rel, &f);
+    send_file(x, loc, &f);
     if (f.fd >= 0)
         close(f.fd);
-    c->resp_done = true;
+    x->resp_done = true;
 }

@@ -1,6 +1,6 @@
 /* Upstream choice (round robin, passive health) and connections to the
  * workers, with a bounded keep-alive pool per upstream. */
-#include "proxy.h"
+#include "upstream.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -17,7 +17,7 @@ void upstream_failed(struct upstream *u)
 /* Next upstream in turn, skipping AVOID and the ones marked down while any
  * other is left; when all are down, the next one anyway (better a try than
  * a certain 502). */
-static struct upstream *pick(struct runtime *rt, struct upstream *avoid)
+struct upstream *upstream_pick(struct runtime *rt, struct upstream *avoid)
 {
     ev_tstamp now = ev_now(srv.loop);
     struct upstream *fallback = NULL;
@@ -90,7 +90,7 @@ static struct upconn *connect_new(struct runtime *rt, struct upstream *up)
     u->fd = fd;
     u->u = up;
     u->rt = runtime_get(rt);
-    forward_init_upconn(u);
+    upconn_init(u);
     if (connect(fd, (const struct sockaddr *)&up->addr.sa, up->addr.len) < 0) {
         if (errno != EINPROGRESS) {
             int e = errno;
@@ -104,12 +104,10 @@ static struct upconn *connect_new(struct runtime *rt, struct upstream *up)
     return u;
 }
 
-struct upconn *upstream_take(struct conn *c, bool fresh, struct upstream *avoid)
+struct upconn *upstream_take(struct runtime *rt, struct upstream *up, bool fresh)
 {
-    struct upstream *up = pick(c->rt, avoid);
     struct upconn *u;
 
-    c->upstream = up;
     if (!fresh && up->idle) {
         u = up->idle;
         up->idle = u->pool_next;
@@ -118,7 +116,7 @@ struct upconn *upstream_take(struct conn *c, bool fresh, struct upstream *avoid)
         u->reused = true;       /* its read watcher stays on: no epoll_ctl */
         return u;
     }
-    u = connect_new(c->rt, up);
+    u = connect_new(rt, up);
     if (!u && errno != EAGAIN)
         upstream_failed(up);
     return u;
@@ -128,7 +126,7 @@ void upstream_release(struct upconn *u, bool reusable)
 {
     struct upstream *up = u->u;
 
-    u->c = NULL;
+    u->x = NULL;
     ev_timer_stop(srv.loop, &u->timer);
     if (!reusable || srv.stopping || u->rt != srv.rt || up->n_idle >= UPSTREAM_POOL_MAX) {
         close_upconn(u);

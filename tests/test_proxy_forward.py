@@ -97,6 +97,12 @@ def test_chunked_and_close_delimited_responses(tmpdir_short):
         assert r.body == b"abcdefg" and r.header("transfer-encoding") is None
         r = get(proxy.port, "/eof")
         assert r.status == 200 and r.body == b"until-close"
+        # Without a length from the upstream, an HTTP/1.1 client still gets
+        # a framed body (its connection may stay), an HTTP/1.0 one the close.
+        assert r.header("transfer-encoding") == "chunked"
+        r = raw_request(proxy.port, b"GET /eof HTTP/1.0\r\n\r\n")
+        assert r.body == b"until-close" and r.header("transfer-encoding") is None
+        assert r.header("connection") == "close"
     finally:
         proxy.stop()
         up.close()

@@ -1,0 +1,173 @@
+/* Exchanges (exchange.h): their storage, what a request becomes once it is
+ * read (a file, a forward, an error), and the one place they end. Exchanges
+ * and parsers come from free lists: a busy proxy does not malloc per
+ * request. */
+#include "exchange.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXCHANGE_CACHE 1024         /* kept for reuse: one per request in flight */
+#define PARSER_CACHE 1024
+#define PATH_MAX_DECODED 4200
+
+static struct {
+    struct exchange *free;
+    int n;
+} exchanges;
+
+static struct {
+    struct as_http_request *v[PARSER_CACHE];
+    int n;
+} parsers;
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n);
+
+    if (!p) {
+        perror("appstack-proxy: out of memory");
+        abort();
+    }
+    return p;
+}
+
+static struct as_http_request *parser_get(const struct as_http_limits *limits)
+{
+    struct as_http_request *r;
+
+    if (parsers.n) {
+        r = parsers.v[--parsers.n];
+        if (!memcmp(&r->limits, limits, sizeof *limits))
+            return r;
+        as_http_free(r);
+    } else {
+        r = xmalloc(sizeof *r);
+    }
+    as_http_init(r, limits);
+    return r;
+}
+
+static void parser_put(struct as_http_request *r)
+{
+    if (!r)
+        return;
+    if (r->state == AS_HTTP_DONE && parsers.n < PARSER_CACHE) {
+        as_http_next(r);
+        parsers.v[parsers.n++] = r;
+        return;
+    }
+    as_http_free(r);
+    free(r);
+}
+
+struct exchange *exchange_new(struct conn *c)
+{
+    struct exchange *x = exchanges.free;
+
+    if (x) {
+        /* exchange_finish left its spools empty and ready */
+        exchanges.free = x->next_free;
+        exchanges.n--;
+    } else {
+        x = xmalloc(sizeof *x);
+        spool_init(&x->body, 0, true);
+        spool_init(&x->out, RESP_MEM_LIMIT, false);
+    }
+    x->c = c;
+    x->rt = runtime_get(srv.rt);
+    x->req = parser_get(&x->rt->limits);
+    x->up = NULL;
+    x->upstream = NULL;
+    x->tries = 0;
+    x->status = 0;
+    x->t0 = ev_time();
+    x->head_only = x->http10 = x->keep_alive = x->static_req = false;
+    x->head_sent = x->chunk_out = x->resp_done = false;
+    return x;
+}
+
+void exchange_finish(struct exchange *x, bool completed)
+{
+    if (completed) {
+        srv.requests++;
+        access_log(x);
+    }
+    forward_detach(x);
+    spool_free(&x->body);
+    spool_free(&x->out);
+    parser_put(x->req);
+    runtime_put(x->rt);
+    if (exchanges.n >= EXCHANGE_CACHE) {
+        free(x);
+        return;
+    }
+    x->next_free = exchanges.free;
+    exchanges.free = x;
+    exchanges.n++;
+}
+
+static int on_body(void *ctx, const char *data, size_t len)
+{
+    struct exchange *x = ctx;
+
+    return spool_append(&x->body, data, len) < 0 ? -1 : 0;
+}
+
+bool exchange_head_done(struct exchange *x)
+{
+    struct as_http_request *r = x->req;
+
+    x->head_only = !strcmp(r->method, "HEAD");
+    if (!strcmp(r->method, "CONNECT")) {
+        exchange_error(x, 405, true);
+        return false;
+    }
+    x->body.mem_limit = x->rt->cfg.client_body_buffer_size;   /* still empty */
+    r->on_body = on_body;
+    r->ctx = x;
+    return true;
+}
+
+void exchange_dispatch(struct exchange *x)
+{
+    struct runtime *rt = x->rt;
+    char path[PATH_MAX_DECODED];
+    const char *rel = NULL;
+    size_t idx = 0;
+
+    switch (static_resolve(x->req->target, x->req->target_len, rt->sp, rt->n_locs, path, sizeof path, &idx, &rel)) {
+    case SP_STATIC:
+        x->static_req = true;
+        static_serve(x, &rt->locs[idx], rel, path);
+        resp_output(x);
+        return;
+    case SP_NOT_FOUND:
+        x->static_req = true;
+        resp_simple(x, 404, NULL);
+        resp_output(x);
+        return;
+    case SP_BAD_REQUEST:
+        exchange_error(x, 400, true);
+        return;
+    case SP_FORWARD:
+        forward_start(x);
+        return;
+    }
+}
+
+void exchange_error(struct exchange *x, int status, bool close_after)
+{
+    spool_free(&x->out);
+    x->chunk_out = false;
+    if (close_after)
+        x->keep_alive = false;
+    resp_simple(x, status, NULL);
+    resp_output(x);
+}
+
+void exchange_abort(struct exchange *x)
+{
+    x->c->proto->abort(x);
+}

@@ -1,0 +1,80 @@
+/* An exchange: one request and its response on a client connection. The
+ * connection's protocol creates it when a request starts and ends it with
+ * exchange_finish(), its one exit, once the response is sent or cannot be.
+ * In between it holds the request (parsed head, body), the runtime it
+ * started on, the response bytes waiting for the client, and the upstream
+ * connection while it is forwarded. */
+#ifndef APPSTACK_PROXY_EXCHANGE_H
+#define APPSTACK_PROXY_EXCHANGE_H
+
+#include "conn.h"
+#include "headw.h"
+
+struct exchange {
+    struct conn *c;             /* owner */
+    struct exchange *next_free;
+    struct runtime *rt;         /* referenced for the exchange's whole life */
+    struct as_http_request *req;
+    struct spool body;          /* request body (with the upstream head in front while forwarded) */
+    struct spool out;           /* response bytes for the protocol to send */
+    struct upconn *up;          /* while forwarded */
+    struct upstream *upstream;  /* the last one tried: APPSTACK_UPSTREAM */
+    int tries;                  /* upstream attempts */
+    int status;
+    ev_tstamp t0;
+    bool head_only;             /* HEAD: the response has no body */
+    bool http10;                /* the client spoke HTTP/1.0 */
+    bool keep_alive;            /* the connection may serve another request after this one */
+    bool static_req;            /* answered by the proxy, not forwarded */
+    bool head_sent;             /* a response head was handed to the protocol */
+    bool chunk_out;             /* the protocol frames the body in chunks */
+    bool resp_done;             /* the whole response is in out */
+};
+
+/* A new exchange on C, on the current runtime. */
+struct exchange *exchange_new(struct conn *c);
+/* The one exit: the access log entry (when COMPLETED: the whole response
+ * went out), then every resource the exchange holds. X is gone after it. */
+void exchange_finish(struct exchange *x, bool completed);
+/* The request's head is in: its body goes to x->body from now on. False
+ * when the request is answered already (a method the proxy refuses). */
+bool exchange_head_done(struct exchange *x);
+/* The whole request is in: serve it from disk or forward it. */
+void exchange_dispatch(struct exchange *x);
+/* Answers STATUS in place of any response not yet begun; CLOSE_AFTER ends
+ * the connection afterwards. */
+void exchange_error(struct exchange *x, int status, bool close_after);
+/* The response broke after its head went out. */
+void exchange_abort(struct exchange *x);
+
+/* resp.c: responses, through the connection's protocol. A head is
+ * resp_head (or resp_head_begin), header lines written to W, then
+ * resp_head_end. */
+/* Starts W on x->out with the status, Server and Date; records the status
+ * for the log. */
+void resp_head(struct exchange *x, struct headw *w, int status);
+/* Starts W on x->out with a status and reason from elsewhere (forwarding). */
+void resp_head_begin(struct exchange *x, struct headw *w, int status, const char *reason, size_t reason_len);
+/* The protocol's framing of the body, then W into x->out. */
+void resp_head_end(struct exchange *x, struct headw *w, enum body_kind body);
+/* Body bytes (framed as the protocol chose). Returns 0, or -1 (temp file). */
+int resp_body(struct exchange *x, const char *data, size_t len);
+/* The response is complete. */
+void resp_done(struct exchange *x);
+/* Hands what is queued in x->out to the protocol. */
+void resp_output(struct exchange *x);
+/* A whole short text/plain response; EXTRA is more header lines or NULL. */
+void resp_simple(struct exchange *x, int status, const char *extra);
+
+/* static_serve.c */
+void static_serve(struct exchange *x, const struct location_rt *loc, const char *rel, const char *path);
+
+/* forward.c */
+void forward_start(struct exchange *x);
+/* Gives the upstream connection back (not reusable). */
+void forward_detach(struct exchange *x);
+
+/* accesslog.c */
+void access_log(struct exchange *x);
+
+#endif
