@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,14 +21,14 @@
 
 #define CONN_TIMEOUT 10.0   /* s a client may take to send or read */
 
-/* C_WAIT_NEXT: a reload asked for while the previous one hands over; it
- * waits for the reload that follows, which reads the config afresh. */
-enum conn_state { C_READ, C_WAIT_RELOAD, C_WAIT_NEXT, C_WAIT_STOP, C_WRITE };
+/* C_WAIT_RELOAD: subscribed to a reload (lifecycle.c) until it is done. */
+enum conn_state { C_READ, C_WAIT_RELOAD, C_WAIT_STOP, C_WRITE };
 
 struct conn {
     struct conn *next;
     struct master *m;
     enum conn_state state;
+    struct waiter waiter;   /* a reload it waits for (lifecycle.c) */
     int fd;
     ev_io io;
     ev_timer timer;
@@ -45,6 +46,7 @@ static void conn_close(struct conn *c)
         ;
     if (*p)
         *p = c->next;
+    waiter_remove(&c->waiter);
     ev_io_stop(c->m->loop, &c->io);
     ev_timer_stop(c->m->loop, &c->timer);
     close(c->fd);
@@ -129,7 +131,7 @@ static void cmd_scale(struct conn *c, const char *arg)
 {
     struct master *m = c->m;
     long k;
-    int old = m->target;
+    int old = lifecycle_target(m);
 
     if (!arg || !as_parse_long(arg[0] == '+' ? arg + 1 : arg, -AS_MAX_WORKERS, AS_MAX_WORKERS, &k)) {
         reply(c, false, "scale: expected N, +K or -K, got \"%s\"\n", arg ? arg : "");
@@ -141,11 +143,16 @@ static void cmd_scale(struct conn *c, const char *arg)
         reply(c, false, "appstackd is stopping\n");
         return;
     }
-    if (!workers_scale(m, (int)k)) {
+    if (!lifecycle_scale(m, (int)k)) {
         reply(c, false, "scale: %ld workers is out of range (1 to %d)\n", k, AS_MAX_WORKERS);
         return;
     }
-    reply(c, true, "workers: %d -> %d\n", old, m->target);
+    reply(c, true, "workers: %d -> %d\n", old, lifecycle_target(m));
+}
+
+static void reload_done(struct waiter *wt, bool ok, const char *text)
+{
+    reply((struct conn *)((char *)wt - offsetof(struct conn, waiter)), ok, "%s", text);
 }
 
 static void dispatch(struct conn *c, char *line)
@@ -162,16 +169,16 @@ static void dispatch(struct conn *c, char *line)
             reply(c, false, "appstackd is stopping\n");
             return;
         }
-        /* before reload_start, which may answer at once */
-        c->state = m->reload.handover ? C_WAIT_NEXT : C_WAIT_RELOAD;
+        c->state = C_WAIT_RELOAD;   /* before lifecycle_reload, which may answer at once */
         ev_io_stop(m->loop, &c->io);
         ev_timer_stop(m->loop, &c->timer);
-        reload_start(m);
+        c->waiter.done = reload_done;
+        lifecycle_reload(m, &c->waiter);
     } else if (cmd && !strcmp(cmd, "stop") && !arg) {
         c->state = C_WAIT_STOP;
         ev_io_stop(m->loop, &c->io);
         ev_timer_stop(m->loop, &c->timer);
-        master_stop(m, false);
+        lifecycle_stop(m, false);
     } else {
         reply(c, false, "unknown command \"%s%s%s\" (known: status [--json], reload, scale N|+K|-K, stop)\n",
               cmd ? cmd : "", arg ? " " : "", arg ? arg : "");
@@ -365,29 +372,6 @@ void control_close(struct master *m)
     m->control_fd = -1;
     if (unlink(m->cfg.control) < 0 && errno != ENOENT)
         as_warn("cannot remove control socket %s: %s", m->cfg.control, strerror(errno));
-}
-
-void control_reload_done(struct master *m, bool ok)
-{
-    for (struct conn *c = m->conns, *next; c; c = next) {
-        next = c->next;
-        if (c->state != C_WAIT_RELOAD)
-            continue;
-        if (ok)
-            reply(c, true, "reloaded: generation %u serves with %d workers\n%s", m->generation, m->target,
-                  m->reload.note ? m->reload.note : "");
-        else
-            reply(c, false, "reload failed; generation %u keeps serving\n%s%s", m->generation,
-                  m->reload.note ? m->reload.note : "", m->reload.error ? m->reload.error : "");
-    }
-}
-
-/* The reload that C_WAIT_NEXT connections wait for begins. */
-void control_reload_next(struct master *m)
-{
-    for (struct conn *c = m->conns; c; c = c->next)
-        if (c->state == C_WAIT_NEXT)
-            c->state = C_WAIT_RELOAD;
 }
 
 /* The loop has ended: answer `stop` with blocking writes, the last thing

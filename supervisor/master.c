@@ -85,41 +85,6 @@ static bool open_scoreboard(struct master *m)
     return true;
 }
 
-void master_stop(struct master *m, bool fast)
-{
-    if (m->stopping && (m->fast_stop || !fast))
-        return;
-    if (!m->stopping) {
-        as_notice(fast ? "fast stop: telling all workers to exit now"
-                       : "graceful stop: telling all workers to finish their requests");
-        notify_stopping();
-    }
-    m->stopping = true;
-    m->fast_stop = fast;
-    ev_timer_stop(m->loop, &m->spawn_w);
-    if (m->reload.active) {
-        m->reload.active = false;
-        m->reload.error = strdup("appstackd is stopping\n");
-        control_reload_done(m, false);
-        free(m->reload.error);
-        m->reload.error = NULL;
-    }
-    for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++) {
-        struct worker *w = &m->w[i];
-        if (w->state == W_FREE)
-            continue;
-        if (fast) {
-            w->state = W_STOPPING;
-            w->deadline = ev_now(m->loop) + SUP_FAST_STOP_GRACE;
-            worker_signal(w, SIGQUIT);
-        } else {
-            worker_release(w);
-        }
-    }
-    if (workers_all_gone(m))
-        ev_break(m->loop, EVBREAK_ALL);
-}
-
 static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
 {
     struct master *m = s->data;
@@ -127,12 +92,12 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     (void)loop;
     (void)revents;
     switch (s->signum) {
-    case SIGTERM: master_stop(m, false); break;
+    case SIGTERM: lifecycle_stop(m, false); break;
     case SIGINT:
-    case SIGQUIT: master_stop(m, true); break;
-    case SIGHUP: reload_start(m); break;
-    case SIGTTIN: workers_scale(m, m->target + 1); break;
-    case SIGTTOU: workers_scale(m, m->target - 1); break;
+    case SIGQUIT: lifecycle_stop(m, true); break;
+    case SIGHUP: lifecycle_reload(m, NULL); break;
+    case SIGTTIN: lifecycle_scale(m, lifecycle_target(m) + 1); break;
+    case SIGTTOU: lifecycle_scale(m, lifecycle_target(m) - 1); break;
     }
 }
 
@@ -141,14 +106,14 @@ static void child_cb(struct ev_loop *loop, ev_child *c, int revents)
     (void)loop;
     (void)revents;
     /* libev reaps every exited child (waitpid loop) and calls us per pid. */
-    worker_exited(c->data, c->rpid, c->rstatus);
+    lifecycle_child_exited(c->data, c->rpid, c->rstatus);
 }
 
 static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
-    workers_heartbeat(t->data);
+    lifecycle_tick(t->data);
     as_log_flush();     /* entries that waited for a stalled journal */
 }
 
@@ -156,7 +121,7 @@ static void spawn_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
-    workers_maintain(t->data);
+    lifecycle_spawn_due(t->data);
 }
 
 static void start_watchers(struct master *m)
@@ -195,12 +160,12 @@ static void cleanup(struct master *m)
 {
     control_stop_done(m);
     control_close(m);
+    lifecycle_free(m);
     close_sockets(m);
     if (m->sb)
         munmap(m->sb, sizeof *m->sb);
     if (m->sb_fd >= 0)
         close(m->sb_fd);
-    free(m->fail.text);
     free(m->worker_path);
     free(m->groups);
     ev_loop_destroy(m->loop);
@@ -222,11 +187,10 @@ int master_run(struct master *m)
         !control_open(m))
         goto out;
     start_watchers(m);
-    m->generation = m->last_generation = 1;
-    m->target = m->cfg.workers;
-    as_notice("appstackd %s started: %d workers, control socket %s", PACKAGE_VERSION, m->target, m->cfg.control);
-    workers_maintain(m);
-    workers_send_status(m);
+    lifecycle_init(m);
+    as_notice("appstackd %s started: %d workers, control socket %s", PACKAGE_VERSION, m->cfg.workers,
+              m->cfg.control);
+    lifecycle_start(m);
     ev_run(m->loop, 0);
     as_notice("stopped");
     rc = 0;

@@ -1,6 +1,14 @@
-/* appstackd's state: one master, its listening sockets, the scoreboard and
- * the table of workers. Every part of the supervisor works on this struct
- * from the single libev loop, so nothing here needs locking. */
+/* appstackd's state: one master, its listening sockets, the scoreboard, the
+ * table of workers and the generations that own them. Every part of the
+ * supervisor works on this struct from the single libev loop, so nothing
+ * here needs locking.
+ *
+ * Who calls whom (no file calls back into one above it; upward news goes
+ * through return values or callbacks set from above):
+ *   main -> master (loop, signals, timers) -> lifecycle (events, reload,
+ *   scale, stop) -> generation (target, backoff, hand-over) -> worker (one
+ *   state, worker_step) ; generation -> spawn (fork + exec) ;
+ *   control (supctl) -> lifecycle, status ; status -> generation, worker, slot. */
 #ifndef APPSTACK_MASTER_H
 #define APPSTACK_MASTER_H
 
@@ -10,7 +18,9 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "generation.h"
 #include "scoreboard.h"
+#include "worker.h"
 
 #define SUP_MAX_LISTEN 64
 #define SUP_HEARTBEAT 0.25       /* s between timeout/deadline checks */
@@ -21,50 +31,14 @@
 #define SUP_STABLE_UPTIME 1.0    /* s after READY: a worker crashing sooner counts as a failed start */
 #define SUP_FAST_STOP_GRACE 1.0  /* s between SIGQUIT and SIGKILL on a fast stop */
 
-enum worker_state {
-    W_FREE = 0,
-    W_LOADING,      /* forked, app not imported yet */
-    W_READY,        /* serving */
-    W_STOPPING,     /* told to finish (SIGTERM) or to die; waiting for its exit */
-};
-
-struct master;
 struct conn;
 
-struct worker {
-    struct master *m;
-    enum worker_state state;
-    pid_t pid;
-    int id;                 /* "worker N", lowest free number */
-    unsigned generation;
-    int chan;               /* master's end of the channel; -1 once closed */
-    ev_io chan_w;
-    ev_tstamp started;
-    ev_tstamp ready_at;     /* when it sent READY; 0 before */
-    ev_tstamp deadline;     /* W_STOPPING: SIGKILL after this */
-    bool killed;            /* SIGKILL sent: do not kill or log again */
-    bool failed;            /* why it failed to load is in master.fail */
-    /* max_requests hand-over (scoreboard.h): the old worker serves on until
-     * its replacement is READY. The pair counts as one worker. */
-    struct worker *replaced_by; /* old worker: its replacement, while that loads */
-    struct worker *replaces;    /* replacement: the worker it takes over from */
-};
-
-struct reload {
-    bool active;
-    unsigned generation;    /* the generation being started */
-    ev_tstamp deadline;
-    char *error;            /* why it failed (traceback or config errors) */
-    char *note;             /* extra line for the reply (e.g. listen changed) */
-    bool handover;          /* old generation told to stop; waiting for it to stop accepting */
-    bool again;             /* asked for again during the handover: run once more */
-    ev_tstamp handover_deadline;
-};
-
-struct failure {
-    char *text;             /* full text (traceback) of the last failed start */
-    ev_tstamp when;
-    int count;              /* consecutive failed starts; drives the backoff */
+/* What appstackd counts over its life (supctl status; the figures a
+ * metrics endpoint exports). Written by generation.c and lifecycle.c. */
+struct sup_counters {
+    uint64_t retired_requests;                  /* served by workers that have exited */
+    uint64_t restarts[LAST_RESTART_CAUSE + 1];    /* by enum worker_end, CRASH..MAX_RSS */
+    uint64_t reloads_ok, reloads_failed;
 };
 
 struct master {
@@ -82,15 +56,22 @@ struct master {
     int sb_fd;
     struct as_scoreboard *sb;
     struct worker w[AS_SCOREBOARD_SLOTS];   /* index == scoreboard slot */
-    uint64_t retired_requests;              /* served by workers that exited */
 
-    unsigned generation;    /* the generation that serves */
+    /* lifecycle.c */
+    struct generation *gens;    /* every generation with workers, oldest first */
+    struct generation *serving; /* the one that serves (the first one while it loads) */
+    struct generation *pending; /* a reload's: loading, or promoted and handing over */
     unsigned last_generation;
-    int target;             /* workers wanted in that generation */
-    bool first_ready;       /* READY=1 sent for the first generation */
-    struct failure fail;
-    ev_tstamp next_spawn;   /* backoff: no start attempt before this */
-    struct reload reload;
+    bool ready_sent;            /* READY=1 sent: the first generation was complete once */
+    ev_tstamp handover_deadline;
+    bool reload_again;          /* asked for during a hand-over: run once more after it */
+    struct waiter *next_waiters;/* ...and who waits for that one */
+    char *reload_note;          /* extra line for the reload's reply (listen changed) */
+    struct {
+        char *text;             /* full text (traceback) of the last failed start */
+        ev_tstamp when;
+    } last_failure;
+    struct sup_counters counters;
 
     /* privileges the workers drop to (uid/gid -1: keep) */
     uid_t uid;
@@ -115,38 +96,32 @@ struct master {
 
 /* master.c */
 int master_run(struct master *m);
-void master_stop(struct master *m, bool fast);
+
+/* lifecycle.c: every event about workers enters here */
+void lifecycle_init(struct master *m);
+void lifecycle_start(struct master *m);
+void lifecycle_reload(struct master *m, struct waiter *wt);
+bool lifecycle_scale(struct master *m, int target);
+void lifecycle_stop(struct master *m, bool fast);
+void lifecycle_tick(struct master *m);
+void lifecycle_child_exited(struct master *m, pid_t pid, int status);
+void lifecycle_spawn_due(struct master *m);
+void lifecycle_free(struct master *m);
+int lifecycle_target(const struct master *m);
+uint64_t lifecycle_requests(const struct master *m);
+
+/* reload.c: the configuration a reload reads */
+bool reload_config(struct master *m, char **errors, int *workers);
 
 /* spawn.c */
 bool spawn_prepare(struct master *m);
-struct worker *spawn_worker(struct master *m, unsigned generation);
-
-/* workers.c */
-void workers_maintain(struct master *m);
-void workers_heartbeat(struct master *m);
-void worker_exited(struct master *m, pid_t pid, int status);
-void worker_chan_cb(struct ev_loop *loop, ev_io *io, int revents);
-void worker_signal(struct worker *w, int sig);
-void worker_retire(struct worker *w, ev_tstamp grace);
-void worker_release(struct worker *w);
-int workers_count(struct master *m, unsigned generation, bool ready_only);
-bool workers_scale(struct master *m, int target);
-uint64_t workers_total_requests(struct master *m);
-void workers_send_status(struct master *m);
-bool workers_all_gone(struct master *m);
-
-/* reload.c */
-void reload_start(struct master *m);
-void reload_worker_ready(struct master *m, struct worker *w);
-void reload_worker_failed(struct master *m, struct worker *w, const char *why);
-void reload_check_deadline(struct master *m);
-void reload_check_handover(struct master *m);
+/* Forks and execs appstack-worker for W of GENERATION: its pid, and in
+ * *CHAN the master's end of its channel; -1 on failure (logged). */
+pid_t spawn_process(struct master *m, const struct worker *w, unsigned generation, int *chan);
 
 /* control.c */
 bool control_open(struct master *m);
 void control_close(struct master *m);
-void control_reload_done(struct master *m, bool ok);
-void control_reload_next(struct master *m);
 void control_stop_done(struct master *m);
 
 /* notify.c */

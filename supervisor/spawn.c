@@ -61,25 +61,6 @@ bool spawn_prepare(struct master *m)
     return true;
 }
 
-static int free_slot(const struct master *m)
-{
-    for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++)
-        if (m->w[i].state == W_FREE)
-            return i;
-    return -1;
-}
-
-static int lowest_free_id(const struct master *m)
-{
-    for (int id = 1;; id++) {
-        bool used = false;
-        for (int i = 0; i < AS_SCOREBOARD_SLOTS && !used; i++)
-            used = m->w[i].state != W_FREE && m->w[i].id == id;
-        if (!used)
-            return id;
-    }
-}
-
 static long max_requests(const struct master *m)
 {
     if (m->cfg.max_requests <= 0)
@@ -88,7 +69,7 @@ static long max_requests(const struct master *m)
 }
 
 /* The parent's environment minus private_var(), plus our own variables. */
-static char **build_env(const struct master *m, const struct worker *w, int chan)
+static char **build_env(const struct master *m, const struct worker *w, unsigned generation, int chan)
 {
     size_t n = 0, k = 0;
     char **env, fds[SUP_MAX_LISTEN * 12] = "";
@@ -105,8 +86,8 @@ static char **build_env(const struct master *m, const struct worker *w, int chan
     for (int i = 0; i < m->n_listen; i++)
         snprintf(fds + strlen(fds), sizeof fds - strlen(fds), "%s%d", i ? "," : "", m->listen_fd[i]);
     ok += asprintf(&env[k++], "%s=%d", AS_ENV_WORKER_ID, w->id) >= 0;
-    ok += asprintf(&env[k++], "%s=%u", AS_ENV_GENERATION, w->generation) >= 0;
-    ok += asprintf(&env[k++], "%s=%d", AS_ENV_SLOT, (int)(w - m->w)) >= 0;
+    ok += asprintf(&env[k++], "%s=%u", AS_ENV_GENERATION, generation) >= 0;
+    ok += asprintf(&env[k++], "%s=%d", AS_ENV_SLOT, worker_slot(w)) >= 0;
     ok += asprintf(&env[k++], "%s=%d", AS_ENV_SCOREBOARD, m->sb_fd) >= 0;
     ok += asprintf(&env[k++], "%s=%d", AS_ENV_CHANNEL, chan) >= 0;
     ok += asprintf(&env[k++], "%s=%s", AS_ENV_LISTEN_FDS, fds) >= 0;
@@ -175,61 +156,35 @@ static void child_exec(const struct master *m, int chan, pid_t parent, char **en
     child_fail(chan, m->worker_path);
 }
 
-static void init_slot(struct master *m, struct worker *w)
+pid_t spawn_process(struct master *m, const struct worker *w, unsigned generation, int *chan)
 {
-    struct as_slot *s = &m->sb->slot[w - m->w];
-
-    memset(s, 0, sizeof *s);
-    s->state = AS_SLOT_LOADING;
-    s->pid = w->pid;
-}
-
-struct worker *spawn_worker(struct master *m, unsigned generation)
-{
-    int slot = free_slot(m), sv[2];
-    struct worker *w;
+    int sv[2];
     char **env;
-    pid_t parent = getpid();
+    pid_t pid, parent = getpid();
 
-    if (slot < 0) {
-        as_err("cannot start a worker: all %d scoreboard slots are in use", AS_SCOREBOARD_SLOTS);
-        return NULL;
-    }
-    w = &m->w[slot];
-    memset(w, 0, sizeof *w);
-    w->m = m;
-    w->id = lowest_free_id(m);
-    w->generation = generation;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
         as_err("cannot start a worker: socketpair: %s", strerror(errno));
-        return NULL;
+        return -1;
     }
-    env = build_env(m, w, sv[1]);
+    env = build_env(m, w, generation, sv[1]);
     if (!env) {
         as_err("cannot start a worker: out of memory");
-        goto fail;
+        pid = -1;
+        goto out;
     }
-    w->pid = fork();
-    if (w->pid == 0)
+    pid = fork();
+    if (pid == 0)
         child_exec(m, sv[1], parent, env);
     free_env(env);
-    if (w->pid < 0) {
+    if (pid < 0) {
         as_err("cannot start a worker: fork: %s", strerror(errno));
-        goto fail;
+        goto out;
     }
     close(sv[1]);
-    w->chan = sv[0];
-    w->state = W_LOADING;
-    w->started = ev_now(m->loop);
-    init_slot(m, w);
-    ev_io_init(&w->chan_w, worker_chan_cb, w->chan, EV_READ);
-    w->chan_w.data = w;
-    ev_io_start(m->loop, &w->chan_w);
-    as_info("worker %d (pid %d) starting, generation %u", w->id, (int)w->pid, generation);
-    return w;
-fail:
+    *chan = sv[0];
+    return pid;
+out:
     close(sv[0]);
     close(sv[1]);
-    w->state = W_FREE;
-    return NULL;
+    return -1;
 }

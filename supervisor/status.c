@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "sbuf.h"
+#include "slot.h"
 
 struct wview {
     int id, pid;
@@ -15,8 +16,13 @@ struct wview {
     const char *state;
     unsigned long long requests;
     long long rss;              /* bytes, -1 unknown */
-    char method[17], path[209];
-    double age;                 /* s in the current request, -1 idle */
+    struct reqview req[SLOT_MAX_REQUESTS];
+    int n_req;                  /* requests in progress */
+};
+
+static const char *const restart_cause[LAST_RESTART_CAUSE + 1] = {
+    [END_CRASH] = "crash", [END_TIMEOUT] = "timeout", [END_HEARTBEAT] = "heartbeat",
+    [END_MAX_REQUESTS] = "max_requests", [END_MAX_RSS] = "max_rss",
 };
 
 static long long rss_of(int pid)
@@ -35,96 +41,117 @@ static long long rss_of(int pid)
     return n == 2 ? resident * sysconf(_SC_PAGESIZE) : -1;
 }
 
-static const char *state_name(const struct worker *w, const struct as_slot *s)
+static const char *state_name(const struct worker *w, bool busy)
 {
-    if (w->state == W_STOPPING)
-        return "stopping";
-    if (w->state == W_LOADING)
-        return "loading";
-    if (s->state == AS_SLOT_RECYCLE)
-        return "recycling";     /* serving until its replacement is ready */
-    return s->request_start ? "busy" : "idle";
+    switch (w->state) {
+    case W_LOADING: return "loading";
+    case W_STOPPING:
+    case W_KILLED: return "stopping";
+    case W_RECYCLING: return "recycling";   /* serving until its replacement is ready */
+    default: return slot_wants_recycle(w) ? "recycling" : busy ? "busy" : "idle";
+    }
 }
 
-static void view(const struct worker *w, const struct as_slot *s, uint64_t now_us, struct wview *v)
+static void view(const struct worker *w, uint64_t now_us, struct wview *v)
 {
-    uint64_t start = s->request_start;
-
     v->id = w->id;
     v->pid = (int)w->pid;
-    v->generation = w->generation;
-    v->state = state_name(w, s);
-    v->requests = s->requests;
+    v->generation = worker_generation(w);
+    v->n_req = slot_requests(w, now_us, v->req, SLOT_MAX_REQUESTS);
+    v->state = state_name(w, v->n_req > 0);
+    v->requests = slot_served(w);
     v->rss = rss_of(v->pid);
-    v->age = start && now_us >= start ? (double)(now_us - start) / 1e6 : -1;
-    snprintf(v->method, sizeof v->method, "%.*s", (int)sizeof s->method, s->method);
-    snprintf(v->path, sizeof v->path, "%.*s", (int)sizeof s->path, s->path);
 }
 
+/* One line per request in progress; a worker without one gets one line. */
 static void text_worker(struct sbuf *b, const struct wview *v)
 {
-    sbuf_printf(b, "%-4d %-8d %-4u %-9s %-9llu ", v->id, v->pid, v->generation, v->state, v->requests);
-    if (v->rss >= 0)
-        sbuf_printf(b, "%-8.1f ", (double)v->rss / (1 << 20));
-    else
-        sbuf_printf(b, "%-8s ", "-");
-    if (v->age >= 0)
-        sbuf_printf(b, "%s %s (%.1f s)\n", v->method, v->path, v->age);
-    else
-        sbuf_printf(b, "-\n");
+    int k = 0;
+
+    do {
+        sbuf_printf(b, "%-4d %-8d %-4u %-9s %-9llu ", v->id, v->pid, v->generation, v->state, v->requests);
+        if (v->rss >= 0)
+            sbuf_printf(b, "%-8.1f ", (double)v->rss / (1 << 20));
+        else
+            sbuf_printf(b, "%-8s ", "-");
+        if (k < v->n_req)
+            sbuf_printf(b, "%s %s (%.1f s)\n", v->req[k].method, v->req[k].path, v->req[k].age);
+        else
+            sbuf_printf(b, "-\n");
+    } while (++k < v->n_req);
 }
 
 static void json_worker(struct sbuf *b, const struct wview *v, bool first)
 {
     sbuf_printf(b, "%s{\"id\":%d,\"pid\":%d,\"generation\":%u,\"state\":\"%s\",\"requests\":%llu,\"rss\":%lld,\"request\":",
                 first ? "" : ",", v->id, v->pid, v->generation, v->state, v->requests, v->rss);
-    if (v->age >= 0) {
+    if (v->n_req > 0) {
         sbuf_printf(b, "{\"method\":");
-        sbuf_json_str(b, v->method);
+        sbuf_json_str(b, v->req[0].method);
         sbuf_printf(b, ",\"path\":");
-        sbuf_json_str(b, v->path);
-        sbuf_printf(b, ",\"age\":%.3f}}", v->age);
+        sbuf_json_str(b, v->req[0].path);
+        sbuf_printf(b, ",\"age\":%.3f}}", v->req[0].age);
     } else {
         sbuf_printf(b, "null}");
     }
 }
 
+static bool failing(const struct master *m)
+{
+    return m->serving && m->serving->failures > 0;
+}
+
 static void text_header(struct sbuf *b, struct master *m, ev_tstamp now)
 {
+    const struct sup_counters *c = &m->counters;
+
     sbuf_printf(b, "appstackd pid %d, up %.0f s, generation %u, %d workers (target %d), %llu requests\n",
-                (int)getpid(), now - m->started, m->generation, workers_count(m, m->generation, true), m->target,
-                (unsigned long long)workers_total_requests(m));
+                (int)getpid(), now - m->started, m->serving->id, gen_count(m->serving, true), m->serving->target,
+                (unsigned long long)lifecycle_requests(m));
     for (int i = 0; i < m->n_listen; i++)
         sbuf_printf(b, "listen %s (%s)\n", m->listen_name[i], m->listen_inherited[i] ? "from systemd" : "bound");
-    if (m->reload.active)
-        sbuf_printf(b, "reloading: generation %u, %d of %d workers ready\n", m->reload.generation,
-                    workers_count(m, m->reload.generation, true), m->target);
+    sbuf_printf(b, "restarts:");
+    for (int i = END_CRASH; i <= LAST_RESTART_CAUSE; i++)
+        sbuf_printf(b, " %s %llu", restart_cause[i], (unsigned long long)c->restarts[i]);
+    sbuf_printf(b, "; reloads: %llu ok, %llu failed\n", (unsigned long long)c->reloads_ok,
+                (unsigned long long)c->reloads_failed);
+    if (m->pending)
+        sbuf_printf(b, "reloading: generation %u, %d of %d workers ready\n", m->pending->id,
+                    gen_count(m->pending, true), m->pending->target);
     if (m->stopping)
         sbuf_printf(b, "stopping\n");
-    if (m->fail.text)
-        sbuf_printf(b, "last start failure %.0f s ago%s:\n%s%s", now - m->fail.when,
-                    m->fail.count ? " (still failing)" : "", m->fail.text,
-                    m->fail.text[0] && m->fail.text[strlen(m->fail.text) - 1] == '\n' ? "" : "\n");
+    if (m->last_failure.text)
+        sbuf_printf(b, "last start failure %.0f s ago%s:\n%s%s", now - m->last_failure.when,
+                    failing(m) ? " (still failing)" : "", m->last_failure.text,
+                    m->last_failure.text[0] && m->last_failure.text[strlen(m->last_failure.text) - 1] == '\n' ? "" : "\n");
     sbuf_printf(b, "\n%-4s %-8s %-4s %-9s %-9s %-8s %s\n", "ID", "PID", "GEN", "STATE", "REQUESTS", "RSS(MB)",
                 "REQUEST");
 }
 
 static void json_header(struct sbuf *b, struct master *m, ev_tstamp now)
 {
+    const struct sup_counters *c = &m->counters;
+
     sbuf_printf(b, "{\"pid\":%d,\"uptime\":%.3f,\"generation\":%u,\"workers_ready\":%d,\"target\":%d,\"requests\":%llu,"
-                "\"reloading\":%s,\"stopping\":%s,\"listen\":[",
-                (int)getpid(), now - m->started, m->generation, workers_count(m, m->generation, true), m->target,
-                (unsigned long long)workers_total_requests(m), m->reload.active ? "true" : "false",
+                "\"reloading\":%s,\"stopping\":%s,\"restarts\":{",
+                (int)getpid(), now - m->started, m->serving->id, gen_count(m->serving, true), m->serving->target,
+                (unsigned long long)lifecycle_requests(m), m->pending ? "true" : "false",
                 m->stopping ? "true" : "false");
+    for (int i = END_CRASH; i <= LAST_RESTART_CAUSE; i++)
+        sbuf_printf(b, "%s\"%s\":%llu", i > END_CRASH ? "," : "", restart_cause[i],
+                    (unsigned long long)c->restarts[i]);
+    sbuf_printf(b, "},\"reloads\":{\"ok\":%llu,\"failed\":%llu},\"listen\":[", (unsigned long long)c->reloads_ok,
+                (unsigned long long)c->reloads_failed);
     for (int i = 0; i < m->n_listen; i++) {
         sbuf_printf(b, "%s{\"address\":", i ? "," : "");
         sbuf_json_str(b, m->listen_name[i]);
         sbuf_printf(b, ",\"inherited\":%s}", m->listen_inherited[i] ? "true" : "false");
     }
     sbuf_printf(b, "],\"last_failure\":");
-    if (m->fail.text) {
-        sbuf_printf(b, "{\"age\":%.3f,\"failing\":%s,\"text\":", now - m->fail.when, m->fail.count ? "true" : "false");
-        sbuf_json_str(b, m->fail.text);
+    if (m->last_failure.text) {
+        sbuf_printf(b, "{\"age\":%.3f,\"failing\":%s,\"text\":", now - m->last_failure.when,
+                    failing(m) ? "true" : "false");
+        sbuf_json_str(b, m->last_failure.text);
         sbuf_printf(b, "}");
     } else {
         sbuf_printf(b, "null");
@@ -153,7 +180,7 @@ char *status_report(struct master *m, bool json)
     qsort_r(order, (size_t)n, sizeof *order, by_id, m->w);
     (json ? json_header : text_header)(&b, m, now);
     for (int k = 0; k < n; k++) {
-        view(&m->w[order[k]], &m->sb->slot[order[k]], now_us, &v);
+        view(&m->w[order[k]], now_us, &v);
         if (json)
             json_worker(&b, &v, k == 0);
         else
@@ -162,4 +189,28 @@ char *status_report(struct master *m, bool json)
     if (json)
         sbuf_printf(&b, "]}\n");
     return sbuf_take(&b);
+}
+
+static const char *last_line(const char *text, char *buf, size_t n)
+{
+    const char *end = text + strlen(text), *start;
+
+    while (end > text && (end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    for (start = end; start > text && start[-1] != '\n'; start--)
+        ;
+    snprintf(buf, n, "%.*s", (int)(end - start), start);
+    return buf;
+}
+
+void status_summary(struct master *m, char *text, size_t n)
+{
+    char why[160];
+
+    if (failing(m) && m->last_failure.text)
+        snprintf(text, n, "workers fail to start (%d in a row): %s", m->serving->failures,
+                 last_line(m->last_failure.text, why, sizeof why));
+    else
+        snprintf(text, n, "%d workers, generation %u, %llu requests%s", gen_count(m->serving, true),
+                 m->serving->id, (unsigned long long)lifecycle_requests(m), m->pending ? ", reloading" : "");
 }

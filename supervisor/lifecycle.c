@@ -1,0 +1,462 @@
+/* The pool's life: every event about workers enters here (channel messages,
+ * exits, the heartbeat's checks) and goes to the generation that owns the
+ * worker; what a generation reports back decides the rest. A reload is a
+ * new generation N+1 that is promoted once every worker of it is ready,
+ * after which N retires; if N+1 cannot load the app it retires instead and
+ * N serves on. settle() is the one place that looks at the whole after
+ * each event: promotion, rollback, the end of a hand-over, respawns. */
+#include "master.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "sbuf.h"
+#include "slot.h"
+#include "status.h"
+
+ev_tstamp load_timeout(const struct master *m)
+{
+    return m->cfg.timeout > SUP_MIN_LOAD_TIMEOUT ? m->cfg.timeout : SUP_MIN_LOAD_TIMEOUT;
+}
+
+uint64_t mono_usec(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+int lifecycle_target(const struct master *m)
+{
+    return m->serving ? m->serving->target : 0;
+}
+
+uint64_t lifecycle_requests(const struct master *m)
+{
+    uint64_t n = m->counters.retired_requests;
+
+    for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++)
+        if (m->w[i].state != W_FREE)
+            n += slot_served(&m->w[i]);
+    return n;
+}
+
+static bool all_gone(const struct master *m)
+{
+    for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++)
+        if (m->w[i].state != W_FREE)
+            return false;
+    return true;
+}
+
+static void spawn_later(struct master *m, ev_tstamp delay)
+{
+    ev_timer_stop(m->loop, &m->spawn_w);
+    ev_timer_set(&m->spawn_w, delay, 0);
+    ev_timer_start(m->loop, &m->spawn_w);
+}
+
+static void send_status(struct master *m)
+{
+    char text[256];
+
+    status_summary(m, text, sizeof text);
+    notify_status(m, text);
+}
+
+/* Retiring generations whose last worker has gone. */
+static void forget_empty(struct master *m)
+{
+    struct generation *g = m->gens, *next;
+
+    for (; g; g = next) {
+        next = g->next;
+        if (g->phase == G_RETIRING && gen_empty(g) && g != m->serving && g != m->pending)
+            gen_free(g);
+    }
+}
+
+static char *reload_reply(struct master *m, bool ok, const char *error)
+{
+    struct sbuf b = { 0 };
+
+    if (ok)
+        sbuf_printf(&b, "reloaded: generation %u serves with %d workers\n", m->serving->id, m->serving->target);
+    else
+        sbuf_printf(&b, "reload failed; generation %u keeps serving\n", m->serving->id);
+    sbuf_printf(&b, "%s%s", m->reload_note ? m->reload_note : "", error ? error : "");
+    return sbuf_take(&b);
+}
+
+/* The end of a reload, whichever way it went, for everyone who waits. */
+static void reload_done(struct master *m, struct waiter **waiters, bool ok, const char *error)
+{
+    char *text = reload_reply(m, ok, error);
+
+    if (ok)
+        m->counters.reloads_ok++;
+    else
+        m->counters.reloads_failed++;
+    if (m->ready_sent)
+        notify_ready();     /* also after a failure: systemd must leave "reloading" */
+    waiters_done(waiters, ok, text);
+    free(text);
+    free(m->reload_note);
+    m->reload_note = NULL;
+}
+
+static const char *last_line(const char *text, char *buf, size_t n)
+{
+    const char *end = text + strlen(text), *start;
+
+    while (end > text && (end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    for (start = end; start > text && start[-1] != '\n'; start--)
+        ;
+    snprintf(buf, n, "%.*s", (int)(end - start), start);
+    return buf;
+}
+
+/* The pending generation failed: it goes, the serving one stays. */
+static void rollback(struct master *m)
+{
+    struct generation *g = m->pending;
+    char line[256], why[128];
+    const char *error = g->error;
+
+    if (!error) {
+        snprintf(why, sizeof why, "the new generation did not load the app within %g s", load_timeout(m));
+        error = why;
+    }
+    as_err("reload failed, generation %u keeps serving: %s", m->serving->id, last_line(error, line, sizeof line));
+    m->pending = NULL;
+    m->serving->frozen = false;
+    gen_retire(g, false);
+    reload_done(m, &g->waiters, false, error);
+}
+
+/* Every worker of the pending generation is ready: it serves, and every
+ * older generation finishes its requests and goes. */
+static void promote(struct master *m)
+{
+    struct generation *g = m->pending;
+    int old = 0;
+
+    for (struct generation *o = m->gens; o; o = o->next)
+        if (o != g && o->phase != G_RETIRING) {
+            old += gen_count(o, false);
+            gen_retire(o, false);
+        }
+    as_notice("reloaded: generation %u serves with %d workers; %d old workers finish their requests", g->id,
+              g->target, old);
+    g->phase = G_SERVING;
+    g->fallback = false;
+    m->serving = g;
+    m->ready_sent = true;
+    m->handover_deadline = ev_now(m->loop) + SUP_HANDOVER_WAIT;
+}
+
+/* An old worker that is idle may still be waiting on the listening sockets,
+ * and a connection made then would meet the old code. The reload is done
+ * once every old worker is in a request (it will not wait on the sockets
+ * again), has left them (stopping) or is gone: from then on every new
+ * connection reaches the new code. */
+static bool handed_over(struct master *m)
+{
+    if (ev_now(m->loop) >= m->handover_deadline)
+        return true;
+    for (struct generation *g = m->gens; g; g = g->next)
+        if (g->phase == G_RETIRING && !gen_left_sockets(g))
+            return false;
+    return true;
+}
+
+static void start_reload(struct master *m);
+
+static void reload_complete(struct master *m)
+{
+    struct generation *g = m->pending;
+
+    m->pending = NULL;
+    reload_done(m, &g->waiters, true, NULL);
+    if (m->reload_again) {
+        m->reload_again = false;
+        start_reload(m);
+    }
+}
+
+/* The first generation, complete: systemd hears READY=1 once. */
+static void first_complete(struct master *m)
+{
+    m->serving->phase = G_SERVING;
+    if (m->ready_sent)
+        return;
+    m->ready_sent = true;
+    notify_ready();
+    as_notice("all %d workers of generation %u are ready", m->serving->target, m->serving->id);
+}
+
+static void settle(struct master *m)
+{
+    struct generation *p = m->pending;
+    ev_tstamp wait;
+
+    forget_empty(m);
+    if (m->stopping) {
+        if (all_gone(m))
+            ev_break(m->loop, EVBREAK_ALL);
+        return;
+    }
+    if (p && p->phase == G_LOADING) {
+        gen_maintain(p);
+        if (p->error || ev_now(m->loop) > p->deadline)
+            rollback(m);
+        else if (gen_count(p, true) >= p->target)
+            promote(m);
+    }
+    if (m->pending && m->pending->phase == G_SERVING && handed_over(m))
+        reload_complete(m);
+    if (m->serving->phase == G_LOADING && gen_count(m->serving, true) >= m->serving->target)
+        first_complete(m);
+    wait = gen_maintain(m->serving);
+    if (wait > 0)
+        spawn_later(m, wait);
+    forget_empty(m);
+    send_status(m);
+}
+
+static void deliver(struct master *m, struct worker *w, const struct wevent *ev)
+{
+    struct generation *g = w->gen;
+
+    switch (gen_event(g, w, ev)) {
+    case GO_NONE:
+    case GO_EMPTY:      /* forget_empty() */
+        break;
+    case GO_FAILED:
+        if (g == m->pending)
+            rollback(m);
+        break;
+    }
+}
+
+/* One message from the worker; false when there was none. */
+static bool read_message(struct master *m, struct worker *w)
+{
+    static char buf[65536];
+    struct wevent ev = { .kind = WEV_READY };
+    ssize_t n = worker_recv(w, buf, sizeof buf);
+
+    if (n <= 0)
+        return false;
+    if (!strcmp(buf, AS_MSG_READY)) {
+        deliver(m, w, &ev);
+    } else if (!strncmp(buf, AS_MSG_FAILED, strlen(AS_MSG_FAILED))) {
+        ev.kind = WEV_FAILED;
+        ev.text = buf + strlen(AS_MSG_FAILED);
+        deliver(m, w, &ev);
+    } else {
+        worker_log(w, LOG_WARNING, "worker %d (pid %d) sent an unknown message (%zd bytes)", w->id, (int)w->pid, n);
+    }
+    return true;
+}
+
+static void chan_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct worker *w = io->data;
+    struct master *m = w->m;
+
+    (void)loop;
+    (void)revents;
+    read_message(m, w);
+    settle(m);
+}
+
+void lifecycle_child_exited(struct master *m, pid_t pid, int status)
+{
+    struct worker *w = worker_by_pid(m, pid);
+    struct wevent ev = { .kind = WEV_EXITED, .status = status };
+
+    if (!w)
+        return;     /* not a worker (nothing else is forked; be safe) */
+    /* The channel may still hold the last messages (FAILED) sent before exit. */
+    while (w->chan >= 0 && read_message(m, w))
+        ;
+    deliver(m, w, &ev);
+    settle(m);
+}
+
+/* The event the scoreboard and the clock have for W now, if any. */
+static bool check(const struct worker *w, ev_tstamp now, uint64_t now_us, struct wevent *ev, struct reqview *req)
+{
+    double limit = w->m->cfg.timeout;
+
+    memset(ev, 0, sizeof *ev);
+    if (w->state == W_LOADING && now - w->started > load_timeout(w->m)) {
+        ev->kind = WEV_LOAD_TIMEOUT;
+    } else if (w->state == W_STOPPING && now > w->deadline) {
+        ev->kind = WEV_DEADLINE;
+    } else if ((worker_ready(w) || w->state == W_STOPPING) && limit > 0 &&
+               slot_requests(w, now_us, req, 1) == 1 && req->age > limit) {
+        ev->kind = WEV_TIMEOUT;
+        ev->req = req;
+    } else if ((w->state == W_SERVING && slot_wants_recycle(w)) || (w->state == W_RECYCLING && !w->replaced_by)) {
+        ev->kind = WEV_RECYCLE;
+        ev->cause = END_MAX_REQUESTS;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+void lifecycle_tick(struct master *m)
+{
+    ev_tstamp now = ev_now(m->loop);
+    uint64_t now_us = mono_usec();
+    struct reqview req;
+    struct wevent ev;
+
+    for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++)
+        if (m->w[i].state != W_FREE && check(&m->w[i], now, now_us, &ev, &req))
+            deliver(m, &m->w[i], &ev);
+    settle(m);
+}
+
+void lifecycle_spawn_due(struct master *m)
+{
+    settle(m);
+}
+
+static void start_reload(struct master *m)
+{
+    struct generation *g;
+    char *errors = NULL;
+    int workers = 0, target;
+
+    as_notice("reloading: reading %s", m->config_path);
+    if (m->ready_sent)
+        notify_reloading(); /* before the first READY=1 systemd is still starting us */
+    if (!reload_config(m, &errors, &workers)) {
+        const char *why = errors ? errors : "invalid configuration\n";
+        char line[256];
+        as_err("reload failed, generation %u keeps serving: %s", m->serving->id, last_line(why, line, sizeof line));
+        reload_done(m, &m->next_waiters, false, why);
+        free(errors);
+        return;
+    }
+    target = workers ? workers : m->serving->target;   /* else a scale made at run time stays */
+    g = gen_new(m, ++m->last_generation, target, true);
+    if (!g) {
+        reload_done(m, &m->next_waiters, false, "out of memory\n");
+        return;
+    }
+    as_notice("reloading: starting generation %u (%d workers)", g->id, target);
+    g->waiters = NULL;
+    while (m->next_waiters) {
+        struct waiter *wt = m->next_waiters;
+        waiter_remove(wt);
+        waiter_add(&g->waiters, wt);
+    }
+    m->serving->frozen = true;
+    m->pending = g;
+    gen_maintain(g);
+    if (g->error)
+        rollback(m);
+}
+
+void lifecycle_reload(struct master *m, struct waiter *wt)
+{
+    if (m->stopping) {
+        if (wt)
+            wt->done(wt, false, "appstackd is stopping\n");
+        return;
+    }
+    if (m->pending && m->pending->phase == G_LOADING) {
+        if (wt)
+            waiter_add(&m->pending->waiters, wt);   /* joins it: same answer */
+        return;
+    }
+    if (wt)
+        waiter_add(&m->next_waiters, wt);
+    if (m->pending) {
+        /* New code may have landed since the running reload read it. */
+        m->reload_again = true;
+        return;
+    }
+    start_reload(m);
+    settle(m);
+}
+
+bool lifecycle_scale(struct master *m, int target)
+{
+    if (target < 1 || target > AS_MAX_WORKERS || m->stopping)
+        return false;
+    if (target != m->serving->target)
+        as_notice("scaling from %d to %d workers", m->serving->target, target);
+    m->serving->target = target;
+    if (m->pending)
+        m->pending->target = target;
+    settle(m);
+    return true;
+}
+
+void lifecycle_stop(struct master *m, bool fast)
+{
+    if (m->stopping && (m->fast_stop || !fast))
+        return;
+    if (!m->stopping) {
+        as_notice(fast ? "fast stop: telling all workers to exit now"
+                       : "graceful stop: telling all workers to finish their requests");
+        notify_stopping();
+    }
+    m->stopping = true;
+    m->fast_stop = fast;
+    ev_timer_stop(m->loop, &m->spawn_w);
+    if (m->pending) {
+        struct generation *g = m->pending;
+        m->pending = NULL;
+        reload_done(m, &g->waiters, false, "appstackd is stopping\n");
+    }
+    m->reload_again = false;
+    if (m->next_waiters)
+        reload_done(m, &m->next_waiters, false, "appstackd is stopping\n");
+    for (struct generation *g = m->gens; g; g = g->next) {
+        g->frozen = true;
+        gen_retire(g, fast);
+    }
+    settle(m);
+}
+
+void lifecycle_init(struct master *m)
+{
+    for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++) {
+        m->w[i].m = m;
+        m->w[i].chan = -1;
+        ev_init(&m->w[i].chan_w, chan_cb);
+    }
+}
+
+void lifecycle_start(struct master *m)
+{
+    m->last_generation = 1;
+    m->serving = gen_new(m, 1, m->cfg.workers, false);
+    if (!m->serving) {
+        as_err("out of memory");
+        ev_break(m->loop, EVBREAK_ALL);
+        return;
+    }
+    settle(m);
+}
+
+void lifecycle_free(struct master *m)
+{
+    while (m->gens)
+        gen_free(m->gens);
+    m->serving = m->pending = NULL;
+    free(m->last_failure.text);
+    free(m->reload_note);
+}

@@ -1,0 +1,370 @@
+/* A worker's life, one state at a time (worker.h). worker_step() is the
+ * only place its state changes; it sends the signals and logs the line
+ * each change deserves, and leaves to the generation what the change means
+ * for the pool. */
+#include "master.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "slot.h"
+
+void worker_log(const struct worker *w, int prio, const char *fmt, ...)
+{
+    char *msg = NULL, f_id[48], f_gen[48];
+    const char *fields[] = { f_id, f_gen };
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vasprintf(&msg, fmt, ap);   /* a traceback may be long: no fixed buffer */
+    va_end(ap);
+    snprintf(f_id, sizeof f_id, "APPSTACK_WORKER=%d", w->id);
+    snprintf(f_gen, sizeof f_gen, "APPSTACK_GENERATION=%u", worker_generation(w));
+    as_log_fields(prio, n >= 0 ? msg : fmt, fields, 2);
+    if (n >= 0)
+        free(msg);
+}
+
+int worker_slot(const struct worker *w)
+{
+    return (int)(w - w->m->w);
+}
+
+unsigned worker_generation(const struct worker *w)
+{
+    return w->gen ? w->gen->id : 0;
+}
+
+bool worker_live(const struct worker *w)
+{
+    return w->state == W_LOADING || w->state == W_SERVING || w->state == W_RECYCLING;
+}
+
+bool worker_ready(const struct worker *w)
+{
+    return w->state == W_SERVING || w->state == W_RECYCLING;
+}
+
+struct worker *worker_by_pid(struct master *m, pid_t pid)
+{
+    for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++)
+        if (m->w[i].state != W_FREE && m->w[i].pid == pid)
+            return &m->w[i];
+    return NULL;
+}
+
+struct worker *worker_alloc(struct master *m)
+{
+    struct worker *w = NULL;
+
+    for (int i = 0; i < AS_SCOREBOARD_SLOTS && !w; i++)
+        if (m->w[i].state == W_FREE)
+            w = &m->w[i];
+    if (!w) {
+        as_err("cannot start a worker: all %d scoreboard slots are in use", AS_SCOREBOARD_SLOTS);
+        return NULL;
+    }
+    for (int id = 1; !w->id; id++) {
+        bool used = false;
+        for (int i = 0; i < AS_SCOREBOARD_SLOTS && !used; i++)
+            used = m->w[i].state != W_FREE && m->w[i].id == id;
+        if (!used)
+            w->id = id;
+    }
+    return w;
+}
+
+void worker_started(struct worker *w, struct generation *g, pid_t pid, int chan)
+{
+    w->gen = g;
+    w->state = W_LOADING;
+    w->end = END_NONE;
+    w->start_failed = false;
+    w->error = NULL;
+    w->pid = pid;
+    w->chan = chan;
+    w->started = ev_now(w->m->loop);
+    w->ready_at = w->deadline = 0;
+    w->replaced_by = w->replaces = NULL;
+    slot_reset(w, pid);
+    ev_io_set(&w->chan_w, chan, EV_READ);
+    w->chan_w.data = w;
+    ev_io_start(w->m->loop, &w->chan_w);
+    as_info("worker %d (pid %d) starting, generation %u", w->id, (int)pid, g->id);
+}
+
+void worker_signal(struct worker *w, int sig)
+{
+    if (w->pid > 0 && kill(w->pid, sig) < 0 && errno != ESRCH)
+        as_warn("cannot signal worker %d (pid %d): %s", w->id, (int)w->pid, strerror(errno));
+}
+
+static void close_chan(struct worker *w)
+{
+    if (w->chan < 0)
+        return;
+    ev_io_stop(w->m->loop, &w->chan_w);
+    close(w->chan);
+    w->chan = -1;
+}
+
+ssize_t worker_recv(struct worker *w, char *buf, size_t size)
+{
+    ssize_t n;
+
+    if (w->chan < 0)
+        return -1;
+    n = recv(w->chan, buf, size - 1, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    if (n <= 0) {
+        close_chan(w);  /* the worker is gone or closed it; its exit tells the rest */
+        return -1;
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+static void set_error(struct worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void set_error(struct worker *w, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (w->error)
+        return;     /* the first reason (the traceback) is the best one */
+    va_start(ap, fmt);
+    if (vasprintf(&w->error, fmt, ap) < 0)
+        w->error = NULL;
+    va_end(ap);
+}
+
+/* END says why, unless the worker was retired already: then its end is
+ * no restart, whatever finishes it. */
+static void kill_now(struct worker *w, enum worker_end end)
+{
+    worker_signal(w, SIGKILL);
+    if (w->state != W_STOPPING)
+        w->end = end;
+    w->state = W_KILLED;
+}
+
+static void tell_to_stop(struct worker *w, int sig, double grace, enum worker_end end)
+{
+    w->state = W_STOPPING;
+    w->grace = grace;
+    w->deadline = ev_now(w->m->loop) + grace;
+    w->end = end;
+    worker_signal(w, sig);
+}
+
+static void describe_exit(int status, char *buf, size_t n)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, n, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, n, "killed by SIG%s", sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
+    else
+        snprintf(buf, n, "ended with wait status %d", status);
+}
+
+/* Whether a death is the app's (or the worker's) own failure. A kill from
+ * outside (an operator's kill -9, the OOM killer, a stray SIGTERM) says
+ * nothing about the app. */
+static bool died_by_itself(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status) != 0;
+    if (!WIFSIGNALED(status))
+        return false;
+    switch (WTERMSIG(status)) {
+    case SIGSEGV: case SIGABRT: case SIGBUS: case SIGFPE: case SIGILL:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void exited_loading(struct worker *w, int status, const char *how)
+{
+    if (w->start_failed || died_by_itself(status)) {
+        worker_log(w, LOG_ERR, "worker %d (pid %d) %s before it had loaded the app", w->id, (int)w->pid, how);
+        w->start_failed = true;
+        set_error(w, "worker %d %s before it had loaded the app", w->id, how);
+    } else {
+        worker_log(w, LOG_WARNING, "worker %d (pid %d) %s while it loaded the app; starting another at once",
+                   w->id, (int)w->pid, how);
+        set_error(w, "worker %d %s before it had loaded the app", w->id, how);
+    }
+    w->end = END_CRASH;
+}
+
+static void exited_serving(struct worker *w, int status, const char *how)
+{
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        worker_log(w, LOG_INFO, "worker %d (pid %d) exited after %llu requests; replacing it", w->id, (int)w->pid,
+                   (unsigned long long)slot_served(w));
+    } else {
+        worker_log(w, LOG_ERR, "worker %d (pid %d) %s; replacing it", w->id, (int)w->pid, how);
+        /* A crash right after READY is most likely the app's doing too. */
+        if (ev_now(w->m->loop) - w->ready_at < SUP_STABLE_UPTIME && died_by_itself(status)) {
+            w->start_failed = true;
+            set_error(w, "worker %d %s right after it got ready", w->id, how);
+        }
+    }
+    set_error(w, "worker %d %s", w->id, how);
+    w->end = END_CRASH;
+}
+
+static void exited_killed(struct worker *w, const char *how)
+{
+    if (w->start_failed)
+        worker_log(w, LOG_ERR, "worker %d (pid %d) %s before it had loaded the app", w->id, (int)w->pid, how);
+    else if (w->end == END_RETIRED)
+        worker_log(w, LOG_INFO, "worker %d (pid %d) stopped (%s)", w->id, (int)w->pid, how);
+    else
+        worker_log(w, LOG_ERR, "worker %d (pid %d) %s; replacing it", w->id, (int)w->pid, how);
+}
+
+static enum wout exited(struct worker *w, int status)
+{
+    char how[64];
+
+    describe_exit(status, how, sizeof how);
+    close_chan(w);
+    switch (w->state) {
+    case W_LOADING: exited_loading(w, status, how); break;
+    case W_SERVING:
+    case W_RECYCLING: exited_serving(w, status, how); break;
+    case W_KILLED: exited_killed(w, how); break;
+    default: worker_log(w, LOG_INFO, "worker %d (pid %d) stopped (%s)", w->id, (int)w->pid, how); break;
+    }
+    w->state = W_FREE;
+    return WO_EXITED;
+}
+
+static enum wout became_ready(struct worker *w)
+{
+    if (w->state != W_LOADING)
+        return WO_NONE;
+    w->state = W_SERVING;
+    w->ready_at = ev_now(w->m->loop);
+    worker_log(w, LOG_INFO, "worker %d (pid %d) ready, generation %u, loaded in %.2f s", w->id, (int)w->pid,
+               worker_generation(w), w->ready_at - w->started);
+    return WO_READY;
+}
+
+static enum wout load_failed(struct worker *w, const char *text)
+{
+    if (w->state != W_LOADING) {
+        worker_log(w, LOG_WARNING, "worker %d (pid %d) sent FAILED after it got ready: ignored", w->id, (int)w->pid);
+        return WO_NONE;
+    }
+    worker_log(w, LOG_ERR, "worker %d (pid %d) cannot load the app:\n%s", w->id, (int)w->pid, text);
+    w->start_failed = true;
+    set_error(w, "%s", text);
+    return WO_LOAD_FAILED;
+}
+
+static enum wout load_timeout_passed(struct worker *w)
+{
+    double limit = load_timeout(w->m);
+
+    if (w->state != W_LOADING)
+        return WO_NONE;
+    worker_log(w, LOG_ERR, "worker %d (pid %d) killed: it did not load the app within %g s", w->id, (int)w->pid,
+               limit);
+    w->start_failed = true;
+    set_error(w, "worker did not load the app within %g s", limit);
+    kill_now(w, END_CRASH);
+    return WO_LOAD_FAILED;
+}
+
+static bool may_be_killed(const struct worker *w)
+{
+    return worker_ready(w) || w->state == W_STOPPING;
+}
+
+static enum wout request_timed_out(struct worker *w, const struct reqview *r)
+{
+    if (!may_be_killed(w))
+        return WO_NONE;
+    worker_log(w, LOG_ERR, "worker %d (pid %d) killed: request %s %s ran for %.1f s (timeout %g s)", w->id,
+               (int)w->pid, r->method, r->path, r->age, w->m->cfg.timeout);
+    kill_now(w, END_TIMEOUT);
+    return WO_NONE;
+}
+
+static enum wout recycle(struct worker *w, enum worker_end cause)
+{
+    if (w->state == W_SERVING) {
+        w->state = W_RECYCLING;
+        w->end = cause;
+    }
+    return w->state == W_RECYCLING && !w->replaced_by ? WO_RECYCLE : WO_NONE;
+}
+
+static enum wout replaced(struct worker *w)
+{
+    if (w->state != W_RECYCLING)
+        return WO_NONE;
+    worker_log(w, LOG_INFO, "worker %d (pid %d) recycled after %llu requests: worker %d (pid %d) serves instead",
+               w->id, (int)w->pid, (unsigned long long)slot_served(w), w->replaced_by->id,
+               (int)w->replaced_by->pid);
+    tell_to_stop(w, SIGTERM, w->m->cfg.graceful_timeout, w->end);
+    return WO_NONE;
+}
+
+static enum wout retire(struct worker *w)
+{
+    if (w->state == W_LOADING)
+        kill_now(w, END_RETIRED);   /* nothing in flight: no need to wait */
+    else if (worker_ready(w))
+        tell_to_stop(w, SIGTERM, w->m->cfg.graceful_timeout, END_RETIRED);
+    return WO_NONE;
+}
+
+static enum wout quit(struct worker *w)
+{
+    if (worker_live(w) || w->state == W_STOPPING)
+        tell_to_stop(w, SIGQUIT, SUP_FAST_STOP_GRACE, END_RETIRED);
+    return WO_NONE;
+}
+
+static enum wout deadline_passed(struct worker *w)
+{
+    if (w->state != W_STOPPING)
+        return WO_NONE;
+    worker_log(w, LOG_WARNING, "worker %d (pid %d) killed: still running %g s after it was told to stop", w->id,
+               (int)w->pid, w->grace);
+    kill_now(w, END_RETIRED);
+    return WO_NONE;
+}
+
+enum wout worker_step(struct worker *w, const struct wevent *ev)
+{
+    if (w->state == W_FREE)
+        return WO_NONE;
+    switch (ev->kind) {
+    case WEV_READY: return became_ready(w);
+    case WEV_FAILED: return load_failed(w, ev->text);
+    case WEV_EXITED: return exited(w, ev->status);
+    case WEV_LOAD_TIMEOUT: return load_timeout_passed(w);
+    case WEV_TIMEOUT: return request_timed_out(w, ev->req);
+    case WEV_RECYCLE: return recycle(w, ev->cause);
+    case WEV_REPLACED: return replaced(w);
+    case WEV_RETIRE: return retire(w);
+    case WEV_QUIT: return quit(w);
+    case WEV_DEADLINE: return deadline_passed(w);
+    }
+    return WO_NONE;
+}
