@@ -65,6 +65,8 @@ def test_reload_serves_new_code_without_failures(supervisor, tmpdir_short, port)
     assert not set(new) & set(old)
     st = s.status()
     assert st["generation"] == 2 and all(w["generation"] == 2 for w in st["workers"])
+    assert st["reloads"] == {"ok": 1, "failed": 0}
+    assert sum(st["restarts"].values()) == 0, st["restarts"]    # retired workers are no restarts
 
 
 def test_reload_waits_for_in_flight_requests_of_old_workers(supervisor):
@@ -94,6 +96,7 @@ def test_reload_with_syntax_error_keeps_old_generation(supervisor, tmpdir_short,
     st = s.status()
     assert st["generation"] == 1 and not st["reloading"]
     assert "SyntaxError" in st["last_failure"]["text"]
+    assert st["reloads"] == {"ok": 0, "failed": 1} and not st["last_failure"]["failing"]
     # Once fixed, a reload works again.
     rewrite(app_dir, 'VERSION = "broken\ndef (:\n', 'VERSION = "fixed"')
     assert s.supctl("reload").returncode == 0
@@ -138,3 +141,23 @@ def test_app_that_cannot_load_backs_off_and_shows_why(supervisor, tmpdir_short, 
     assert 2 <= attempts <= 10, attempts
     text = s.supctl("status")
     assert text.returncode == 0 and "still failing" in text.stdout and "no_such_module_here" in text.stdout
+
+
+def test_scale_during_a_reload_applies_to_the_new_generation(supervisor, tmpdir_short, port):
+    """The new generation loads slowly; `supctl scale 3` meanwhile: the
+    reload completes with 3 workers of generation 2."""
+    app_dir = copy_app(tmpdir_short)
+    s = supervisor(config=sup_config(tmpdir_short, port, app_dir=app_dir, workers=2), workers=2)
+    with open(os.path.join(app_dir, "sup_app.py"), "a") as f:
+        f.write("\ntime.sleep(1.5)\n")     # the import of the new code takes 1.5 s
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=s.supctl("reload")))
+    t.start()
+    wait_for(lambda: s.status()["reloading"], timeout=10, what="the reload to start")
+    r = s.supctl("scale", "3")
+    assert r.returncode == 0, r
+    t.join(30)
+    assert result["r"].returncode == 0, result["r"]
+    assert "generation 2 serves with 3 workers" in result["r"].stdout
+    ws = s.wait_ready(3, timeout=30)
+    assert {w["generation"] for w in ws} == {2}

@@ -32,6 +32,7 @@ def test_kill_9_worker_is_replaced_at_once(supervisor):
     assert no_zombies_of(s.proc.pid)
     log = s.log_text()
     assert f"(pid {victim}) killed by SIGKILL; replacing it" in log
+    assert s.status()["restarts"] == {"crash": 1, "timeout": 0, "heartbeat": 0, "max_requests": 0, "max_rss": 0}
 
 
 def test_requests_keep_succeeding_while_workers_are_killed(supervisor):
@@ -92,6 +93,8 @@ def check_hung(s, path, timeout):
     wait_for(lambda: f"(pid {victim}) killed: request GET {path} ran for" in s.log_text(), timeout=10,
              what="the timeout log line")
     assert f"(timeout {timeout:g} s)" in s.log_text()
+    restarts = s.status()["restarts"]
+    assert restarts["timeout"] == 1 and restarts["crash"] == 0, restarts
 
 
 def test_sleeping_view_is_killed_after_timeout(supervisor):
@@ -189,6 +192,7 @@ def test_max_requests_hands_over_to_a_ready_replacement(supervisor, tmpdir_short
     assert "failed worker start" not in log
     st = s.status()
     assert st["generation"] == 1 and [w["pid"] for w in st["workers"]] == [new]
+    assert st["restarts"]["max_requests"] == 1 and st["restarts"]["crash"] == 0, st["restarts"]
     assert no_zombies_of(s.proc.pid)
 
 
