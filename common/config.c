@@ -3,6 +3,7 @@
  * inih's buffer would otherwise be split silently. */
 #include "config.h"
 #include "listen.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -14,7 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-enum kind { K_STR, K_LIST, K_INT, K_SIZE, K_DURATION, K_BOOL, K_ADDRS };
+enum kind { K_STR, K_LIST, K_INT, K_SIZE, K_DURATION, K_BOOL, K_ADDRS, K_LEVEL };
 
 struct key {
     const char *name;
@@ -32,6 +33,7 @@ static const struct key app_keys[] = {
     { "pythonpath", K_LIST, F(pythonpath), 0, 0 },
     { "env", K_LIST, F(env), 0, 0 },
     { "script_name", K_STR, F(script_name), 0, 0 },
+    { "stderr_level", K_LEVEL, F(stderr_level), 0, 0 },
     { NULL, 0, 0, 0, 0 }
 };
 
@@ -301,6 +303,14 @@ static bool set_value(struct loader *ld, const struct key *k, const char *value)
             return false;
         }
         return true;
+    case K_LEVEL:
+        if ((l = as_log_level_parse(value)) < 0) {
+            err_at(ld, ld->lineno, "%s: \"%s\" is not a log level (emerg, alert, crit, err, warning, notice, info, debug)",
+                   k->name, value);
+            return false;
+        }
+        *(int *)(base + k->off) = (int)l;
+        return true;
     case K_BOOL:
         if (!as_parse_bool(value, (bool *)(base + k->off))) {
             err_at(ld, ld->lineno, "%s: \"%s\" is not on or off", k->name, value);
@@ -360,6 +370,7 @@ static void set_defaults(struct as_config *c)
 {
     memset(c, 0, sizeof *c);
     c->workers = 2;
+    c->stderr_level = LOG_WARNING;
     c->timeout = 30;
     c->graceful_timeout = 30;
     c->control = xstrdup("/run/appstack/control.sock");

@@ -34,6 +34,7 @@ struct as_config {
     struct as_strlist pythonpath;
     struct as_strlist env;          /* "NAME=value" */
     char *script_name;              /* mount point for SCRIPT_NAME, "" = root */
+    int stderr_level;               /* LOG_* of the app's stderr lines without "<N>" */
 
     /* [supervisor] */
     struct as_strlist listen;

@@ -27,7 +27,8 @@ static struct {
     bool journal;
     char *global[MAX_GLOBAL];
     int n_global;
-} lg = { .ident = "appstack" };
+    int fd;                     /* stderr, or what as_log_set_fd() named */
+} lg = { .ident = "appstack", .fd = STDERR_FILENO };
 
 static bool stderr_is_journal(void)
 {
@@ -37,7 +38,7 @@ static bool stderr_is_journal(void)
 
     if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2)
         return false;
-    if (fstat(STDERR_FILENO, &st) < 0)
+    if (fstat(lg.fd, &st) < 0)
         return false;
     return st.st_dev == dev && st.st_ino == ino;
 }
@@ -47,6 +48,28 @@ void as_log_init(const char *ident)
     snprintf(lg.ident, sizeof lg.ident, "%s", ident);
     snprintf(lg.ident_field, sizeof lg.ident_field, "SYSLOG_IDENTIFIER=%s", ident);
     lg.journal = stderr_is_journal();
+}
+
+void as_log_set_fd(int fd)
+{
+    lg.fd = fd;
+    lg.journal = stderr_is_journal();
+}
+
+int as_log_level_parse(const char *name)
+{
+    static const char *const names[] = { "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug" };
+
+    if (name[0] >= '0' && name[0] <= '7' && name[1] == '\0')
+        return name[0] - '0';
+    if (!strcmp(name, "error"))
+        return LOG_ERR;
+    if (!strcmp(name, "warn"))
+        return LOG_WARNING;
+    for (int i = 0; i < 8; i++)
+        if (!strcmp(name, names[i]))
+            return i;
+    return -1;
 }
 
 void as_log_add_global_field(const char *field)
@@ -63,15 +86,20 @@ int as_log_to_journal(void)
     return lg.journal;
 }
 
-static void to_stderr(int priority, const char *message)
+static void to_stderr_as(int priority, const char *ident, int pid, const char *message, size_t len)
 {
     static const char *const names[] = { "emerg", "alert", "crit", "error", "warning", "notice", "info", "debug" };
     int saved = errno;
 
     /* One write so that lines of concurrent processes do not interleave. */
-    dprintf(STDERR_FILENO, "%s[%d]: %s%s%s\n", lg.ident, (int)getpid(),
-            priority <= LOG_WARNING ? names[priority & 7] : "", priority <= LOG_WARNING ? ": " : "", message);
+    dprintf(lg.fd, "%s[%d]: %s%s%.*s\n", ident, pid, priority <= LOG_WARNING ? names[priority & 7] : "",
+            priority <= LOG_WARNING ? ": " : "", (int)len, message);
     errno = saved;
+}
+
+static void to_stderr(int priority, const char *message)
+{
+    to_stderr_as(priority, lg.ident, (int)getpid(), message, strlen(message));
 }
 
 /* sd_journal_sendv() blocks as long as journald is not reading, and a
@@ -149,7 +177,8 @@ static size_t serialize(const struct iovec *iov, int n, char *out, size_t cap)
         const char *f = iov[i].iov_base, *eq = memchr(f, '=', iov[i].iov_len);
         size_t flen = iov[i].iov_len;
 
-        if (eq && memchr(eq, '\n', flen - (size_t)(eq - f))) {
+        /* A NUL (from a worker's raw output) needs the binary form too. */
+        if (eq && (memchr(eq, '\n', flen - (size_t)(eq - f)) || memchr(eq, '\0', flen - (size_t)(eq - f)))) {
             size_t name = (size_t)(eq - f), vlen = flen - name - 1;
             uint64_t le = htole64(vlen);
 
@@ -281,6 +310,34 @@ void as_log_fields(int priority, const char *message, const char *const *fields,
         iov[k++] = (struct iovec){ (void *)fields[i], strlen(fields[i]) };
     if (journal_send(iov, k) < 0)
         to_stderr(priority, message);
+    free(msg);
+    errno = saved;
+}
+
+void as_log_relay(int priority, const char *ident, int pid, const char *message, size_t len,
+                  const char *const *fields, int n)
+{
+    struct iovec iov[MAX_FIELDS + 4];
+    char prio[16], idf[96], pidf[32], *msg;
+    int k = 0, saved = errno;
+
+    if (!lg.journal || !(msg = malloc(len + 8))) {
+        to_stderr_as(priority, ident, pid, message, len);
+        return;
+    }
+    memcpy(msg, "MESSAGE=", 8);
+    memcpy(msg + 8, message, len);
+    snprintf(prio, sizeof prio, "PRIORITY=%d", priority & 7);
+    snprintf(idf, sizeof idf, "SYSLOG_IDENTIFIER=%s", ident);
+    snprintf(pidf, sizeof pidf, "SYSLOG_PID=%d", pid);
+    iov[k++] = (struct iovec){ msg, len + 8 };
+    iov[k++] = (struct iovec){ prio, strlen(prio) };
+    iov[k++] = (struct iovec){ idf, strlen(idf) };
+    iov[k++] = (struct iovec){ pidf, strlen(pidf) };
+    for (int i = 0; i < n && i < MAX_FIELDS; i++)
+        iov[k++] = (struct iovec){ (void *)fields[i], strlen(fields[i]) };
+    if (journal_send(iov, k) < 0)
+        to_stderr_as(priority, ident, pid, message, len);
     free(msg);
     errno = saved;
 }

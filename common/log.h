@@ -4,6 +4,7 @@
 #define APPSTACK_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <syslog.h>
 
 /* IDENT becomes SYSLOG_IDENTIFIER and the stderr prefix. */
@@ -22,6 +23,21 @@ void as_vlog(int priority, const char *fmt, va_list ap);
 /* A message with extra fields: FIELDS is an array of N "NAME=value" strings.
  * MESSAGE may contain newlines: it stays one entry. */
 void as_log_fields(int priority, const char *message, const char *const *fields, int n);
+
+/* An entry on behalf of another process (a worker's stdout/stderr read by
+ * appstackd): SYSLOG_IDENTIFIER=IDENT and SYSLOG_PID=PID instead of ours,
+ * none of our global fields; on stderr "IDENT[PID]: message". MESSAGE is
+ * LEN bytes and need not be NUL-terminated. */
+void as_log_relay(int priority, const char *ident, int pid, const char *message, size_t len,
+                  const char *const *fields, int n);
+
+/* Where non-journal output goes and how the journal is detected: FD
+ * instead of stderr (a worker whose fd 2 is a pipe to appstackd logs its
+ * own messages on the descriptor appstackd handed it). */
+void as_log_set_fd(int fd);
+
+/* "err", "warning", "info", ... or "0".."7" -> LOG_*; -1 when unknown. */
+int as_log_level_parse(const char *name);
 
 /* Sends log entries that waited because the journal was not reading (they
  * also go out before the next entry). For an event loop's idle timer. */

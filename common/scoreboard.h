@@ -44,6 +44,9 @@ struct as_scoreboard {
 #define AS_ENV_CHANNEL     "APPSTACK_CHANNEL_FD"   /* SOCK_SEQPACKET to the master */
 #define AS_ENV_LISTEN_FDS  "APPSTACK_LISTEN_FDS"   /* "3,4": the listening sockets */
 #define AS_ENV_MAX_REQUESTS "APPSTACK_MAX_REQUESTS"/* this worker's limit, jitter applied; 0 = none */
+#define AS_ENV_LOG_FD      "APPSTACK_LOG_FD"       /* appstackd's own stderr (maybe the journal), for
+                                                    * the worker's own messages: its fds 1 and 2 are
+                                                    * pipes to appstackd (supervisor/stdio_capture.c) */
 
 /* Channel messages, worker -> master, one per datagram:
  *   "READY"              app imported, accepting

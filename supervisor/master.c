@@ -13,6 +13,7 @@
 
 #include "listen.h"
 #include "log.h"
+#include "stdio_capture.h"
 
 static bool add_listen(struct master *m, int fd, const char *name, bool inherited)
 {
@@ -158,6 +159,7 @@ static void close_sockets(struct master *m)
 
 static void cleanup(struct master *m)
 {
+    stdio_drain_all();
     control_stop_done(m);
     control_close(m);
     lifecycle_free(m);
@@ -183,7 +185,7 @@ int master_run(struct master *m)
         return 1;
     }
     m->started = ev_time();
-    if (signal(SIGPIPE, SIG_IGN) == SIG_ERR || !spawn_prepare(m) || !open_sockets(m) || !open_scoreboard(m) ||
+    if (signal(SIGPIPE, SIG_IGN) == SIG_ERR || !stdio_init() || !spawn_prepare(m) || !open_sockets(m) || !open_scoreboard(m) ||
         !control_open(m))
         goto out;
     start_watchers(m);

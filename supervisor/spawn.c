@@ -16,10 +16,11 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "stdio_capture.h"
 
 extern char **environ;
 
-#define N_OWN_ENV 7
+#define N_OWN_ENV 8
 
 /* Variables that belong to appstackd alone: a worker must not answer
  * systemd in the master's name nor look for systemd's sockets. */
@@ -29,7 +30,7 @@ static bool private_var(const char *v)
         "NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=", "LISTEN_FDS=",
         "LISTEN_PID=", "LISTEN_FDNAMES=", "APPSTACK_WORKER_ID=", "APPSTACK_GENERATION=",
         "APPSTACK_SLOT=", "APPSTACK_SCOREBOARD_FD=", "APPSTACK_CHANNEL_FD=",
-        "APPSTACK_LISTEN_FDS=", "APPSTACK_MAX_REQUESTS=", NULL
+        "APPSTACK_LISTEN_FDS=", "APPSTACK_MAX_REQUESTS=", "APPSTACK_LOG_FD=", NULL
     };
 
     for (int i = 0; names[i]; i++)
@@ -92,6 +93,7 @@ static char **build_env(const struct master *m, const struct worker *w, unsigned
     ok += asprintf(&env[k++], "%s=%d", AS_ENV_CHANNEL, chan) >= 0;
     ok += asprintf(&env[k++], "%s=%s", AS_ENV_LISTEN_FDS, fds) >= 0;
     ok += asprintf(&env[k++], "%s=%ld", AS_ENV_MAX_REQUESTS, max_requests(m)) >= 0;
+    ok += asprintf(&env[k++], "%s=%d", AS_ENV_LOG_FD, stdio_log_fd()) >= 0;
     if (ok != N_OWN_ENV) {
         free(env);  /* leaks the few strings made: out of memory anyway */
         return NULL;
@@ -127,7 +129,7 @@ static bool keep_fd(int fd)
 
 /* In the child: die with the master, default signals, only our fds, drop
  * privileges, exec. */
-static void child_exec(const struct master *m, int chan, pid_t parent, char **env)
+static void child_exec(const struct master *m, int chan, const struct stdio_pipes *stdio, pid_t parent, char **env)
 {
     char *argv[] = { m->worker_path, (char *)"-c", m->config_path, NULL };
     sigset_t none;
@@ -148,6 +150,8 @@ static void child_exec(const struct master *m, int chan, pid_t parent, char **en
             child_fail(chan, "fcntl");
     if (!keep_fd(m->sb_fd) || !keep_fd(chan))
         child_fail(chan, "fcntl");
+    if (!stdio_child(stdio))
+        child_fail(chan, "stdout/stderr");
     if (m->gid != (gid_t)-1 && (setgroups((size_t)m->n_groups, m->groups) < 0 || setgid(m->gid) < 0))
         child_fail(chan, "setgid");
     if (m->uid != (uid_t)-1 && setuid(m->uid) < 0)
@@ -159,12 +163,17 @@ static void child_exec(const struct master *m, int chan, pid_t parent, char **en
 pid_t spawn_process(struct master *m, const struct worker *w, unsigned generation, int *chan)
 {
     int sv[2];
+    struct stdio_pipes stdio;
     char **env;
     pid_t pid, parent = getpid();
 
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
         as_err("cannot start a worker: socketpair: %s", strerror(errno));
         return -1;
+    }
+    if (!stdio_pipes_open(&stdio)) {
+        pid = -1;
+        goto out_chan;
     }
     env = build_env(m, w, generation, sv[1]);
     if (!env) {
@@ -174,16 +183,19 @@ pid_t spawn_process(struct master *m, const struct worker *w, unsigned generatio
     }
     pid = fork();
     if (pid == 0)
-        child_exec(m, sv[1], parent, env);
+        child_exec(m, sv[1], &stdio, parent, env);
     free_env(env);
     if (pid < 0) {
         as_err("cannot start a worker: fork: %s", strerror(errno));
         goto out;
     }
+    stdio_watch(m->loop, &stdio, m->cfg.stderr_level, w->id, generation, (int)pid);
     close(sv[1]);
     *chan = sv[0];
     return pid;
 out:
+    stdio_pipes_close(&stdio);
+out_chan:
     close(sv[0]);
     close(sv[1]);
     return -1;

@@ -90,6 +90,15 @@ def stack(journal, tmpdir_short):
             stop(p)
 
 
+def get_when_up(url):
+    def attempt():
+        try:
+            return get(url)
+        except OSError:
+            return None
+    return wait_for(attempt, timeout=20, what=url)
+
+
 def entries_with(journal, *matches, min_count=1, timeout=10):
     return wait_for(lambda: (lambda e: e if len(e) >= min_count else None)(journal.entries(*matches)),
                     timeout=timeout, what=f"journal entries {matches}")
@@ -102,8 +111,10 @@ def test_worker_messages_carry_worker_and_generation(journal, stack):
     assert all(e.get("APPSTACK_GENERATION") for e in entries)
     # Native protocol: the fields are the program's, not parsed from text.
     assert any(e["_TRANSPORT"] == "journal" for e in entries)
-    workers = {e.get("APPSTACK_WORKER") for e in journal.entries() if e.get("APPSTACK_WORKER")}
-    assert len(workers) >= 2, workers
+    # Both workers log (at least appstackd's "ready" line for each, which
+    # may come after the first answer).
+    wait_for(lambda: len({e.get("APPSTACK_WORKER") for e in journal.entries() if e.get("APPSTACK_WORKER")}) >= 2,
+             what="entries of both workers")
 
 
 def test_app_print_is_tagged_with_its_worker(journal, stack):
@@ -183,3 +194,92 @@ def test_stalled_journal_does_not_stall_workers(journal, stack):
         return lines if len(lines) >= 4000 else None
     lines = wait_for(flooded, timeout=30, what="all 4000 lines written while the journal was stopped")
     assert len(lines) == 4000
+
+
+@pytest.fixture
+def stdio_stack(journal, tmpdir_short):
+    """appstackd alone (1 worker of stdio_app), stderr_level = notice."""
+    port = free_port()
+    cfg = write_config(tmpdir_short, f"""
+        [app]
+        module = stdio_app:application
+        chdir = {APPS}
+        stderr_level = notice
+
+        [supervisor]
+        listen = 127.0.0.1:{port}
+        workers = 1
+        control = {tmpdir_short}/control.sock
+        """)
+    proc = start(journal, "appstackd", [prog("appstackd"), "-c", cfg])
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+def test_worker_stdio_is_real_and_logged_with_priorities(journal, stdio_stack):
+    """Real stdio streams, whatever writes to fds 1 and 2 (Python, C, a
+    subprocess) lands in the journal tagged with its worker; stdout at
+    info, stderr at stderr_level, logging records at their own level."""
+    marker = f"s{os.getpid()}x{time.monotonic_ns()}"
+    status, body = get_when_up(stdio_stack + "/?" + marker)
+    import json
+    info = json.loads(body)
+    # (.buffer is a FileIO when PYTHONUNBUFFERED is set, as in any Python.)
+    assert info.pop("buffer") in ("BufferedWriter", "FileIO")
+    assert info == {"isatty": False, "fileno": [1, 2], "type": "TextIOWrapper",
+                    "line_buffering": True, "errors_is_stderr": True}
+    expected = {
+        "print": 6, "buffer": 6, "subout": 6, "subexplicit": 6,
+        "stderr": 5, "cwrite": 5, "suberr": 5,
+        "logdebug": 7, "loginfo": 6, "logwarning": 4, "logerror": 3, "logcritical": 2, "prefixed": 3,
+    }
+
+    def found():
+        got = {}
+        for e in journal.entries("SYSLOG_IDENTIFIER=appstack-worker"):
+            msg = str(e.get("MESSAGE", ""))
+            for word in expected:
+                if msg.startswith(f"{word} {marker}"):
+                    got.setdefault(word, []).append(e)
+        return got if len(got) == len(expected) else None
+    got = wait_for(found, timeout=15, what="every kind of output in the journal")
+    for word, prio in expected.items():
+        assert len(got[word]) == 1, (word, got[word])
+        e = got[word][0]
+        assert int(e["PRIORITY"]) == prio, (word, e["PRIORITY"], e["MESSAGE"])
+        assert e["APPSTACK_WORKER"] == "1" and e["APPSTACK_GENERATION"] == "1", e
+        assert e["SYSLOG_PID"] != e.get("_PID")     # the worker's pid, relayed by appstackd
+    assert got["logerror"][0]["MESSAGE"] == f"logerror {marker}\nsecond line"
+    assert got["prefixed"][0]["MESSAGE"] == f"prefixed {marker}"    # "<3>" is the priority, not text
+
+
+def test_piecewise_tracebacks_are_one_entry(journal, stdio_stack):
+    """traceback.print_exc() (a chained exception), faulthandler and an
+    uncaught exception in a thread write a traceback piece by piece: each
+    is still one entry."""
+    marker = f"t{os.getpid()}x{time.monotonic_ns()}"
+    assert get_when_up(stdio_stack + "/?" + marker)[0] == 200
+
+    def entries():
+        tb = [e for e in journal.entries("SYSLOG_IDENTIFIER=appstack-worker") if marker in str(e.get("MESSAGE"))
+              and "Traceback" in str(e.get("MESSAGE"))]
+        return tb if len(tb) >= 2 else None
+    wait_for(entries, timeout=15, what="two tracebacks")
+    time.sleep(1)   # nothing more may come
+    tb = [e for e in journal.entries("SYSLOG_IDENTIFIER=appstack-worker") if "stdio_app.py" in str(e.get("MESSAGE"))
+          and marker in str(e.get("MESSAGE"))]
+    printed = [e["MESSAGE"] for e in tb if f"ValueError: printed {marker}" in e["MESSAGE"]]
+    assert len(printed) == 1, [e["MESSAGE"] for e in tb]
+    assert printed[0].startswith("Traceback (most recent call last):")
+    assert f"KeyError: 'inner {marker}'" in printed[0]
+    assert "During handling of the above exception, another exception occurred:" in printed[0]
+    thread = [e["MESSAGE"] for e in tb if f"thread-{marker}" in e["MESSAGE"]]
+    assert len(thread) == 1 and "ZeroDivisionError" in thread[0], thread
+    # faulthandler names no marker: its dump is the entry with the app's frame.
+    dumps = [e for e in journal.entries("SYSLOG_IDENTIFIER=appstack-worker")
+             if str(e.get("MESSAGE", "")).startswith("Stack (most recent call first):")]
+    assert dumps and all('File "' in e["MESSAGE"] and "stdio_app.py" in e["MESSAGE"] for e in dumps), dumps
+    assert not [e for e in journal.entries("SYSLOG_IDENTIFIER=appstack-worker")
+                if str(e.get("MESSAGE", "")).lstrip().startswith('File "')]

@@ -1,6 +1,6 @@
-"""The embedded interpreter: always the system Python (never one from PATH,
-PYTHONHOME or PYTHONPATH), optionally through a virtualenv; [app] chdir,
-pythonpath and env."""
+"""The embedded interpreter: always the system Python (never one from PATH
+or PYTHONHOME), optionally through a virtualenv; [app] chdir, pythonpath and
+env; PYTHONPATH and the other PYTHON* variables as CPython's rules say."""
 import json
 import os
 import shutil
@@ -38,11 +38,36 @@ def venvs():
 def test_system_python_despite_environment(tmpdir_short):
     info = sysinfo(tmpdir_short, env=HOSTILE_ENV)
     assert info["prefix"] == "/usr" and info["base_prefix"] == "/usr"
-    assert not any("nonexistent" in p or ".pyenv" in p for p in info["path"])
+    assert not any(".pyenv" in p or "pyhome" in p for p in info["path"])
     assert info["django"]                       # Debian's dist-packages are there
     assert info["path"][0] == APPS              # chdir first
     assert info["cwd"] == APPS
-    assert "LogStream" in info["stdout"]
+    # Genuine stdio, and the app still sees the environment it was given.
+    assert "TextIOWrapper" in info["stdout"]
+    assert info["env"]["PYTHONHOME"] == "/nonexistent/pyhome"
+
+
+def test_pythonpath_from_environment_after_app_pythonpath(tmpdir_short):
+    """PYTHONPATH (a systemd Environment= line) counts, after [app]
+    pythonpath and before the standard library, as gunicorn's --pythonpath
+    and CPython order them."""
+    extra = os.path.join(tmpdir_short, "lib")
+    os.mkdir(extra)
+    env_dir = os.path.join(tmpdir_short, "envlib")
+    os.mkdir(env_dir)
+    for d, who in ((extra, "config"), (env_dir, "environment")):
+        with open(os.path.join(d, "whichlib.py"), "w") as f:
+            f.write(f"WHO = {who!r}\n")
+    with open(os.path.join(env_dir, "onlyenv.py"), "w") as f:
+        f.write("X = 1\n")
+    info = sysinfo(tmpdir_short, app_extra=f"pythonpath = {extra}",
+                   env={"PYTHONPATH": env_dir, "PYTHONDONTWRITEBYTECODE": "1"})
+    path = info["path"]
+    assert path[:3] == [APPS, extra, env_dir], path
+    stdlib = path.index("/usr/lib/python3.11")
+    assert path.index(env_dir) < stdlib
+    assert info["dont_write_bytecode"] is True
+    assert info["whichlib"] == "config" and info["onlyenv"] is True
 
 
 def test_venv_without_system_site_packages(tmpdir_short, venvs):

@@ -68,6 +68,17 @@ bool wk_master_attach(void)
         return false;
     }
     W.max_requests = (uint64_t)maxr;
+    if (getenv(AS_ENV_LOG_FD)) {
+        long fd;
+        if (!env_long(AS_ENV_LOG_FD, 0, 1 << 20, &fd))
+            return false;
+        /* The app's subprocesses get fds 1 and 2, never this one. */
+        if (fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0) {
+            as_err("log fd %ld: %s", fd, strerror(errno));
+            return false;
+        }
+        as_log_set_fd((int)fd);
+    }
     snprintf(field, sizeof field, "APPSTACK_WORKER=%d", W.id);
     as_log_add_global_field(field);
     snprintf(field, sizeof field, "APPSTACK_GENERATION=%u", W.generation);

@@ -1,7 +1,8 @@
 /* Starting the embedded interpreter and importing the app ([app] section).
  * The interpreter is always the system one (SYSTEM_PYTHON), optionally seen
- * through a virtualenv: PYTHONHOME, PYTHONPATH and whatever python3 comes
- * first on PATH never decide which Python we run. */
+ * through a virtualenv: PYTHONHOME and whatever python3 comes first on PATH
+ * never decide which Python we run. The other PYTHON* variables count as
+ * CPython's own rules say (PYTHONPATH after [app] pythonpath). */
 #include "worker.h"
 
 #include <errno.h>
@@ -69,33 +70,47 @@ static bool check_status(PyStatus st, PyConfig *pc)
 static bool init_interpreter(void)
 {
     PyConfig pc;
-    char *exe = python_executable();
+    char *exe = python_executable(), *home = NULL;
     char *argv[] = { "appstack-worker" };
-    const char *nobc = getenv("PYTHONDONTWRITEBYTECODE");
+    bool ok = false;
 
     if (!exe) {
         as_err("out of memory");
         return false;
     }
+    /* PYTHONHOME (a pyenv shell's, say) would point the system libpython
+     * at another stdlib: it is hidden from startup and put back for the
+     * app and its subprocesses afterwards. */
+    if (getenv("PYTHONHOME")) {
+        home = strdup(getenv("PYTHONHOME"));
+        unsetenv("PYTHONHOME");
+    }
     PyConfig_InitPythonConfig(&pc);
-    pc.use_environment = 0;         /* no PYTHONHOME/PYTHONPATH from a pyenv shell */
-    pc.user_site_directory = 0;
+    pc.user_site_directory = 0;     /* ~/.local never changes a service's imports */
     pc.install_signal_handlers = 0; /* the worker owns its signals */
     pc.parse_argv = 0;
-    /* The test suite and read-only trees ask for no bytecode files. */
-    if (nobc && *nobc)
-        pc.write_bytecode = 0;
     if (!check_status(PyConfig_SetBytesString(&pc, &pc.program_name, exe), &pc) ||
         !check_status(PyConfig_SetBytesString(&pc, &pc.executable, exe), &pc) ||
-        !check_status(PyConfig_SetBytesArgv(&pc, 1, argv), &pc)) {
-        free(exe);
-        return false;
-    }
-    free(exe);
-    if (!check_status(Py_InitializeFromConfig(&pc), &pc))
-        return false;
+        !check_status(PyConfig_SetBytesArgv(&pc, 1, argv), &pc) ||
+        !check_status(Py_InitializeFromConfig(&pc), &pc))
+        goto out;
     PyConfig_Clear(&pc);
-    return true;
+    ok = true;
+    if (home) {
+        PyObject *os = PyImport_ImportModule("os"), *environ = os ? PyObject_GetAttrString(os, "environ") : NULL;
+        PyObject *v = PyUnicode_DecodeFSDefault(home);
+        if (!environ || !v || PyMapping_SetItemString(environ, "PYTHONHOME", v) < 0) {
+            PyErr_Print();
+            ok = false;
+        }
+        Py_XDECREF(v);
+        Py_XDECREF(environ);
+        Py_XDECREF(os);
+    }
+out:
+    free(exe);
+    free(home);
+    return ok;
 }
 
 /* sys.path[0:0] = [chdir or cwd] + pythonpath */
@@ -141,7 +156,7 @@ bool wk_python_start(void)
     }
     if (!set_env() || !init_interpreter())
         return false;
-    if (!wk_logstream_install() || !extend_path())
+    if (!wk_stdio_setup() || !extend_path())
         goto pyerr;
     tb = PyImport_ImportModule("traceback");
     if (!tb)
@@ -157,6 +172,23 @@ pyerr:
     return false;
 }
 
+/* Runs CODE (a module's worth of our own Python) under FILENAME, the name
+ * its frames show in tracebacks, and returns its function NAME. */
+PyObject *wk_python_define(const char *code, const char *filename, const char *name)
+{
+    PyObject *g = PyDict_New(), *co = NULL, *r = NULL, *fn = NULL;
+
+    if (g && PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins()) == 0 &&
+        (co = Py_CompileString(code, filename, Py_file_input)) && (r = PyEval_EvalCode(co, g, g)))
+        fn = Py_XNewRef(PyDict_GetItemString(g, name));
+    if (!fn && !PyErr_Occurred())
+        PyErr_Format(PyExc_RuntimeError, "%s defines no %s()", filename, name);
+    Py_XDECREF(r);
+    Py_XDECREF(co);
+    Py_XDECREF(g);
+    return fn;
+}
+
 /* The pending Python exception as text (the full traceback); clears it.
  * Returns a malloc'd string. */
 char *wk_format_exception(void)
@@ -170,6 +202,8 @@ char *wk_format_exception(void)
     PyErr_NormalizeException(&type, &value, &tb);
     if (tb && value)
         PyException_SetTraceback(value, tb);
+    else if (!tb && value)
+        tb = PyException_GetTraceback(value);   /* re-raised from a saved exception */
     if (format_exception_fn)
         lines = PyObject_CallFunctionObjArgs(format_exception_fn, type, value ? value : Py_None,
                                              tb ? tb : Py_None, NULL);
@@ -231,26 +265,118 @@ static PyObject *find_callable(void)
     return obj;
 }
 
-/* Imports module:callable. On failure the master gets "FAILED\n" and the
- * traceback, and the log gets the same as one entry. */
+/* A lazy importer (importlib.util.LazyLoader, as in Mercurial's
+ * demandimport) runs a module's code on its first attribute access. When
+ * that code raises AttributeError inside `from M import name`, CPython
+ * drops it and reports "cannot import name": the real error is lost. While
+ * the app loads, such errors are recorded here so that the failure report
+ * can show them. */
+static const char lazy_hook[] =
+    "def install(util):\n"
+    "    cls = util._LazyModule\n"
+    "    orig = cls.__getattribute__\n"
+    "    seen = []\n"
+    "    def __getattribute__(self, attr):\n"
+    "        try:\n"
+    "            return orig(self, attr)\n"
+    "        except BaseException as e:\n"
+    "            if not (isinstance(e, AttributeError) and e.name == attr and e.obj is self) \\\n"
+    "                    and len(seen) < 8 and not any(e is x for _, x in seen):\n"
+    "                seen.append((object.__getattribute__(self, '__spec__').name, e))\n"
+    "            raise\n"
+    "    cls.__getattribute__ = __getattribute__\n"
+    "    def uninstall():\n"
+    "        cls.__getattribute__ = orig\n"
+    "    return seen, uninstall\n";
+
+/* Returns (seen, uninstall) or NULL (nothing to watch). */
+static PyObject *lazy_watch_start(void)
+{
+    PyObject *fn = wk_python_define(lazy_hook, "<appstack-worker: lazy import watch>", "install");
+    PyObject *util = fn ? PyImport_ImportModule("importlib.util") : NULL;
+    PyObject *r = util ? PyObject_CallOneArg(fn, util) : NULL;
+
+    if (!r)
+        PyErr_Clear();
+    Py_XDECREF(util);
+    Py_XDECREF(fn);
+    return r;
+}
+
+static void lazy_watch_stop(PyObject *watch)
+{
+    PyObject *r;
+
+    if (!watch)
+        return;
+    r = PyObject_CallNoArgs(PyTuple_GET_ITEM(watch, 1));
+    if (r)
+        Py_DECREF(r);
+    else
+        PyErr_Clear();
+}
+
+/* The first error a lazy load hid, as a paragraph for the failure report
+ * (malloc'd), or NULL. It goes last so that its final line, which status
+ * lines quote, is the root cause. */
+static char *lazy_hidden_cause(PyObject *watch)
+{
+    PyObject *seen = watch ? PyTuple_GET_ITEM(watch, 0) : NULL, *first, *exc;
+    const char *mod;
+    char *tb, *out = NULL;
+
+    if (!seen || !PyList_Check(seen) || PyList_GET_SIZE(seen) == 0)
+        return NULL;
+    first = PyList_GET_ITEM(seen, 0);
+    mod = PyUnicode_AsUTF8(PyTuple_GET_ITEM(first, 0));
+    exc = PyTuple_GET_ITEM(first, 1);
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    tb = wk_format_exception();
+    if (asprintf(&out,
+                 "\nThe error above is not the cause: a lazy importer (importlib.util.LazyLoader, as Mercurial's "
+                 "demandimport uses) was running module %s when this was raised, and the import machinery hid it:\n\n%s",
+                 mod ? mod : "?", tb) < 0)
+        out = NULL;
+    PyErr_Clear();
+    free(tb);
+    return out;
+}
+
+/* Imports module:callable. On failure the traceback (with the error a lazy
+ * importer hid, if any) goes to the master, which logs it once with this
+ * worker's fields and shows it in `supctl status`; run by hand, to the log. */
 bool wk_python_load_app(void)
 {
-    char *tb, *msg = NULL;
+    char *tb, *hidden = NULL, *msg = NULL;
+    PyObject *watch;
 
     if (!W.cfg.module || !*W.cfg.module) {
         tb = strdup("[app] module is not set\n");
     } else {
+        watch = lazy_watch_start();
         W.app = find_callable();
+        tb = W.app ? NULL : wk_format_exception();
+        if (!W.app)
+            hidden = lazy_hidden_cause(watch);
+        lazy_watch_stop(watch);
+        Py_XDECREF(watch);
         if (W.app)
             return true;
-        tb = wk_format_exception();
     }
-    if (asprintf(&msg, "%s%s", AS_MSG_FAILED, tb ? tb : "") >= 0)
+    /* Whatever the app printed before failing comes before the report. */
+    wk_stdio_flush();
+    if (asprintf(&msg, "%s%s%s", tb ? tb : "", hidden ? hidden : "", "") >= 0) {
+        free(tb);
+        tb = msg;
+        msg = NULL;
+    }
+    free(hidden);
+    if (W.standalone) {
+        if (asprintf(&msg, "cannot load the app %s:\n%s", W.cfg.module ? W.cfg.module : "", tb ? tb : "") >= 0)
+            as_log_fields(LOG_ERR, msg, NULL, 0);
+    } else if (asprintf(&msg, "%s%s", AS_MSG_FAILED, tb ? tb : "") >= 0) {
         wk_master_send(msg, strlen(msg));
-    free(msg);
-    msg = NULL;
-    if (asprintf(&msg, "cannot load the app %s:\n%s", W.cfg.module ? W.cfg.module : "", tb ? tb : "") >= 0)
-        as_log_fields(LOG_ERR, msg, NULL, 0);
+    }
     free(msg);
     free(tb);
     return false;
@@ -258,7 +384,7 @@ bool wk_python_load_app(void)
 
 void wk_python_stop(void)
 {
-    wk_logstream_flush_all();
+    wk_stdio_flush();
     if (Py_FinalizeEx() < 0)
         as_warn("errors while shutting Python down");
 }

@@ -145,14 +145,14 @@ void wk_slot_request_end(void);
 bool wk_python_start(void);
 bool wk_python_load_app(void);
 void wk_python_stop(void);
+PyObject *wk_python_define(const char *code, const char *filename, const char *name);
 char *wk_format_exception(void);
 void wk_log_exception(const char *what);
 
 /* pylog.c */
-PyObject *wk_logstream_new(int priority, const char *name);
-bool wk_logstream_install(void);
+bool wk_stdio_setup(void);
 PyObject *wk_errors_stream(void);
-void wk_logstream_flush_all(void);
+void wk_stdio_flush(void);
 
 /* input.c */
 bool wk_input_init(void);

@@ -245,7 +245,16 @@ def sysinfo(environ, start_response):
         "prefix": sys.prefix, "base_prefix": sys.base_prefix, "path": sys.path,
         "executable": sys.executable, "django": has_django, "cwd": os.getcwd(),
         "env": dict(os.environ), "stdout": repr(type(sys.stdout)),
+        "dont_write_bytecode": sys.dont_write_bytecode,
+        "whichlib": _module_attr("whichlib", "WHO"), "onlyenv": _module_attr("onlyenv", "X") == 1,
     })
+
+
+def _module_attr(module, name):
+    try:
+        return getattr(__import__(module), name)
+    except ImportError:
+        return None
 
 
 ROUTES = {
