@@ -5,17 +5,10 @@
 #include "http_guard.h"
 #include "http_parse.h"
 
-#define HTTP_VERSION_TAIL 9  /* " HTTP/d.d" */
-
 void as_http_guard_reset(struct as_http_guard *g, bool with_request_line)
 {
     memset(g, 0, sizeof(*g));
     g->in_request_line = with_request_line;
-}
-
-bool as_http_guard_request_line_done(const struct as_http_guard *g)
-{
-    return !g->in_request_line;
 }
 
 /* Visible characters, obs-text and HTAB; the fast path of the scan. */
@@ -51,60 +44,9 @@ static size_t fail(int *status, const char **error, int code, const char *why, s
     return at;
 }
 
-/* 0: not " HTTP/d.d"; else major * 10 + minor + 1. */
-static int tail_version(const struct as_http_guard *g)
-{
-    const char *t = g->tail;
-
-    if (g->tail_len != HTTP_VERSION_TAIL || memcmp(t, " HTTP/", 6) != 0)
-        return 0;
-    if (t[6] < '0' || t[6] > '9' || t[7] != '.' || t[8] < '0' || t[8] > '9')
-        return 0;
-    return (t[6] - '0') * 10 + (t[8] - '0') + 1;
-}
-
-static bool supported_version(int v)
-{
-    return v == 11 || v == 12;  /* 1.0, 1.1 */
-}
-
-int as_http_guard_version_status(const struct as_http_guard *g)
-{
-    int v = tail_version(g);
-
-    return v && !supported_version(v) ? 505 : 400;
-}
-
-/* Keeps the last HTTP_VERSION_TAIL bytes of the request line and counts
- * its spaces (llhttp takes runs of them as one separator). */
-static void keep_tail(struct as_http_guard *g, const char *s, size_t n)
-{
-    const char *sp = s, *end = s + n;
-    size_t keep;
-
-    while ((sp = memchr(sp, ' ', (size_t)(end - sp)))) {
-        g->spaces++;
-        sp++;
-    }
-
-    if (n >= HTTP_VERSION_TAIL) {
-        memcpy(g->tail, s + n - HTTP_VERSION_TAIL, HTTP_VERSION_TAIL);
-        g->tail_len = HTTP_VERSION_TAIL;
-        return;
-    }
-    keep = g->tail_len;
-    if (keep > HTTP_VERSION_TAIL - n)
-        keep = HTTP_VERSION_TAIL - n;
-    memmove(g->tail, g->tail + g->tail_len - keep, keep);
-    memcpy(g->tail + keep, s, n);
-    g->tail_len = (unsigned char)(keep + n);
-}
-
 /* The LF of a line has been seen. Returns 0 or an error status. */
 static int end_line(struct as_http_guard *g, const char **error)
 {
-    int v;
-
     if (g->in_request_line) {
         if (g->line_len == 0) {
             if (++g->blank_lines > AS_HTTP_GUARD_MAX_BLANK) {
@@ -112,19 +54,6 @@ static int end_line(struct as_http_guard *g, const char **error)
                 return 400;
             }
             return 0;
-        }
-        if (g->spaces != 2) {
-            *error = "malformed request line";
-            return 400;
-        }
-        v = tail_version(g);
-        if (!v) {
-            *error = "request line without HTTP version";
-            return 400;
-        }
-        if (!supported_version(v)) {
-            *error = "HTTP version not supported";
-            return 505;
         }
         g->in_request_line = false;
     } else if (g->line_len == 0) {
@@ -205,13 +134,11 @@ static size_t plain_run(struct as_http_guard *g, const struct as_http_limits *l,
         return 0;
     stop = (size_t)(end - p) > room ? p + room : end;
     q = skip_plain_words(q, stop);
-    while (q < stop && plain_byte(*q))
+    while (q < stop && plain_byte(*q) && !(*q == '\t' && g->in_request_line))
         q++;
     n = (size_t)(q - p);
     g->line_len += n;
-    if (g->in_request_line)
-        keep_tail(g, (const char *)p, n);
-    else
+    if (!g->in_request_line)
         g->section += n;
     return n;
 }
@@ -229,12 +156,16 @@ size_t as_http_guard_scan(struct as_http_guard *g, const struct as_http_limits *
         size_t at = (size_t)(p - start);
 
         if (g->cr) {
+            bool request_line = g->in_request_line && g->line_len > 0;
+
             if (c != '\n')
                 return fail(status, error, 400, "bare CR in header section", at);
             if ((*status = count_section(g, l, error)) || (*status = end_line(g, error)))
                 return at;
             g->cr = false;
             p++;
+            if (request_line)
+                break;      /* the parser reads the request line itself */
         } else if (c == '\r') {
             if ((*status = count_section(g, l, error)))
                 return at;
@@ -242,7 +173,7 @@ size_t as_http_guard_scan(struct as_http_guard *g, const struct as_http_limits *
             p++;
         } else if (c == '\n') {
             return fail(status, error, 400, "bare LF in header section", at);
-        } else if (!plain_byte(c)) {
+        } else if (!plain_byte(c) || (c == '\t' && g->in_request_line)) {
             return fail(status, error, 400, "control character in header section", at);
         } else {
             n = plain_run(g, l, p, end, status, error);

@@ -1,13 +1,14 @@
-/* The header section of a request: llhttp's callbacks copy the request line
- * and the headers into r->buf, and once the section is complete the request
- * is checked for what llhttp lets through but an origin server must refuse
- * (see http_parse.h). Private to http_parse.c. */
+/* The header section of a request: llhttp's callbacks copy the fields into
+ * r->buf, and once the section is complete the request is checked for what
+ * llhttp lets through but RFC 9110/9112 refuse or leave ambiguous. Trailer
+ * fields are not kept; their names are checked (RFC 9110 6.5.1). Private to
+ * http_parse.c. */
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "http_fields.h"
 #include "http_head.h"
+#include "http_uri.h"
 
 enum { CB_NONE, CB_FIELD, CB_VALUE };
 
@@ -24,12 +25,15 @@ static int cb_fail(struct as_http_request *r, int status, const char *why)
     return HPE_USER;
 }
 
-static bool grow_buf(struct as_http_request *r, size_t need)
+bool as_http_reserve(struct as_http_request *r, size_t need)
 {
-    size_t max = r->limits.max_request_line + r->limits.max_header_bytes;
+    /* the request line, the fields, and what the target's form adds */
+    size_t max = 2 * r->limits.max_request_line + r->limits.max_header_bytes + 64;
     size_t cap = r->buf_cap ? r->buf_cap : 1024;
     char *nb;
 
+    if (need <= r->buf_cap)
+        return true;
     if (need > max)
         return false;
     while (cap < need)
@@ -44,10 +48,11 @@ static bool grow_buf(struct as_http_request *r, size_t need)
     return true;
 }
 
-/* Appends a span to buf. 0 or HPE_USER. */
-static int append(struct as_http_request *r, const char *at, size_t n)
+int as_http_append(struct as_http_request *r, const char *at, size_t n)
 {
-    if (r->buf_cap - r->buf_len < n && !grow_buf(r, r->buf_len + n))
+    if (n == 0)
+        return 0;
+    if (!as_http_reserve(r, r->buf_len + n))
         return cb_fail(r, 431, "header section too large to store");
     memcpy(r->buf + r->buf_len, at, n);
     r->buf_len += n;
@@ -56,17 +61,19 @@ static int append(struct as_http_request *r, const char *at, size_t n)
 
 static int append_nul(struct as_http_request *r)
 {
-    return append(r, "", 1);
+    return as_http_append(r, "", 1);
 }
 
+/* One more header slot; a head may hold max_fields from the client plus
+ * the Host an absolute-form target adds. */
 static bool grow_headers(struct as_http_request *r)
 {
-    size_t cap = r->hdr_cap ? r->hdr_cap * 2 : 16;
+    size_t cap = r->hdr_cap ? r->hdr_cap * 2 : 16, max = r->limits.max_fields + 1;
     struct as_http_header *h;
     size_t *off;
 
-    if (cap > r->limits.max_fields)
-        cap = r->limits.max_fields;
+    if (cap > max)
+        cap = max;
     if (cap <= r->hdr_cap)
         return false;
     h = realloc(r->hdr_store, cap * sizeof(*h));
@@ -81,51 +88,35 @@ static bool grow_headers(struct as_http_request *r)
     return true;
 }
 
-static int on_method(llhttp_t *p, const char *at, size_t n)
-{
-    return append(req(p), at, n);
-}
-
-static int on_method_complete(llhttp_t *p)
-{
-    struct as_http_request *r = req(p);
-    int rc = append_nul(r);
-
-    r->target_off = r->buf_len;
-    return rc;
-}
-
-static int on_url(llhttp_t *p, const char *at, size_t n)
-{
-    return append(req(p), at, n);
-}
-
-static int on_url_complete(llhttp_t *p)
-{
-    struct as_http_request *r = req(p);
-
-    r->target_len = r->buf_len - r->target_off;
-    return append_nul(r);
-}
-
-/* Trailers come through the same callbacks once the body has started: they
- * are parsed (and bounded by the guard) but not kept. */
+/* Trailers come through the same callbacks once the body has started. */
 static bool in_head(const struct as_http_request *r)
 {
     return r->state == AS_HTTP_HEAD;
+}
+
+/* A trailer field's name: only its start is kept, enough to know it. */
+static void trailer_name(struct as_http_request *r, const char *at, size_t n)
+{
+    size_t have = r->trailer_name_len, room = have < sizeof r->trailer_name ? sizeof r->trailer_name - have : 0;
+
+    memcpy(r->trailer_name + (have < sizeof r->trailer_name ? have : 0), at, n < room ? n : room);
+    r->trailer_name_len += n;   /* the true length, maybe past the copy */
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t n)
 {
     struct as_http_request *r = req(p);
 
-    if (!in_head(r))
-        return 0;
     if (r->last_cb != CB_FIELD) {
         r->field_off = r->buf_len;
+        r->trailer_name_len = 0;
         r->last_cb = CB_FIELD;
     }
-    return append(r, at, n);
+    if (!in_head(r)) {
+        trailer_name(r, at, n);
+        return 0;
+    }
+    return as_http_append(r, at, n);
 }
 
 /* llhttp checks names in its strict build only: check them here too. */
@@ -134,8 +125,13 @@ static int on_header_field_complete(llhttp_t *p)
     struct as_http_request *r = req(p);
     const unsigned char *c, *end;
 
-    if (!in_head(r))
+    r->last_cb = CB_VALUE;
+    if (!in_head(r)) {
+        if (r->trailer_name_len <= sizeof r->trailer_name &&
+            (as_http_field_flags(r->trailer_name, r->trailer_name_len) & AS_FIELD_NOT_TRAILER))
+            return cb_fail(r, 400, "field not allowed in a trailer section");
         return 0;
+    }
     c = (const unsigned char *)r->buf + r->field_off;
     end = (const unsigned char *)r->buf + r->buf_len;
     if (c == end)
@@ -144,7 +140,6 @@ static int on_header_field_complete(llhttp_t *p)
         if (!as_http_tchar(*c))
             return cb_fail(r, 400, "invalid character in header name");
     r->value_off = r->buf_len + 1;
-    r->last_cb = CB_VALUE;
     return append_nul(r);
 }
 
@@ -152,7 +147,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n)
 {
     struct as_http_request *r = req(p);
 
-    return in_head(r) ? append(r, at, n) : 0;
+    return in_head(r) ? as_http_append(r, at, n) : 0;
 }
 
 static bool ows(char c)
@@ -166,6 +161,7 @@ static int on_header_value_complete(llhttp_t *p)
     size_t i = r->n_headers, start = r->value_off;
     struct as_http_header *h;
 
+    r->last_cb = CB_NONE;
     if (!in_head(r))
         return 0;
     while (r->buf_len > start && ows(r->buf[r->buf_len - 1]))
@@ -180,16 +176,11 @@ static int on_header_value_complete(llhttp_t *p)
     r->hdr_off[2 * i] = r->field_off;
     r->hdr_off[2 * i + 1] = start;
     r->n_headers++;
-    r->last_cb = CB_NONE;
     return append_nul(r);
 }
 
 void as_http_head_settings(llhttp_settings_t *s)
 {
-    s->on_method = on_method;
-    s->on_method_complete = on_method_complete;
-    s->on_url = on_url;
-    s->on_url_complete = on_url_complete;
     s->on_header_field = on_header_field;
     s->on_header_field_complete = on_header_field_complete;
     s->on_header_value = on_header_value;
@@ -199,68 +190,125 @@ void as_http_head_settings(llhttp_settings_t *s)
 /* buf no longer moves: turn offsets into pointers. */
 static void set_pointers(struct as_http_request *r)
 {
-    size_t i;
-
     r->method = r->buf;
     r->target = r->buf + r->target_off;
+    r->path = r->buf + r->path_off;
+    r->query = r->has_query ? r->buf + r->query_off : NULL;
     r->headers = r->hdr_store;
-    for (i = 0; i < r->n_headers; i++) {
+    for (size_t i = 0; i < r->n_headers; i++) {
         r->hdr_store[i].name = r->buf + r->hdr_off[2 * i];
         r->hdr_store[i].value = r->buf + r->hdr_off[2 * i + 1];
     }
 }
 
-static bool name_is(const struct as_http_header *h, const char *name, size_t len)
+static bool value_is(const struct as_http_header *a, const struct as_http_header *b)
 {
-    return h->name_len == len && as_ascii_caseeq(h->name, name, len);
+    return a->value_len == b->value_len && memcmp(a->value, b->value, a->value_len) == 0;
 }
 
-#define NAME_IS(h, lit) name_is((h), lit, sizeof(lit) - 1)
-
-/* Host, Transfer-Encoding and Expect. Returns 0 or an error status. */
-static int check_fields(struct as_http_request *r, bool *te_seen)
+/* RFC 9112 3.2: one Host, with a valid value. In absolute-form the target's
+ * authority is the Host, whatever the field said (3.2.2). */
+static int check_host(struct as_http_request *r)
 {
-    unsigned hosts = 0, tes = 0;
-    const struct as_http_header *te = NULL;
-    size_t i;
+    struct as_http_header *host = NULL;
 
-    for (i = 0; i < r->n_headers; i++) {
-        const struct as_http_header *h = &r->headers[i];
-
-        if (NAME_IS(h, "host")) {
-            hosts++;
-        } else if (NAME_IS(h, "transfer-encoding")) {
-            tes++;
-            te = h;
-        } else if (NAME_IS(h, "expect")) {
-            r->expect_continue = r->http_minor == 1 && as_http_name_is(h->value, h->value_len, "100-continue");
-        }
+    for (size_t i = 0; i < r->n_headers; i++) {
+        struct as_http_header *h = &r->headers[i];
+        if (!as_http_name_is(h->name, h->name_len, "host"))
+            continue;
+        if (host)
+            return r->error = "more than one Host field", 400;
+        if (!as_http_host_valid(h->value, h->value_len))
+            return r->error = "invalid Host", 400;
+        host = h;
     }
-    *te_seen = tes > 0;
-    if (hosts > 1)
-        return r->error = "more than one Host header", 400;
-    if (!tes)
-        return (r->parser.flags & F_TRANSFER_ENCODING) ? r->error = "malformed header section", 400 : 0;
-    if (r->content_length >= 0)
-        return r->error = "both Content-Length and Transfer-Encoding", 400;
-    /* llhttp reads "chunked<TAB>" as some other coding: both it and the
-     * trimmed value must say chunked, or the body would go unframed. */
-    if (tes > 1 || !r->chunked || !as_http_name_is(te->value, te->value_len, "chunked"))
-        return r->error = "unsupported Transfer-Encoding", 501;
+    if (r->form != AS_HTTP_ABSOLUTE_FORM)
+        return 0;
+    if (!host) {
+        if (r->n_headers == r->hdr_cap && !grow_headers(r))
+            return r->error = "too many header fields", 431;
+        r->headers = r->hdr_store;
+        host = &r->headers[r->n_headers++];
+        host->name = "Host";
+        host->name_len = 4;
+    }
+    host->value = r->buf + r->authority_off;
+    host->value_len = r->authority_len;
     return 0;
 }
 
-static int check_target(struct as_http_request *r)
+/* RFC 9110 5.3: a singleton field twice with different values is refused;
+ * with the same value it is kept once. Host and Content-Length have their
+ * own, stricter rules. */
+static int check_singletons(struct as_http_request *r)
 {
-    uint8_t method = r->parser.method;
+    size_t kept = 0;
 
-    if (method == HTTP_CONNECT)
-        return r->error = "CONNECT is not supported", 400;
-    if (r->target[0] == '/')
-        return 0;
-    if (method == HTTP_OPTIONS && strcmp(r->target, "*") == 0)
-        return 0;
-    return r->error = "request target is not in origin form", 400;
+    for (size_t i = 0; i < r->n_headers; i++) {
+        const struct as_http_header *h = &r->headers[i];
+        bool drop = false;
+
+        if ((as_http_field_flags(h->name, h->name_len) & AS_FIELD_SINGLETON) &&
+            !as_http_name_is(h->name, h->name_len, "host") &&
+            !as_http_name_is(h->name, h->name_len, "content-length")) {
+            for (size_t j = 0; j < kept && !drop; j++) {
+                const struct as_http_header *k = &r->headers[j];
+                if (k->name_len != h->name_len || !as_ascii_caseeq(k->name, h->name, h->name_len))
+                    continue;
+                if (!value_is(k, h))
+                    return r->error = "a singleton field twice with different values", 400;
+                drop = true;
+            }
+        }
+        if (!drop)
+            r->headers[kept++] = *h;
+    }
+    r->n_headers = kept;
+    return 0;
+}
+
+/* RFC 9112 6.1, 6.3, 7: the body is chunked when the codings end in one
+ * "chunked"; "identity" before it (RFC 2616's no-op coding) is taken as
+ * nothing. Refused with 400: Transfer-Encoding with Content-Length or in
+ * HTTP/1.0 (the framing is faulty), an empty member, chunked twice or not
+ * last (the length cannot be known). Refused with 501: codings we do not
+ * implement, "gzip, chunked" or no chunked at all (6.1; SPEC.md's
+ * "unsupported Transfer-Encoding"). The connection closes after either. */
+static int check_te(struct as_http_request *r)
+{
+    const char *last = NULL, *m;
+    size_t last_len = 0, n, chunked = 0, other = 0, fields = 0;
+    struct as_http_list l;
+
+    for (size_t i = 0; i < r->n_headers; i++) {
+        const struct as_http_header *h = &r->headers[i];
+        if (!as_http_name_is(h->name, h->name_len, "transfer-encoding"))
+            continue;
+        fields++;
+        as_http_list_init(&l, h->value, h->value_len);
+        while (as_http_list_next(&l, &m, &n)) {
+            if (n == 0)
+                return r->error = "empty Transfer-Encoding member", 400;
+            if (as_http_name_is(m, n, "chunked"))
+                chunked++;
+            else if (!as_http_name_is(m, n, "identity"))
+                other++;
+            last = m;
+            last_len = n;
+        }
+    }
+    if (!fields)
+        return (r->parser.flags & F_TRANSFER_ENCODING) ? r->error = "malformed header section", 400 : 0;
+    if (r->content_length >= 0)
+        return r->error = "both Content-Length and Transfer-Encoding", 400;
+    if (r->http_minor == 0)
+        return r->error = "Transfer-Encoding in an HTTP/1.0 request", 400;
+    if (chunked > 1 || (chunked && !as_http_name_is(last, last_len, "chunked")))
+        return r->error = "chunked twice or not the last coding", 400;
+    /* llhttp must frame it as chunked too ("chunked<TAB>" is not to it). */
+    if (other || !chunked || !r->chunked)
+        return r->error = "unsupported Transfer-Encoding", 501;
+    return 0;
 }
 
 static int check_length(struct as_http_request *r)
@@ -275,25 +323,34 @@ static int check_length(struct as_http_request *r)
     return 0;
 }
 
+/* RFC 9110 10.1.1: only HTTP/1.1 clients wait for 100, and only before a
+ * body. */
+static void check_expect(struct as_http_request *r)
+{
+    r->expect_continue = false;
+    if (r->http_minor == 0 || (r->content_length <= 0 && !r->chunked))
+        return;
+    for (size_t i = 0; i < r->n_headers; i++) {
+        const struct as_http_header *h = &r->headers[i];
+        if (as_http_name_is(h->name, h->name_len, "expect") &&
+            as_http_list_has(h->value, h->value_len, "100-continue"))
+            r->expect_continue = true;
+    }
+}
+
 int as_http_head_finish(struct as_http_request *r)
 {
     llhttp_t *p = &r->parser;
-    bool te = false;
     int status;
 
     set_pointers(r);
-    r->http_major = p->http_major;
-    r->http_minor = p->http_minor;
     r->content_length = p->flags & F_CONTENT_LENGTH ? (int64_t)p->content_length : -1;
     r->chunked = (p->flags & F_CHUNKED) != 0;
     r->upgrade = p->upgrade != 0;
     r->keep_alive = llhttp_should_keep_alive(p) != 0;
-    if ((status = check_target(r)) || (status = check_fields(r, &te)) ||
+    if ((status = check_host(r)) || (status = check_singletons(r)) || (status = check_te(r)) ||
         (status = check_length(r)))
         return status;
-    /* HTTP/1.0 has no chunked coding: such a request is framed by its
-     * sender's idea of it; serve it, then close. */
-    if (te && r->http_minor == 0)
-        r->keep_alive = false;
+    check_expect(r);
     return 0;
 }

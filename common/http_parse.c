@@ -1,14 +1,18 @@
-/* Strict HTTP/1.1 request parsing: the line guard and llhttp in step (see
- * http_parse.h). llhttp is paused where the caller must get control (end of
- * the header section, each chunk-size line, end of the message), so the
- * bytes it reports consumed are exact and nothing past a message is taken. */
+/* HTTP/1.1 request parsing: the line guard, the request line, llhttp and
+ * the chunk-size lines in step (see http_parse.h). llhttp is paused where
+ * the caller must get control (end of the header section, each chunk-size
+ * line, end of the message), so the bytes it reports consumed are exact and
+ * nothing past a message is taken. */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
+#include "http_chunk.h"
 #include "http_fields.h"
 #include "http_head.h"
 #include "http_parse.h"
+#include "http_target.h"
 
 enum { PAUSE_NONE, PAUSE_HEAD, PAUSE_CHUNK, PAUSE_DONE };
 enum { BODY_LENGTH, BODY_CHUNK_LINE, BODY_CHUNK_DATA, BODY_TRAILERS };
@@ -85,8 +89,9 @@ static void start_message(struct as_http_request *r)
     r->state = AS_HTTP_HEAD;
     r->status = 0;
     r->error = NULL;
-    r->method = r->target = NULL;
-    r->target_len = 0;
+    r->method = r->target = r->path = r->query = NULL;
+    r->target_len = r->path_len = r->query_len = 0;
+    r->form = AS_HTTP_ORIGIN_FORM;
     r->http_major = r->http_minor = 0;
     r->n_headers = 0;
     r->content_length = -1;
@@ -95,11 +100,15 @@ static void start_message(struct as_http_request *r)
     r->buf_len = 0;
     r->last_cb = 0;
     r->target_off = r->field_off = r->value_off = 0;
+    r->path_off = r->query_off = r->authority_off = r->authority_len = 0;
+    r->has_query = false;
     as_http_guard_reset(&r->guard, true);
     r->pause_reason = PAUSE_NONE;
     r->body_left = r->body_announced = r->framing = 0;
     r->chunk_line = 0;
-    r->version_pending = false;
+    r->chunk_state = 0;
+    r->chunk_size = 0;
+    r->trailer_name_len = 0;
 }
 
 void as_http_init(struct as_http_request *r, const struct as_http_limits *limits)
@@ -141,38 +150,59 @@ static size_t consumed(const struct as_http_request *r, llhttp_errno_t e,
 }
 
 /* llhttp refused the bytes. */
-static void llhttp_failed(struct as_http_request *r, llhttp_errno_t e, const char *at)
+static void llhttp_failed(struct as_http_request *r, llhttp_errno_t e)
 {
-    if (r->status) {        /* one of our callbacks */
+    if (r->status)          /* one of our callbacks */
         fail(r, r->status, r->error);
-        return;
-    }
-    switch (e) {
-    case HPE_INVALID_METHOD:
-        /* A well-formed token llhttp does not know is a method we do not
-         * implement; anything else is a malformed line. */
-        fail(r, as_http_tchar((unsigned char)*at) ? 501 : 400, "unknown method");
-        return;
-    case HPE_INVALID_TRANSFER_ENCODING:
-        fail(r, 501, "unsupported Transfer-Encoding");
-        return;
-    default:
+    else if (e == HPE_INVALID_TRANSFER_ENCODING)
+        fail(r, 400, "chunked is not the last coding");   /* llhttp, at a field after chunked */
+    else
         fail(r, 400, llhttp_get_error_reason(&r->parser));
-    }
 }
 
-/* llhttp refused the version. Whether that is 505 or 400 depends on the
- * whole request line, which may not be here yet: wait for the guard. Once
- * the line is complete its verdict comes first; what the guard found in
- * later lines must not depend on how much of them the read brought. */
-static void judge_version(struct as_http_request *r, int gstatus, const char *gerror)
+/* Bytes llhttp is handed in place of ones it cannot read: it must take all
+ * of them and stop (or pause) exactly at their end. */
+static bool feed_synthetic(struct as_http_request *r, const char *s, size_t n, llhttp_errno_t expect)
 {
-    if (as_http_guard_request_line_done(&r->guard))
-        fail(r, as_http_guard_version_status(&r->guard), "malformed HTTP version");
-    else if (gstatus)
+    llhttp_errno_t e = llhttp_execute(&r->parser, s, n);
+
+    if (e != expect || (e != HPE_OK && llhttp_get_error_pos(&r->parser) != s + n)) {
+        if (e == HPE_OK || e == HPE_PAUSED)
+            fail(r, 400, "malformed request");
+        else
+            llhttp_failed(r, e);
+        return false;
+    }
+    return true;
+}
+
+/* The request line, up to and with its CRLF. */
+static size_t feed_request_line(struct as_http_request *r, const char *data, size_t len)
+{
+    int gstatus, status;
+    const char *gerror = NULL;
+    size_t n = as_http_guard_scan(&r->guard, &r->limits, data, len, &gstatus, &gerror);
+
+    if (as_http_append(r, data, n)) {
+        fail(r, r->status, r->error);
+        return n;
+    }
+    if (gstatus) {
         fail(r, gstatus, gerror);
+        return n;
+    }
+    if (r->guard.in_request_line)
+        return n;
+    if ((status = as_http_request_line(r))) {
+        fail(r, status, r->error);
+        return n;
+    }
+    /* llhttp reads the fields with this neutral line's version. */
+    if (r->http_minor == 0)
+        feed_synthetic(r, "GET / HTTP/1.0\r\n", 16, HPE_OK);
     else
-        r->version_pending = true;
+        feed_synthetic(r, "GET / HTTP/1.1\r\n", 16, HPE_OK);
+    return n;
 }
 
 static void head_done(struct as_http_request *r, bool aligned)
@@ -190,17 +220,14 @@ static void head_done(struct as_http_request *r, bool aligned)
     r->state = AS_HTTP_HEAD_DONE;
 }
 
-static size_t feed_head(struct as_http_request *r, const char *data, size_t len)
+/* Header fields, up to and with the empty line. */
+static size_t feed_fields(struct as_http_request *r, const char *data, size_t len)
 {
     int gstatus;
     const char *gerror = NULL;
     size_t n = as_http_guard_scan(&r->guard, &r->limits, data, len, &gstatus, &gerror);
     llhttp_errno_t e = HPE_OK;
 
-    if (r->version_pending) {
-        judge_version(r, gstatus, gerror);
-        return n;
-    }
     if (n)
         e = llhttp_execute(&r->parser, data, n);
     if (e == HPE_PAUSED && r->pause_reason == PAUSE_HEAD) {
@@ -209,15 +236,24 @@ static size_t feed_head(struct as_http_request *r, const char *data, size_t len)
         head_done(r, used == n && r->guard.done);
         return used;
     }
-    if (e == HPE_INVALID_VERSION && !r->status)
-        judge_version(r, gstatus, gerror);
-    else if (e != HPE_OK)
-        llhttp_failed(r, e, llhttp_get_error_pos(&r->parser));
+    if (e != HPE_OK)
+        llhttp_failed(r, e);
     else if (gstatus)
         fail(r, gstatus, gerror);
     else if (r->guard.done)
         fail(r, 400, "malformed header section");
     return r->state == AS_HTTP_ERROR ? consumed(r, e, data, n) : n;
+}
+
+static size_t feed_head(struct as_http_request *r, const char *data, size_t len)
+{
+    size_t n = 0;
+
+    if (r->guard.in_request_line)
+        n = feed_request_line(r, data, len);
+    if (r->state == AS_HTTP_HEAD && !r->guard.in_request_line && n < len)
+        n += feed_fields(r, data + n, len - n);
+    return n;
 }
 
 void as_http_begin_body(struct as_http_request *r)
@@ -242,28 +278,15 @@ static size_t min_size(size_t a, uint64_t b)
     return b < a ? (size_t)b : a;
 }
 
-/* How many bytes llhttp may see in the current body phase. */
-static size_t body_window(struct as_http_request *r, const char *data, size_t len,
-                          int *gstatus, const char **gerror)
-{
-    *gstatus = 0;
-    switch (r->body_phase) {
-    case BODY_CHUNK_LINE:
-        return min_size(len, AS_HTTP_MAX_CHUNK_LINE + 2 - r->chunk_line);
-    case BODY_TRAILERS:
-        return as_http_guard_scan(&r->guard, &r->limits, data, len, gstatus, gerror);
-    default:
-        return min_size(len, r->body_left);
-    }
-}
-
-/* A chunk-size line has been read (llhttp paused on it). */
-static void chunk_header(struct as_http_request *r, size_t used)
+/* llhttp paused on the chunk-size line it was handed. */
+static void chunk_header(struct as_http_request *r)
 {
     uint64_t size = r->parser.content_length, max = r->limits.max_body;
 
-    r->framing += r->chunk_line + used;
+    r->framing += r->chunk_line;
     r->chunk_line = 0;
+    r->chunk_state = 0;
+    r->chunk_size = 0;
     if (size > UINT64_MAX - r->body_announced ||
         (max && r->body_announced + size > max)) {
         fail(r, 413, "request body too large");
@@ -284,15 +307,52 @@ static void chunk_header(struct as_http_request *r, size_t used)
     llhttp_resume(&r->parser);
 }
 
+/* A chunk-size line, read here (http_chunk.c); llhttp gets the size. */
+static size_t chunk_line(struct as_http_request *r, const char *data, size_t len)
+{
+    char line[24];
+    int n;
+
+    for (size_t i = 0; i < len; i++) {
+        if (++r->chunk_line > AS_HTTP_MAX_CHUNK_LINE + 2) {
+            fail(r, 400, "chunk-size line too long");
+            return i;
+        }
+        switch (as_chunk_byte(&r->chunk_state, &r->chunk_size, (unsigned char)data[i])) {
+        case AS_CHUNK_MORE:
+            continue;
+        case AS_CHUNK_BAD:
+            fail(r, 400, "malformed chunk-size line");
+            return i;
+        case AS_CHUNK_HUGE:
+            fail(r, 400, "chunk size too large");
+            return i;
+        case AS_CHUNK_END:
+            n = snprintf(line, sizeof line, "%" PRIx64 "\r\n", r->chunk_size);
+            if (feed_synthetic(r, line, (size_t)n, HPE_PAUSED) && r->pause_reason == PAUSE_CHUNK)
+                chunk_header(r);
+            else if (r->state != AS_HTTP_ERROR)
+                fail(r, 400, "malformed chunked body");
+            return i + 1;
+        }
+    }
+    return len;
+}
+
+/* How many bytes llhttp may see in the current body phase. */
+static size_t body_window(struct as_http_request *r, const char *data, size_t len,
+                          int *gstatus, const char **gerror)
+{
+    *gstatus = 0;
+    if (r->body_phase == BODY_TRAILERS)
+        return as_http_guard_scan(&r->guard, &r->limits, data, len, gstatus, gerror);
+    return min_size(len, r->body_left);
+}
+
 /* llhttp took all N bytes of the window without pausing. */
 static void body_progress(struct as_http_request *r, size_t n, int gstatus, const char *gerror)
 {
     switch (r->body_phase) {
-    case BODY_CHUNK_LINE:
-        r->chunk_line += n;
-        if (r->chunk_line >= AS_HTTP_MAX_CHUNK_LINE + 2)
-            fail(r, 400, "chunk-size line too long");
-        break;
     case BODY_CHUNK_DATA:
         r->body_left -= n;
         if (!r->body_left) {
@@ -321,25 +381,28 @@ static void message_done(struct as_http_request *r, bool whole_window)
         r->state = AS_HTTP_DONE;
 }
 
-/* One llhttp step of the body; returns the bytes consumed. */
+/* One step of the body; returns the bytes consumed. */
 static size_t body_step(struct as_http_request *r, const char *data, size_t len)
 {
     int gstatus;
     const char *gerror = NULL;
-    size_t n = body_window(r, data, len, &gstatus, &gerror), used;
+    size_t n, used;
     llhttp_errno_t e = HPE_OK;
 
+    if (r->body_phase == BODY_CHUNK_LINE)
+        return chunk_line(r, data, len);
+    n = body_window(r, data, len, &gstatus, &gerror);
     if (n)
         e = llhttp_execute(&r->parser, data, n);
     used = consumed(r, e, data, n);
     if (e == HPE_OK)
         body_progress(r, n, gstatus, gerror);
-    else if (e == HPE_PAUSED && r->pause_reason == PAUSE_CHUNK)
-        chunk_header(r, used);
     else if (e == HPE_PAUSED && r->pause_reason == PAUSE_DONE)
         message_done(r, used == n);
+    else if (e == HPE_PAUSED)
+        fail(r, 400, "malformed chunked body");
     else
-        llhttp_failed(r, e, llhttp_get_error_pos(&r->parser));
+        llhttp_failed(r, e);
     return used;
 }
 

@@ -1,7 +1,7 @@
-/* Strict HTTP/1.1 request parsing shared by appstack-worker and
- * appstack-proxy (llhttp underneath), so that the two can never disagree
- * about where a request ends. One struct per connection, reused for every
- * request on it: no allocation per request.
+/* HTTP/1.1 request parsing exactly by RFC 9110/9112, shared by
+ * appstack-worker and appstack-proxy so that the two can never disagree
+ * about what a request is or where it ends. One struct per connection,
+ * reused for every request on it: no allocation per request.
  *
  * Use:
  *   as_http_init(&r, &limits) once per connection;
@@ -14,20 +14,26 @@
  *   bytes already fed but not consumed: the caller re-feeds the unconsumed
  *   tail, which is how pipelining works).
  * Any error: state AS_HTTP_ERROR, r.status is what to answer (400, 413, 414,
- * 431, 501 for an unknown method or Transfer-Encoding, 505, or 500 when
- * on_body gave up) and the connection must be closed after the answer.
- * Requests an origin server does not take are errors too: CONNECT, and
- * targets other than "/..." (or "*" with OPTIONS).
+ * 431, 501, 505, or 500 when on_body gave up) and the connection must be
+ * closed after the answer.
  *
- * as_http_feed() takes every byte it is given while it reads a header
- * section or a body; it returns less than LEN only when it stops (head done,
- * message done, error), and never consumes a byte past the end of the
- * message, so pipelined requests stay with the caller.
+ * as_http_feed() takes every byte it is given while it reads a head or a
+ * body; it returns less than LEN only when it stops (head done, message
+ * done, error), and never consumes a byte past the end of the message, so
+ * pipelined requests stay with the caller.
  *
- * The header section goes through a line guard before llhttp sees it: it
- * enforces the size limits on raw bytes as sent and rejects bare CR, bare
- * LF, control characters and obs-fold, so the verdict on a request is the
- * same however its bytes are split across reads.
+ * Who reads what: a line guard (http_guard.c) bounds every line of the
+ * head and trailers on raw bytes and refuses bare CR, bare LF, control
+ * characters and obs-fold, so a verdict never depends on how the bytes were
+ * split across reads. The request line (http_target.c) and chunk-size lines
+ * (http_chunk.c) are read here, because llhttp 8.1 cannot read what RFC
+ * 9112 allows in them: it knows a fixed list of methods, refuses obs-text in
+ * a target in strict mode (and takes HTAB and FF there otherwise), and takes
+ * no whitespace around chunk extensions. llhttp (strict build) reads the
+ * header section, chunk data and trailers; it is handed a neutral request
+ * line with the same version, and each chunk's size alone. The finished
+ * head is then checked (http_head.c): Host, singleton fields,
+ * Transfer-Encoding, Content-Length.
  *
  * The struct holds pointers to itself (llhttp's settings): do not copy or
  * move it after as_http_init(). */
@@ -41,7 +47,6 @@
 #include <llhttp.h>
 
 #include "http_guard.h"
-#include "http_reply.h"
 
 #define AS_HTTP_MAX_HEADERS_HARD 1024  /* upper bound of limits.max_fields */
 
@@ -79,8 +84,15 @@ enum as_http_state {
     AS_HTTP_ERROR,
 };
 
+/* RFC 9112 3.2. Authority-form is CONNECT's, and CONNECT is refused. */
+enum as_http_form {
+    AS_HTTP_ORIGIN_FORM,    /* "/path?query" */
+    AS_HTTP_ABSOLUTE_FORM,  /* "http://host/path?query": the host is the Host */
+    AS_HTTP_ASTERISK_FORM,  /* "*", OPTIONS only */
+};
+
 struct as_http_header {
-    const char *name;   /* points into r->buf; NUL-terminated (as is value) */
+    const char *name;   /* NUL-terminated, as is value */
     size_t name_len;
     const char *value;  /* leading/trailing whitespace removed */
     size_t value_len;
@@ -94,21 +106,33 @@ struct as_http_request {
     int status;                 /* error status when state == AS_HTTP_ERROR */
     const char *error;          /* short reason for the log */
 
-    /* Valid from AS_HTTP_HEAD_DONE until as_http_next(). Strings point into
-     * buf and are NUL-terminated. */
-    const char *method;         /* "GET" */
-    const char *target;         /* raw request-target, "/a%20b?x=1" */
+    /* Valid from AS_HTTP_HEAD_DONE until as_http_next(). method and target
+     * are NUL-terminated; path and query are not. */
+    const char *method;         /* any token without lower case: "GET", "QUERY" */
+    const char *target;         /* the request-target as sent, fragment and all */
     size_t target_len;
-    int http_major, http_minor;
-    struct as_http_header *headers;
+    enum as_http_form form;
+    const char *path;           /* still percent-encoded (the escapes are
+                                   well-formed), never empty: "/a%20b";
+                                   "*" in asterisk-form; "/" for "http://h" */
+    size_t path_len;
+    const char *query;          /* after "?", up to a "#"; NULL without "?" */
+    size_t query_len;
+    int http_major, http_minor; /* 1.0 or 1.1 (1.2 to 1.9 are read as 1.1,
+                                   RFC 9110 2.5) */
+    struct as_http_header *headers;  /* as sent, except: in absolute-form
+                                   Host is the target's authority (added when
+                                   absent), and a repeated singleton field
+                                   with the same value is kept once */
     size_t n_headers;
     int64_t content_length;     /* -1 when absent */
     bool chunked;               /* Transfer-Encoding: chunked */
-    bool expect_continue;       /* Expect: 100-continue */
+    bool expect_continue;       /* HTTP/1.1, Expect: 100-continue and a body
+                                   to come: the client waits for 100 */
     bool keep_alive;            /* connection may be reused after this one */
     bool upgrade;               /* Connection: upgrade + Upgrade: asked for;
                                    not performed: answer it as a normal
-                                   request (CONNECT is refused with 400) */
+                                   request */
     uint64_t body_received;     /* decoded body bytes so far */
 
     /* Called with decoded body bytes. Return non-zero to abort (state
@@ -116,8 +140,9 @@ struct as_http_request {
     int (*on_body)(void *ctx, const char *data, size_t len);
     void *ctx;
 
-    /* Private: header section storage. Offsets into buf while it may still
-     * move; pointers are set once the section is complete. */
+    /* Private: head storage ("METHOD\0TARGET\0[AUTHORITY\0]" then the
+     * fields). Offsets into buf while it may still move; pointers are set
+     * once the section is complete. */
     char *buf;
     size_t buf_len, buf_cap;
     struct as_http_header *hdr_store;
@@ -125,6 +150,8 @@ struct as_http_request {
     int last_cb;
     size_t *hdr_off;            /* name and value offset of each header */
     size_t target_off, field_off, value_off;
+    size_t path_off, query_off, authority_off, authority_len;
+    bool has_query;
 
     /* Private: framing state. */
     struct as_http_guard guard;
@@ -134,8 +161,10 @@ struct as_http_request {
     uint64_t body_announced;    /* sum of the chunk sizes seen */
     uint64_t framing;           /* chunked overhead bytes so far */
     size_t chunk_line;          /* bytes of the current chunk-size line */
-    bool version_pending;       /* llhttp refused the version: judge the
-                                   whole request line before answering */
+    int chunk_state;            /* where in it (http_chunk.c) */
+    uint64_t chunk_size;
+    char trailer_name[24];      /* the trailer field being read, cut short */
+    size_t trailer_name_len;
 };
 
 void as_http_init(struct as_http_request *r, const struct as_http_limits *limits);

@@ -3,6 +3,7 @@
  * Connection); the producers (static files, forwarding, errors) only write
  * header lines and body bytes. */
 #include "exchange.h"
+#include "http_reply.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "http_parse.h"
+#include "http_reply.h"
 
 struct body {
     char *data;
@@ -128,6 +129,14 @@ static void print_head(const struct as_http_request *r)
     json_str(r->method, strlen(r->method));
     printf(", \"target\": ");
     json_str(r->target, r->target_len);
+    printf(", \"form\": \"%s\", \"path\": ", r->form == AS_HTTP_ORIGIN_FORM ? "origin"
+                                          : r->form == AS_HTTP_ABSOLUTE_FORM ? "absolute" : "asterisk");
+    json_str(r->path, r->path_len);
+    printf(", \"query\": ");
+    if (r->query)
+        json_str(r->query, r->query_len);
+    else
+        printf("null");
     printf(", \"version\": \"%d.%d\", \"headers\": [", r->http_major, r->http_minor);
     for (i = 0; i < r->n_headers; i++) {
         const struct as_http_header *h = &r->headers[i];

@@ -180,16 +180,22 @@ def test_transfer_encoding_chunked_spellings(value):
     assert m["chunked"] and m["body"] == "abc"
 
 
-def test_http10_chunked_is_served_then_closed():
-    m = ok(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
-           b"1\r\na\r\n0\r\n\r\n")
-    assert m["body"] == "a" and not m["keep_alive"]
+def test_http10_chunked_is_refused():
+    """RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty framing."""
+    assert status(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
+                  b"1\r\na\r\n0\r\n\r\n") == 400
 
 
 def test_expect_continue():
-    assert ok(b"PUT / HTTP/1.1\r\nExpect: 100-Continue\r\n\r\n")["expect_continue"]
-    assert not ok(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n")["expect_continue"]
-    assert not ok(b"PUT / HTTP/1.1\r\nExpect: 200-ok\r\n\r\n")["expect_continue"]
+    body = b"Content-Length: 2\r\n\r\nab"
+    assert ok(b"PUT / HTTP/1.1\r\nExpect: 100-Continue\r\n" + body)["expect_continue"]
+    assert ok(b"PUT / HTTP/1.1\r\nExpect: foo, 100-continue\r\n" + body)["expect_continue"]
+    assert ok(b"PUT / HTTP/1.1\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")[
+        "expect_continue"]
+    assert not ok(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\n" + body)["expect_continue"]
+    assert not ok(b"PUT / HTTP/1.1\r\nExpect: 200-ok\r\n" + body)["expect_continue"]
+    # no body to wait for: no 100 either
+    assert not ok(b"PUT / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n")["expect_continue"]
 
 
 def test_upgrade_is_flagged_and_not_performed():
@@ -236,11 +242,11 @@ TE = P + b"Transfer-Encoding: chunked\r\n\r\n"
     (P + b"Content-Length: 99999999999999999999999\r\n\r\n", 400),
     # Transfer-Encoding other than exactly chunked
     (P + b"Transfer-Encoding: gzip, chunked\r\n\r\n", 501),
-    (P + b"Transfer-Encoding: chunked, identity\r\n\r\n", 501),
+    (P + b"Transfer-Encoding: chunked, identity\r\n\r\n", 400),
     (P + b"Transfer-Encoding: xchunked\r\n\r\n", 501),
     (P + b"Transfer-Encoding: identity\r\n\r\n", 501),
     (P + b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
-    (P + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+    (P + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
     (P + b"Transfer-Encoding: chunked\t\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 501),
     (P + b"Transfer-Encoding: chunked \t\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 501),
     # line endings, folding, control characters
@@ -275,18 +281,15 @@ TE = P + b"Transfer-Encoding: chunked\r\n\r\n"
     (b"GET / HTTP/1.x\r\n\r\n", 400),
     (b"GET /\r\n\r\n", 400),
     (b"GET\r\n\r\n", 400),
-    (b"FOO / HTTP/1.1\r\n\r\n", 501),
     (b"get / HTTP/1.1\r\n\r\n", 501),
-    (b"GETX / HTTP/1.1\r\n\r\n", 501),
+    (b"Get / HTTP/1.1\r\n\r\n", 501),
     # versions
-    (b"GET / HTTP/1.2\r\n\r\n", 505),
     (b"GET / HTTP/2.0\r\n\r\n", 505),
     (b"GET / HTTP/0.9\r\n\r\n", 505),
     (b"GET / HTTP/3.1\r\n\r\n", 505),
     (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
     # targets an origin server does not take
-    (b"GET http://example.com/ HTTP/1.1\r\n\r\n", 400),
-    (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 400),
+    (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 501),
     # chunked framing
     (TE + b"3 \r\nabc\r\n0\r\n\r\n", 400),
     (TE + b"3\nabc\n0\n\n", 400),
@@ -417,3 +420,161 @@ def test_control_character_at_every_word_offset(offset):
     assert ok(H + b"X: " + b"v" * offset + b"\x80\xff~ " + b"w" * 20 + b"\r\n\r\n")
     value = "v" * (offset + 1) + "\t" + "w" * 20
     assert ok(H + b"X: " + value.encode() + b"\r\n\r\n")["headers"] == [["X", value]]
+
+
+# ---- RFC 9110/9112 behaviour beyond llhttp's own (request line, targets,
+# chunk extensions, Transfer-Encoding, Host, singletons, trailers) ----
+
+@pytest.mark.parametrize("method", [b"QUERY", b"PROPFIND", b"MKCOL", b"VERSION-CONTROL", b"M-SEARCH",
+                                    b"-BLARGH", b"X", b"PATCH", b"TRACE", b"A1!#$%&'*+.^_`|~"])
+def test_any_upper_case_token_method(method):
+    m = ok(method + b" /x HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert m["method"] == method.decode() and m["path"] == "/x"
+
+
+@pytest.mark.parametrize("line", [b"G(T / HTTP/1.1", b"GET: / HTTP/1.1", b"GE\x80T / HTTP/1.1",
+                                  b"G\"T / HTTP/1.1"])
+def test_method_must_be_a_token(line):
+    assert status(line + b"\r\n\r\n") == 400
+
+
+@pytest.mark.parametrize("target,path,query,host", [
+    (b"/a/b?x=1&y", "/a/b", "x=1&y", None),
+    (b"/a?", "/a", "", None),
+    (b"/a#frag", "/a", None, None),
+    (b"/a?q=1#frag?x", "/a", "q=1", None),
+    (b"/a#f?not-query", "/a", None, None),
+    (b"///keeping_slashes", "///keeping_slashes", None, None),
+    (b"/with_\"quotes\"?foo=\"bar\"", "/with_\"quotes\"", "foo=\"bar\"", None),
+    (b"/caf\xc3\xa9/\xff", "/caf\xc3\xa9/\xff", None, None),
+    (b"/%41%2f?%zz", "/%41%2f", "%zz", None),
+    (b"http://example.com/foo?q=1", "/foo", "q=1", "example.com"),
+    (b"HTTPS://Example.COM:8443/foo", "/foo", None, "Example.COM:8443"),
+    (b"http://[::1]:8080/foo", "/foo", None, "[::1]:8080"),
+    (b"http://user:pass@example.com:8080/foo?q=1", "/foo", "q=1", "example.com:8080"),
+    (b"http://example.com", "/", None, "example.com"),
+    (b"http://example.com?q", "/", "q", "example.com"),
+    (b"http://example.com#f", "/", None, "example.com"),
+])
+def test_target_forms(target, path, query, host):
+    m = ok(b"GET " + target + b" HTTP/1.1\r\nHost: other.example\r\n\r\n")
+    assert (m["path"], m["query"]) == (path, query)
+    assert m["target"] == target.decode("latin-1")
+    assert m["form"] == ("absolute" if host else "origin")
+    # RFC 9112 3.2.2: in absolute-form the authority is the Host
+    assert m["headers"] == [["Host", host or "other.example"]]
+
+
+def test_absolute_form_adds_the_host_it_names():
+    m = ok(b"GET http://h.example:81/p HTTP/1.0\r\nAccept: */*\r\n\r\n")
+    assert m["headers"] == [["Accept", "*/*"], ["Host", "h.example:81"]]
+
+
+def test_options_asterisk_and_absolute_form_without_path():
+    assert ok(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n")["form"] == "asterisk"
+    m = ok(b"OPTIONS http://h.example:8001 HTTP/1.1\r\n\r\n")
+    assert (m["form"], m["path"]) == ("absolute", "*")      # RFC 9112 3.2.4
+
+
+@pytest.mark.parametrize("target", [
+    b"*", b"foo/bar", b"example.com:443", b"ftp://example.com/", b"http:/x", b"http://", b"http:///x",
+    b"http://a@b@c/", b"http://[::1/", b"http://ex ample/", b"http://exa%zzmple/", b"://x/", b"1http://x/",
+    b"/a%zz", b"/a%2", b"/100%", b"?x", b"#f",
+])
+def test_targets_refused(target):
+    assert status(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n\r\n") == 400
+
+
+def test_tab_in_request_line_refused():
+    assert status(b"GET /a\tb HTTP/1.1\r\n\r\n") == 400
+    assert status(b"GET\t/ HTTP/1.1\r\n\r\n") == 400
+
+
+@pytest.mark.parametrize("version,code", [
+    (b"HTTP/1.2", "1.1"), (b"HTTP/1.9", "1.1"), (b"HTTP/0.9", 505), (b"HTTP/2.0", 505), (b"HTTP/9.9", 505),
+    (b"HTTP/1.10", 400), (b"HTTP/0.99", 400), (b"HTTP/1", 400), (b"HTTP/1.1.1", 400), (b"HTTPS/1.1", 400),
+])
+def test_versions(version, code):
+    req = b"GET / " + version + b"\r\nHost: h\r\n\r\n"
+    if isinstance(code, int):
+        assert status(req) == code
+    else:
+        assert ok(req)["version"] == code      # RFC 9110 2.5: as the highest 1.x we know
+
+
+@pytest.mark.parametrize("line", [
+    b"5; some; parameters=stuff", b"5 ; a = 1", b"5\t;\ta\t=\t1", b"5;a=1;b=2", b"5;foo=\"bar baz\"",
+    b"5;q=\"a;b\\\"c\";n", b"5;n=\"\\\xff\xfe\"", b"005;a", b"5;a;b;c",
+])
+def test_chunk_extensions_accepted(line):
+    m = ok(TE + line + b"\r\nhello\r\n0;last=\"x\"\r\n\r\n")
+    assert m["body"] == "hello"
+
+
+@pytest.mark.parametrize("line", [
+    b"5 ", b"5;a ", b"5;", b"5; ", b"5;=1", b"5;a=", b"5;a= ", b"5;a=\"x", b"5;a=\"x\"y", b"5;a=b c",
+    b"5;a=\"\x01\"", b"5;a@b", b" 5", b"5 5", b"+5", b"-5", b"0x5", b"5;a=\"x\rn\"", b"",
+])
+def test_chunk_size_lines_refused(line):
+    assert status(TE + line + b"\r\nhello\r\n0\r\n\r\n") == 400
+
+
+@pytest.mark.parametrize("te,code", [
+    (b"identity, chunked", None), (b"identity\r\nTransfer-Encoding: chunked", None), (b"CHUNKED", None),
+    (b"gzip, chunked", 501), (b"gzip\r\nTransfer-Encoding: chunked", 501), (b"identity", 501), (b"gzip", 501),
+    (b"chunked, gzip", 400), (b"chunked\r\nTransfer-Encoding: gzip", 400), (b"chunked, chunked", 400),
+    (b"identity, chunked, identity, chunked", 400), (b",chunked", 400), (b"chunked,", 400), (b"", 400),
+])
+def test_transfer_codings(te, code):
+    req = P + b"Transfer-Encoding: " + te + b"\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    if code:
+        assert status(req) == code
+    else:
+        assert ok(req)["body"] == "hello"
+
+
+def test_http10_transfer_encoding_with_length_refused():
+    assert status(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello") == 400
+
+
+@pytest.mark.parametrize("host,good", [
+    (b"example.com", True), (b"example.com:8080", True), (b"0.0.0.0=5000", True), (b"[::1]:80", True),
+    (b"", True), (b"a_b.example", True), (b"ex ample.com", False), (b"example.com:80:80", False),
+    (b"a/b", False), (b"user@example.com", False), (b":80", False), (b"[::1", False), (b"caf\xe9.example", False),
+])
+def test_host_values(host, good):
+    req = b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"
+    if good:
+        assert ok(req)["headers"][0][1] == host.decode()
+    else:
+        assert status(req) == 400
+
+
+def test_http11_without_host_is_served():
+    # RFC 9112 3.2 says 400; served, as gunicorn and uWSGI do (docs/security.md)
+    assert ok(b"GET / HTTP/1.1\r\n\r\n")["headers"] == []
+
+
+@pytest.mark.parametrize("name", [b"Content-Type", b"Authorization", b"If-Modified-Since", b"Range",
+                                  b"User-Agent", b"Referer", b"Max-Forwards", b"content-type"])
+def test_singleton_fields(name):
+    same = ok(H + b"Content-Type: a\r\n".replace(b"Content-Type", name) + name + b": a\r\n\r\n")
+    assert same["headers"] == [[name.decode(), "a"]]
+    assert status(H + name + b": a\r\n" + name + b": b\r\n\r\n") == 400
+
+
+def test_list_fields_may_repeat():
+    m = ok(H + b"Accept: a\r\nX-A: 1\r\nAccept: b\r\nCookie: c=1\r\nCookie: d=2\r\n\r\n")
+    assert [h[0] for h in m["headers"]] == ["Accept", "X-A", "Accept", "Cookie", "Cookie"]
+
+
+@pytest.mark.parametrize("name", [b"Content-Length", b"Transfer-Encoding", b"Host", b"Trailer", b"Connection",
+                                  b"Upgrade", b"TE", b"Authorization", b"Cookie", b"Expect", b"content-length"])
+def test_trailers_that_must_not_be_trailers(name):
+    assert status(TE + b"5\r\nhello\r\n0\r\n" + name + b": 1\r\n\r\n") == 400
+
+
+def test_other_trailers_are_read_and_dropped():
+    m = ok(TE + b"5\r\nhello\r\n0\r\nVary: *\r\nContent-Type: text/plain\r\nX-Checksum: 1\r\n"
+           + b"X-" + b"L" * 100 + b": 1\r\n\r\n")
+    assert m["body"] == "hello" and m["headers"] == [["Transfer-Encoding", "chunked"]]

@@ -169,3 +169,33 @@ def test_keepalive_zero_disables_keepalive(tmpdir_short):
             status, headers, _ = c.response()
             assert status == 200 and headers["connection"] == "close"
             assert c.closed()
+
+
+# What the app sees of the request line (docs/security.md, "HTTP/1.1
+# conformance"): (request line and fields, expected environ items).
+REQUEST_LINES = [
+    ("absolute-form", b"GET http://u:p@example.com:8080/a%20b?q=1#f HTTP/1.1\r\nHost: other\r\n",
+     {"REQUEST_METHOD": "GET", "PATH_INFO": "/a b", "QUERY_STRING": "q=1", "HTTP_HOST": "example.com:8080",
+      "RAW_URI": "http://u:p@example.com:8080/a%20b?q=1#f", "wsgi.url_scheme": "http"}),
+    ("https-absolute-form", b"GET https://example.com HTTP/1.0\r\n",
+     {"PATH_INFO": "/", "QUERY_STRING": "", "HTTP_HOST": "example.com", "SERVER_PROTOCOL": "HTTP/1.0",
+      "wsgi.url_scheme": "http"}),
+    ("fragment", b"GET /a?x=1#frag?y HTTP/1.1\r\nHost: h\r\n", {"PATH_INFO": "/a", "QUERY_STRING": "x=1"}),
+    ("obs-text", b"GET /caf\xc3\xa9%20x?\xff HTTP/1.1\r\nHost: h\r\n",
+     {"PATH_INFO": "/caf\xc3\xa9 x", "QUERY_STRING": "\xff"}),
+    ("query-method", b"QUERY /search HTTP/1.1\r\nHost: h\r\n", {"REQUEST_METHOD": "QUERY"}),
+    ("webdav-method", b"PROPFIND /dav/ HTTP/1.1\r\nHost: h\r\n", {"REQUEST_METHOD": "PROPFIND"}),
+    ("http-1.2", b"GET /v HTTP/1.2\r\nHost: h\r\n", {"SERVER_PROTOCOL": "HTTP/1.1", "PATH_INFO": "/v"}),
+    ("same-content-type-twice", b"GET / HTTP/1.1\r\nHost: h\r\nContent-Type: a/b\r\nContent-Type: a/b\r\n",
+     {"CONTENT_TYPE": "a/b"}),
+]
+
+
+@pytest.mark.parametrize("name,head,expected", REQUEST_LINES, ids=[r[0] for r in REQUEST_LINES])
+def test_request_line_in_environ(app, name, head, expected):
+    with Conn(app.port) as c:
+        c.send(head + b"Connection: close\r\n\r\n")
+        status, _, body = c.response()
+    env = json.loads(body)["env"]
+    assert status == 200
+    assert {k: env.get(k) for k in expected} == expected

@@ -11,6 +11,7 @@
 #include <sys/un.h>
 
 #include "http_fields.h"
+#include "http_uri.h"
 #include "listen.h"
 #include "log.h"
 
@@ -356,61 +357,27 @@ static int add_header(PyObject *env, const struct as_http_header *h)
     return rc;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* PATH_INFO: percent-decoded bytes, as latin-1 (PEP 3333). */
+/* PATH_INFO: percent-decoded bytes, as latin-1 (PEP 3333). The parser
+ * made sure every escape is well-formed. */
 static PyObject *decode_path(const char *p, size_t len)
 {
-    PyObject *s = PyUnicode_New((Py_ssize_t)len, 255);
-    Py_UCS1 *d;
-    size_t n = 0;
+    PyObject *s = PyUnicode_New((Py_ssize_t)len, 255), *r;
+    ssize_t n;
 
     if (!s)
         return NULL;
-    d = PyUnicode_1BYTE_DATA(s);
-    for (size_t i = 0; i < len; i++) {
-        int hi, lo;
-        if (p[i] == '%' && i + 2 < len && (hi = hexval((unsigned char)p[i + 1])) >= 0 &&
-            (lo = hexval((unsigned char)p[i + 2])) >= 0) {
-            d[n++] = (Py_UCS1)(hi * 16 + lo);
-            i += 2;
-        } else {
-            d[n++] = (Py_UCS1)p[i];
-        }
+    n = as_pct_decode(p, len, (char *)PyUnicode_1BYTE_DATA(s), NULL);
+    if (n < 0) {
+        Py_DECREF(s);
+        PyErr_SetString(PyExc_ValueError, "malformed percent-encoding in the path");
+        return NULL;
     }
-    if (n == len)
+    if ((size_t)n == len)
         return s;
     /* Shrink into an exact, canonical string object. */
-    PyObject *r = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, d, (Py_ssize_t)n);
+    r = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, PyUnicode_1BYTE_DATA(s), n);
     Py_DECREF(s);
     return r;
-}
-
-/* Splits the request-target into path and query; absolute-form targets
- * ("http://host/p") lose their scheme and authority. */
-static void split_target(const char *t, size_t len, const char **path, size_t *plen, const char **query,
-                         size_t *qlen)
-{
-    const char *q, *end = t + len;
-
-    if (len > 0 && t[0] != '/' && t[0] != '*') {
-        const char *s = memchr(t, ':', len);
-        if (s && s + 2 < end && s[1] == '/' && s[2] == '/') {
-            const char *slash = memchr(s + 3, '/', (size_t)(end - s - 3));
-            t = slash ? slash : end;
-        }
-    }
-    q = memchr(t, '?', (size_t)(end - t));
-    *path = t;
-    *plen = (size_t)((q ? q : end) - t);
-    *query = q ? q + 1 : end;
-    *qlen = q ? (size_t)(end - q - 1) : 0;
 }
 
 static PyObject *method_obj(const char *m)
@@ -485,18 +452,17 @@ out:
     return rc;
 }
 
+/* The parser split the target (absolute-form and fragment included). */
 static int set_request_line(PyObject *env, struct wk_conn *c, const struct as_http_header *sn_hdr)
 {
     const struct as_http_request *r = &c->req;
-    const char *path, *query;
-    size_t plen, qlen;
 
-    split_target(r->target, r->target_len, &path, &plen, &query, &qlen);
     if (set_steal(env, k_method, method_obj(r->method)) < 0 ||
         PyDict_SetItem(env, k_proto, r->http_minor == 0 ? v_http10 : v_http11) < 0 ||
-        set_latin1(env, k_raw, r->target, r->target_len) < 0 || set_script_path(env, path, plen, sn_hdr) < 0)
+        set_latin1(env, k_raw, r->target, r->target_len) < 0 ||
+        set_script_path(env, r->path, r->path_len, sn_hdr) < 0)
         return -1;
-    if (qlen > 0 && set_latin1(env, k_query, query, qlen) < 0)
+    if (r->query_len > 0 && set_latin1(env, k_query, r->query, r->query_len) < 0)
         return -1;
     return 0;
 }

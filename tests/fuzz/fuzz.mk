@@ -16,10 +16,12 @@ FUZZ_FLAGS = -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize
 	-DSYSCONFDIR='"$(sysconfdir)"' -DBINDIR='"$(bindir)"'
 FUZZ_HTTP = $(top_srcdir)/common/http_parse.c $(top_srcdir)/common/http_head.c \
 	$(top_srcdir)/common/http_guard.c $(top_srcdir)/common/http_reason.c \
-	$(top_srcdir)/common/http_fields.c $(top_srcdir)/common/http_uri.c
+	$(top_srcdir)/common/http_fields.c $(top_srcdir)/common/http_uri.c \
+	$(top_srcdir)/common/http_target.c $(top_srcdir)/common/http_chunk.c
 FUZZ_HTTP_H = $(top_srcdir)/common/http_parse.h $(top_srcdir)/common/http_head.h \
 	$(top_srcdir)/common/http_guard.h $(top_srcdir)/common/http_fields.h \
-	$(top_srcdir)/common/http_uri.h $(top_srcdir)/common/http_reply.h
+	$(top_srcdir)/common/http_uri.h $(top_srcdir)/common/http_reply.h \
+	$(top_srcdir)/common/http_target.h $(top_srcdir)/common/http_chunk.h
 if LLHTTP_BUNDLED
 FUZZ_LLHTTP = $(LLHTTP_SRCDIR)/llhttp.c $(LLHTTP_SRCDIR)/api.c $(LLHTTP_SRCDIR)/http.c
 FUZZ_LLHTTP_LIBS =
