@@ -294,6 +294,7 @@ void lifecycle_child_exited(struct master *m, pid_t pid, int status)
 static bool check(const struct worker *w, ev_tstamp now, uint64_t now_us, struct wevent *ev, struct reqview *req)
 {
     double limit = w->m->cfg.timeout;
+    uint64_t last;
 
     memset(ev, 0, sizeof *ev);
     if (w->state == W_LOADING && now - w->started > load_timeout(w->m)) {
@@ -304,6 +305,12 @@ static bool check(const struct worker *w, ev_tstamp now, uint64_t now_us, struct
                slot_requests(w, now_us, req, 1) == 1 && req->age > limit) {
         ev->kind = WEV_TIMEOUT;
         ev->req = req;
+    } else if (worker_ready(w) && limit > 0 && now_us > (last = slot_last_turn(w)) && now_us - last > limit * 1e6) {
+        /* Stuck outside a request: native code, a thread that holds the
+         * GIL, a deadlock, SIGSTOP. The worker's loop wakes at least every
+         * timeout/4 when idle (appstack-worker), so this is no false alarm. */
+        ev->kind = WEV_HEARTBEAT;
+        ev->age = (double)(now_us - last) / 1e6;
     } else if ((w->state == W_SERVING && slot_wants_recycle(w)) || (w->state == W_RECYCLING && !w->replaced_by)) {
         ev->kind = WEV_RECYCLE;
         ev->cause = END_MAX_REQUESTS;

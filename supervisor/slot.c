@@ -51,3 +51,13 @@ bool slot_waits_on_sockets(const struct worker *w)
 
     return s->state == AS_SLOT_IDLE || (s->state == AS_SLOT_RECYCLE && !s->request_start);
 }
+
+uint64_t slot_last_turn(const struct worker *w)
+{
+    const struct as_slot *s = slot_of(w);
+    uint64_t hb = s->heartbeat, start = s->request_start;
+
+    /* One request at a time: the loop does not turn while it runs; the
+     * request's own timeout judges it. */
+    return start > hb ? start : hb;
+}

@@ -30,6 +30,8 @@ int slot_requests(const struct worker *w, uint64_t now_us, struct reqview *out, 
 uint64_t slot_served(const struct worker *w);
 /* The worker reached max_requests and asks to be replaced. */
 bool slot_wants_recycle(const struct worker *w);
+/* When its loop last turned or took a request (CLOCK_MONOTONIC usec). */
+uint64_t slot_last_turn(const struct worker *w);
 /* Idle in its loop: it may take the next connection from the sockets. */
 bool slot_waits_on_sockets(const struct worker *w);
 

@@ -304,6 +304,16 @@ static enum wout request_timed_out(struct worker *w, const struct reqview *r)
     return WO_NONE;
 }
 
+static enum wout heartbeat_lost(struct worker *w, double age)
+{
+    if (!worker_ready(w))
+        return WO_NONE;
+    worker_log(w, LOG_ERR, "worker %d (pid %d) killed: its loop has not turned for %.1f s, outside any request "
+               "(timeout %g s)", w->id, (int)w->pid, age, w->m->cfg.timeout);
+    kill_now(w, END_HEARTBEAT);
+    return WO_NONE;
+}
+
 static enum wout recycle(struct worker *w, enum worker_end cause)
 {
     if (w->state == W_SERVING) {
@@ -360,6 +370,7 @@ enum wout worker_step(struct worker *w, const struct wevent *ev)
     case WEV_EXITED: return exited(w, ev->status);
     case WEV_LOAD_TIMEOUT: return load_timeout_passed(w);
     case WEV_TIMEOUT: return request_timed_out(w, ev->req);
+    case WEV_HEARTBEAT: return heartbeat_lost(w, ev->age);
     case WEV_RECYCLE: return recycle(w, ev->cause);
     case WEV_REPLACED: return replaced(w);
     case WEV_RETIRE: return retire(w);

@@ -40,6 +40,7 @@ enum wev {
     WEV_EXITED,         /* reaped (status) */
     WEV_LOAD_TIMEOUT,   /* loading for longer than load_timeout() */
     WEV_TIMEOUT,        /* a request ran longer than `timeout` (req) */
+    WEV_HEARTBEAT,      /* its loop has not turned for `timeout` (age) */
     WEV_RECYCLE,        /* it should be replaced (cause: max_requests, max_rss) */
     WEV_REPLACED,       /* its replacement is READY */
     WEV_RETIRE,         /* finish the requests in flight and exit */
@@ -55,6 +56,7 @@ struct wevent {
     const char *text;           /* WEV_FAILED */
     enum worker_end cause;      /* WEV_RECYCLE */
     const struct reqview *req;  /* WEV_TIMEOUT */
+    double age;                 /* WEV_HEARTBEAT: s since its loop last turned */
 };
 
 /* What the generation has to act on after a step. */

@@ -33,7 +33,7 @@ class Stack:
     """appstackd + appstack-proxy on held sockets, in directory D."""
 
     def __init__(self, d, module="hello:application", chdir=APPS, workers=2, supervisor_extra="",
-                 app_extra="", env=None):
+                 app_extra="", env=None, timeout=30):
         self.dir, self.workers = d, workers
         self.port = free_port()
         self.env = dict(ENV, **(env or {}))
@@ -41,7 +41,7 @@ class Stack:
         with open(self.ini, "w") as f:
             f.write(f"[app]\nmodule = {module}\nchdir = {chdir}\n{app_extra}\n"
                     f"[supervisor]\nlisten = unix:{d}/app.sock\nworkers = {workers}\n"
-                    f"timeout = 30\ngraceful_timeout = 10\ncontrol = {d}/control.sock\n"
+                    f"timeout = {timeout}\ngraceful_timeout = 10\ncontrol = {d}/control.sock\n"
                     f"{supervisor_extra}\n"
                     f"[proxy]\nlisten = 127.0.0.1:{self.port}\nupstream = unix:{d}/app.sock\n")
         self.app_sock = HeldSocket(f"unix:{d}/app.sock", "app")

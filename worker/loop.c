@@ -211,8 +211,8 @@ int wk_loop_run(void)
         if (W.term || W.stopping)
             break;
         wait = wk_conn_expire(wk_now());
-        if (wait > 1.0)
-            wait = 1.0;     /* the heartbeat must stay fresh while idle */
+        if (wait > W.heartbeat_every)
+            wait = W.heartbeat_every;   /* the heartbeat must stay fresh while idle */
         wk_accept_resume_due(wk_now());
         if (W.accept_paused_until > 0 && wait > AS_ACCEPT_PAUSE)
             wait = AS_ACCEPT_PAUSE;

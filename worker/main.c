@@ -146,6 +146,8 @@ static void set_limits(void)
         (size_t)c->limit_request_line + (size_t)c->limit_request_fields * ((size_t)c->limit_request_field_size + 2) + 4;
     W.limits.max_body = 0;  /* the proxy enforces client_max_body_size */
     W.io_timeout = c->timeout > 0 ? c->timeout : 30;
+    /* appstackd replaces a worker whose loop has not turned for `timeout`. */
+    W.heartbeat_every = c->timeout > 0 && c->timeout < 4.0 ? c->timeout / 4 : 1.0;
     /* Keep-alive connections are cheap here; descriptors should not be the limit. */
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;

@@ -77,6 +77,7 @@ struct wk_worker {
 
     struct as_http_limits limits;
     double io_timeout;              /* s a blocked read/write in a request may wait */
+    double heartbeat_every;         /* s the loop may sleep: well inside the master's `timeout` */
 
     /* Shared read buffer: only the connection being served has unparsed
      * bytes in it; the parser copies a header section it keeps. */
