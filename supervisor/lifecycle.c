@@ -16,6 +16,7 @@
 #include "sbuf.h"
 #include "slot.h"
 #include "status.h"
+#include "unavailable.h"
 
 ev_tstamp load_timeout(const struct master *m)
 {
@@ -43,6 +44,26 @@ uint64_t lifecycle_requests(const struct master *m)
         if (m->w[i].state != W_FREE)
             n += slot_served(&m->w[i]);
     return n;
+}
+
+bool lifecycle_serves(const struct master *m)
+{
+    for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++)
+        if (m->w[i].state != W_FREE && worker_ready(&m->w[i]))
+            return true;
+    return false;
+}
+
+/* No worker takes connections and the serving generation is backing off
+ * after failed starts: nothing will serve soon, so appstackd answers 503
+ * until a worker is ready. A first start that is merely slow, or a respawn
+ * after a kill, is waited for as before. */
+static void update_unavailable(struct master *m)
+{
+    bool on = !m->stopping && m->serving && m->serving->failures > 0 && !lifecycle_serves(m);
+    ev_tstamp wait = m->serving ? m->serving->next_spawn - ev_now(m->loop) : 0;
+
+    unavailable_set(m, on, wait);
 }
 
 static bool all_gone(const struct master *m)
@@ -86,8 +107,10 @@ static char *reload_reply(struct master *m, bool ok, const char *error)
 
     if (ok)
         sbuf_printf(&b, "reloaded: generation %u serves with %d workers\n", m->serving->id, m->serving->target);
-    else
+    else if (lifecycle_serves(m))
         sbuf_printf(&b, "reload failed; generation %u keeps serving\n", m->serving->id);
+    else
+        sbuf_printf(&b, "reload failed; no worker serves: generation %u has none ready\n", m->serving->id);
     sbuf_printf(&b, "%s%s", m->reload_note ? m->reload_note : "", error ? error : "");
     return sbuf_take(&b);
 }
@@ -207,6 +230,7 @@ static void settle(struct master *m)
 
     forget_empty(m);
     if (m->stopping) {
+        update_unavailable(m);
         if (all_gone(m))
             ev_break(m->loop, EVBREAK_ALL);
         return;
@@ -226,6 +250,7 @@ static void settle(struct master *m)
     if (wait > 0)
         spawn_later(m, wait);
     forget_empty(m);
+    update_unavailable(m);
     send_status(m);
 }
 

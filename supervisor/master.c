@@ -14,6 +14,7 @@
 #include "listen.h"
 #include "log.h"
 #include "stdio_capture.h"
+#include "unavailable.h"
 
 static bool add_listen(struct master *m, int fd, const char *name, bool inherited)
 {
@@ -160,6 +161,7 @@ static void close_sockets(struct master *m)
 static void cleanup(struct master *m)
 {
     stdio_drain_all();
+    unavailable_close();
     control_stop_done(m);
     control_close(m);
     lifecycle_free(m);

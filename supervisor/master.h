@@ -108,6 +108,8 @@ void lifecycle_child_exited(struct master *m, pid_t pid, int status);
 void lifecycle_spawn_due(struct master *m);
 void lifecycle_free(struct master *m);
 int lifecycle_target(const struct master *m);
+/* Some worker takes connections now (serving or recycling). */
+bool lifecycle_serves(const struct master *m);
 uint64_t lifecycle_requests(const struct master *m);
 
 /* reload.c: the configuration a reload reads */

@@ -9,6 +9,7 @@
 
 #include "sbuf.h"
 #include "slot.h"
+#include "unavailable.h"
 
 struct wview {
     int id, pid;
@@ -120,6 +121,10 @@ static void text_header(struct sbuf *b, struct master *m, ev_tstamp now)
                     gen_count(m->pending, true), m->pending->target);
     if (m->stopping)
         sbuf_printf(b, "stopping\n");
+    else if (!lifecycle_serves(m))
+        sbuf_printf(b, "no worker serves%s\n",
+                    unavailable_on() ? ": the app fails to start; appstackd answers 503 until a worker is ready"
+                                     : " yet: workers are loading the app");
     if (m->last_failure.text)
         sbuf_printf(b, "last start failure %.0f s ago%s:\n%s%s", now - m->last_failure.when,
                     failing(m) ? " (still failing)" : "", m->last_failure.text,
@@ -133,10 +138,11 @@ static void json_header(struct sbuf *b, struct master *m, ev_tstamp now)
     const struct sup_counters *c = &m->counters;
 
     sbuf_printf(b, "{\"pid\":%d,\"uptime\":%.3f,\"generation\":%u,\"workers_ready\":%d,\"target\":%d,\"requests\":%llu,"
-                "\"reloading\":%s,\"stopping\":%s,\"restarts\":{",
+                "\"reloading\":%s,\"stopping\":%s,\"serving\":%s,\"answering_503\":%s,\"restarts\":{",
                 (int)getpid(), now - m->started, m->serving->id, gen_count(m->serving, true), m->serving->target,
                 (unsigned long long)lifecycle_requests(m), m->pending ? "true" : "false",
-                m->stopping ? "true" : "false");
+                m->stopping ? "true" : "false", lifecycle_serves(m) ? "true" : "false",
+                unavailable_on() ? "true" : "false");
     for (int i = END_CRASH; i <= LAST_RESTART_CAUSE; i++)
         sbuf_printf(b, "%s\"%s\":%llu", i > END_CRASH ? "," : "", restart_cause[i],
                     (unsigned long long)c->restarts[i]);
@@ -208,8 +214,9 @@ void status_summary(struct master *m, char *text, size_t n)
     char why[160];
 
     if (failing(m) && m->last_failure.text)
-        snprintf(text, n, "workers fail to start (%d in a row): %s", m->serving->failures,
-                 last_line(m->last_failure.text, why, sizeof why));
+        snprintf(text, n, "%s (%d in a row): %s",
+                 lifecycle_serves(m) ? "workers fail to start" : "no worker serves: the app fails to start",
+                 m->serving->failures, last_line(m->last_failure.text, why, sizeof why));
     else
         snprintf(text, n, "%d workers, generation %u, %llu requests%s", gen_count(m->serving, true),
                  m->serving->id, (unsigned long long)lifecycle_requests(m), m->pending ? ", reloading" : "");

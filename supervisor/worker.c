@@ -269,7 +269,13 @@ static enum wout load_failed(struct worker *w, const char *text)
         worker_log(w, LOG_WARNING, "worker %d (pid %d) sent FAILED after it got ready: ignored", w->id, (int)w->pid);
         return WO_NONE;
     }
-    worker_log(w, LOG_ERR, "worker %d (pid %d) cannot load the app:\n%s", w->id, (int)w->pid, text);
+    /* A start that fails again the same way (a crash loop's backoff) is
+     * one line, not the same traceback again: it is in `supctl status`. */
+    if (w->m->last_failure.text && !strcmp(w->m->last_failure.text, text))
+        worker_log(w, LOG_ERR, "worker %d (pid %d) cannot load the app: the same error as before", w->id,
+                   (int)w->pid);
+    else
+        worker_log(w, LOG_ERR, "worker %d (pid %d) cannot load the app:\n%s", w->id, (int)w->pid, text);
     w->start_failed = true;
     set_error(w, "%s", text);
     return WO_LOAD_FAILED;
