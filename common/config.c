@@ -15,7 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-enum kind { K_STR, K_LIST, K_INT, K_SIZE, K_DURATION, K_BOOL, K_ADDRS, K_LEVEL };
+enum kind { K_STR, K_LIST, K_INT, K_SIZE, K_DURATION, K_BOOL, K_ADDRS, K_LEVEL, K_HOSTS };
 
 struct key {
     const char *name;
@@ -23,6 +23,14 @@ struct key {
     size_t off;
     long min, max;          /* K_INT */
 };
+
+/* A [site] option; one that [proxy] has too takes [proxy]'s value unless
+ * the site gives its own (FROM: its offset in struct as_config). */
+struct site_key {
+    struct key k;
+    size_t from;
+};
+#define NO_FROM ((size_t)-1)
 
 #define F(field) offsetof(struct as_config, field)
 
@@ -72,7 +80,20 @@ static const struct key proxy_keys[] = {
     { NULL, 0, 0, 0, 0 }
 };
 
-enum section { S_NONE, S_APP, S_SUPERVISOR, S_PROXY, S_LOCATION, S_BAD };
+#define S(field) offsetof(struct as_site, field)
+
+static const struct site_key site_keys[] = {
+    { { "server_name", K_HOSTS, S(server_name), 0, 0 }, NO_FROM },
+    { { "upstream", K_ADDRS, S(upstream), 0, 0 }, NO_FROM },
+    { { "client_max_body_size", K_SIZE, S(client_max_body_size), 0, 0 }, F(client_max_body_size) },
+    { { "client_body_buffer_size", K_SIZE, S(client_body_buffer_size), 0, 0 }, F(client_body_buffer_size) },
+    { { "access_log", K_BOOL, S(access_log), 0, 0 }, F(access_log) },
+    { { "proxy_connect_timeout", K_DURATION, S(proxy_connect_timeout), 0, 0 }, F(proxy_connect_timeout) },
+    { { "proxy_read_timeout", K_DURATION, S(proxy_read_timeout), 0, 0 }, F(proxy_read_timeout) },
+    { { NULL, 0, 0, 0, 0 }, NO_FROM }
+};
+
+enum section { S_NONE, S_APP, S_SUPERVISOR, S_PROXY, S_SITE, S_LOCATION, S_BAD };
 
 struct loader {
     struct as_config *cfg;
@@ -81,6 +102,8 @@ struct loader {
     int errors;
     enum section section;
     int app_line;
+    struct as_site *site;       /* the last [site] so far: later [location]s are its */
+    bool bad_site;              /* the last [site] header was refused: skip its locations */
     char *linebuf;
     size_t linecap;
 };
@@ -150,13 +173,30 @@ static char *trim(char *s)
     return s;
 }
 
+/* The locations a [location] section adds to: the last [site]'s, else
+ * the default site's. */
+static struct as_location **locations_of(struct loader *ld, size_t **n)
+{
+    if (ld->site) {
+        *n = &ld->site->n_locations;
+        return &ld->site->locations;
+    }
+    *n = &ld->cfg->n_locations;
+    return &ld->cfg->locations;
+}
+
 /* "[location /static/]" or "[location = /favicon.ico]". */
 static void begin_location(struct loader *ld, char *rest)
 {
-    struct as_config *c = ld->cfg;
+    size_t *n;
+    struct as_location **locs = locations_of(ld, &n);
     struct as_location *loc;
     bool exact = false;
 
+    if (ld->bad_site) {
+        ld->section = S_BAD;    /* the site's header was an error already */
+        return;
+    }
     rest = trim(rest);
     if (rest[0] == '=' && (rest[1] == ' ' || rest[1] == '\t')) {
         exact = true;
@@ -167,21 +207,54 @@ static void begin_location(struct loader *ld, char *rest)
         ld->section = S_BAD;
         return;
     }
-    for (size_t i = 0; i < c->n_locations; i++) {
-        if (c->locations[i].exact == exact && !strcmp(c->locations[i].prefix, rest)) {
-            err_at(ld, ld->lineno, "duplicate location \"%s\" (first at line %d)", rest, c->locations[i].line);
+    for (size_t i = 0; i < *n; i++) {
+        if ((*locs)[i].exact == exact && !strcmp((*locs)[i].prefix, rest)) {
+            err_at(ld, ld->lineno, "duplicate location \"%s\" (first at line %d)", rest, (*locs)[i].line);
             ld->section = S_BAD;
             return;
         }
     }
-    c->locations = xrealloc(c->locations, (c->n_locations + 1) * sizeof *c->locations);
-    loc = &c->locations[c->n_locations++];
+    *locs = xrealloc(*locs, (*n + 1) * sizeof **locs);
+    loc = &(*locs)[(*n)++];
     memset(loc, 0, sizeof *loc);
     loc->prefix = xstrdup(rest);
     loc->exact = exact;
     loc->expires = -1;
     loc->line = ld->lineno;
     ld->section = S_LOCATION;
+}
+
+/* "[site NAME]": a virtual host; the [location] sections after it are its. */
+static void begin_site(struct loader *ld, char *name)
+{
+    struct as_config *c = ld->cfg;
+    struct as_site *site;
+
+    name = trim(name);
+    ld->section = S_BAD;
+    ld->bad_site = true;
+    if (!*name || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(name)) {
+        err_at(ld, ld->lineno, "site name must be letters, digits, \".\", \"_\" or \"-\", got \"%s\"", name);
+        return;
+    }
+    if (!strcmp(name, "default")) {
+        err_at(ld, ld->lineno, "\"default\" is the name of the default site ([proxy]'s upstream and locations)");
+        return;
+    }
+    for (size_t i = 0; i < c->n_sites; i++) {
+        if (!strcmp(c->sites[i].name, name)) {
+            err_at(ld, ld->lineno, "duplicate site \"%s\" (first at line %d)", name, c->sites[i].line);
+            return;
+        }
+    }
+    c->sites = xrealloc(c->sites, (c->n_sites + 1) * sizeof *c->sites);
+    site = &c->sites[c->n_sites++];
+    memset(site, 0, sizeof *site);
+    site->name = xstrdup(name);
+    site->line = ld->lineno;
+    ld->site = site;
+    ld->bad_site = false;
+    ld->section = S_SITE;
 }
 
 static void begin_section(struct loader *ld, char *name)
@@ -194,6 +267,9 @@ static void begin_section(struct loader *ld, char *name)
         ld->section = S_SUPERVISOR;
     } else if (!strcmp(name, "proxy")) {
         ld->section = S_PROXY;
+        ld->cfg->proxy_line = ld->lineno;
+    } else if (!strncmp(name, "site", 4) && (name[4] == ' ' || name[4] == '\t' || !name[4])) {
+        begin_site(ld, name + 4);
     } else if (!strncmp(name, "location", 8) && (name[8] == ' ' || name[8] == '\t')) {
         begin_location(ld, name + 8);
     } else {
@@ -260,9 +336,56 @@ static char *reader(char *str, int num, void *stream)
     return str;
 }
 
-static bool set_value(struct loader *ld, const struct key *k, const char *value)
+/* A server_name: a host name ("example.com", "127.0.0.1", "[::1]") or a
+ * wildcard for its subdomains ("*.example.com"), no port. */
+static bool host_name_valid(const char *s)
 {
-    char *base = (char *)ld->cfg, err[256];
+    size_t n = strlen(s);
+
+    if (s[0] == '*') {
+        if (s[1] != '.')
+            return false;
+        s += 2;
+        n -= 2;
+    } else if (s[0] == '[') {
+        return n > 2 && s[n - 1] == ']' && strspn(s + 1, "0123456789abcdefABCDEF:.") == n - 2;
+    }
+    if (!n || n > 253)
+        return false;
+    for (const char *label = s; *label; ) {
+        size_t len = strspn(label, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_");
+        if (len == 0 || len > 63 || (label[len] && label[len] != '.'))
+            return false;
+        label += len;
+        if (*label == '.' && !*++label)
+            return false;   /* a trailing dot: the name is written without it */
+    }
+    return true;
+}
+
+/* server_name = NAME [NAME...]: each name becomes an entry, in lower case. */
+static bool add_hosts(struct loader *ld, struct as_strlist *l, const char *value)
+{
+    char *copy = xstrdup(value), *save = NULL, *tok;
+    bool ok = true;
+
+    for (tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+        if (!host_name_valid(tok)) {
+            err_at(ld, ld->lineno, "server_name: \"%s\" is not a host name or \"*.example.com\"", tok);
+            ok = false;
+            continue;
+        }
+        for (char *p = tok; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        list_add(l, tok, ld->lineno);
+    }
+    free(copy);
+    return ok;
+}
+
+static bool set_value(struct loader *ld, char *base, const struct key *k, const char *value)
+{
+    char err[256];
     long l;
     struct as_addr addr;
 
@@ -281,12 +404,14 @@ static bool set_value(struct loader *ld, const struct key *k, const char *value)
         }
         list_add((struct as_strlist *)(base + k->off), value, ld->lineno);
         return true;
+    case K_HOSTS:
+        return add_hosts(ld, (struct as_strlist *)(base + k->off), value);
     case K_INT:
         if (!as_parse_long(value, k->min, k->max, &l)) {
             err_at(ld, ld->lineno, "%s: \"%s\" is not a whole number from %ld to %ld", k->name, value, k->min, k->max);
             return false;
         }
-        if (k->off == F(workers))
+        if (base == (char *)ld->cfg && k->off == F(workers))
             ld->cfg->workers = (int)l;
         else
             *(long *)(base + k->off) = l;
@@ -323,7 +448,8 @@ static bool set_value(struct loader *ld, const struct key *k, const char *value)
 
 static void set_location(struct loader *ld, const char *name, const char *value)
 {
-    struct as_location *loc = &ld->cfg->locations[ld->cfg->n_locations - 1];
+    size_t *n;
+    struct as_location *loc = &(*locations_of(ld, &n))[*n - 1];
     double d;
 
     if (!strcmp(name, "alias")) {
@@ -345,6 +471,18 @@ static void set_location(struct loader *ld, const char *name, const char *value)
     }
 }
 
+static void set_site(struct loader *ld, const char *name, const char *value)
+{
+    for (const struct site_key *k = site_keys; k->k.name; k++) {
+        if (!strcmp(k->k.name, name)) {
+            if (set_value(ld, (char *)ld->site, &k->k, value))
+                ld->site->given |= 1u << (k - site_keys);
+            return;
+        }
+    }
+    err_at(ld, ld->lineno, "unknown key \"%s\" in [site %s]", name, ld->site->name);
+}
+
 static int handler(void *user, const char *section, const char *name, const char *value)
 {
     struct loader *ld = user;
@@ -357,11 +495,12 @@ static int handler(void *user, const char *section, const char *name, const char
     case S_SUPERVISOR: keys = supervisor_keys; sname = "supervisor"; break;
     case S_PROXY: keys = proxy_keys; sname = "proxy"; break;
     case S_LOCATION: set_location(ld, name, value); return 1;
+    case S_SITE: set_site(ld, name, value); return 1;
     default: return 1;  /* already reported */
     }
     for (const struct key *k = keys; k->name; k++)
         if (!strcmp(k->name, name))
-            return set_value(ld, k, value), 1;
+            return set_value(ld, (char *)ld->cfg, k, value), 1;
     err_at(ld, ld->lineno, "unknown key \"%s\" in [%s]", name, sname);
     return 1;
 }
@@ -443,12 +582,67 @@ static void check_app(struct loader *ld)
         err_at(ld, ld->app_line, "script_name: \"%s\" must start with / and not end with /", c->script_name);
 }
 
-static void check_locations(struct loader *ld)
+static void check_locations(struct loader *ld, const struct as_location *locs, size_t n)
 {
-    for (size_t i = 0; i < ld->cfg->n_locations; i++) {
-        struct as_location *loc = &ld->cfg->locations[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct as_location *loc = &locs[i];
         if (!loc->alias)
             err_at(ld, loc->line, "location %s%s has no alias", loc->exact ? "= " : "", loc->prefix);
+    }
+}
+
+static void inherit(const struct site_key *k, struct as_site *site, const struct as_config *c)
+{
+    char *dst = (char *)site + k->k.off;
+    const char *src = (const char *)c + k->from;
+
+    switch (k->k.kind) {
+    case K_SIZE: memcpy(dst, src, sizeof(size_t)); break;
+    case K_BOOL: memcpy(dst, src, sizeof(bool)); break;
+    case K_DURATION: memcpy(dst, src, sizeof(double)); break;
+    default: abort();   /* only these kinds are inherited */
+    }
+}
+
+/* The server_name entry of an earlier site, or earlier in SITE, equal to
+ * SITE's entry J: its site and line, or NULL. */
+static const struct as_site *name_taken(const struct as_config *c, const struct as_site *site, size_t j, int *line)
+{
+    const char *name = site->server_name.v[j];
+
+    for (const struct as_site *other = c->sites; other <= site; other++) {
+        size_t end = other == site ? j : other->server_name.n;
+        for (size_t k = 0; k < end; k++) {
+            if (!strcmp(other->server_name.v[k], name)) {
+                *line = other->server_name.line[k];
+                return other;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Every site has a name to answer to, no name belongs to two sites, and
+ * what a site does not set is [proxy]'s. */
+static void check_sites(struct loader *ld)
+{
+    struct as_config *c = ld->cfg;
+
+    for (size_t i = 0; i < c->n_sites; i++) {
+        struct as_site *site = &c->sites[i];
+        const struct as_site *other;
+        int line;
+
+        if (!site->server_name.n)
+            err_at(ld, site->line, "[site %s] has no server_name", site->name);
+        for (size_t j = 0; j < site->server_name.n; j++)
+            if ((other = name_taken(c, site, j, &line)))
+                err_at(ld, site->server_name.line[j], "server_name %s is [site %s]'s already (line %d)",
+                       site->server_name.v[j], other->name, line);
+        for (const struct site_key *k = site_keys; k->k.name; k++)
+            if (k->from != NO_FROM && !(site->given & (1u << (k - site_keys))))
+                inherit(k, site, c);
+        check_locations(ld, site->locations, site->n_locations);
     }
 }
 
@@ -470,8 +664,18 @@ int as_config_load(const char *path, struct as_config *cfg)
     fclose(ld.f);
     free(ld.linebuf);
     check_app(&ld);
-    check_locations(&ld);
+    check_locations(&ld, cfg->locations, cfg->n_locations);
+    check_sites(&ld);
     return ld.errors;
+}
+
+static void free_locations(struct as_location *locs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(locs[i].prefix);
+        free(locs[i].alias);
+    }
+    free(locs);
 }
 
 void as_config_free(struct as_config *c)
@@ -493,11 +697,15 @@ void as_config_free(struct as_config *c)
     list_free(&c->forwarded_allow_ips);
     list_free(&c->proxy_listen);
     list_free(&c->upstream);
-    for (size_t i = 0; i < c->n_locations; i++) {
-        free(c->locations[i].prefix);
-        free(c->locations[i].alias);
+    free_locations(c->locations, c->n_locations);
+    for (size_t i = 0; i < c->n_sites; i++) {
+        struct as_site *site = &c->sites[i];
+        free(site->name);
+        list_free(&site->server_name);
+        list_free(&site->upstream);
+        free_locations(site->locations, site->n_locations);
     }
-    free(c->locations);
+    free(c->sites);
     memset(c, 0, sizeof *c);
 }
 

@@ -23,6 +23,23 @@ struct as_location {
     int line;
 };
 
+/* [site NAME] (docs/man/appstack.ini.5.rst): a virtual host of the proxy.
+ * The options it shares with [proxy] are [proxy]'s values unless given. */
+struct as_site {
+    char *name;
+    int line;
+    struct as_strlist server_name;  /* one name per entry: "example.com", "*.example.com" */
+    struct as_strlist upstream;
+    size_t client_max_body_size;
+    size_t client_body_buffer_size;
+    bool access_log;
+    double proxy_connect_timeout;
+    double proxy_read_timeout;
+    unsigned given;                 /* which of the options above the section set */
+    struct as_location *locations;  /* the [location] sections after it */
+    size_t n_locations;
+};
+
 struct as_config {
     char *path;
 
@@ -66,9 +83,13 @@ struct as_config {
     size_t client_body_buffer_size; /* bodies above this spool to a file */
     char *proxy_user;
     char *proxy_group;
+    int proxy_line;                 /* of the [proxy] header, 0 = none */
 
+    /* The [location] sections before any [site]: the default site's. */
     struct as_location *locations;
     size_t n_locations;
+    struct as_site *sites;
+    size_t n_sites;
 };
 
 /* Loads PATH into CFG (which it initialises with the defaults). Every error

@@ -7,6 +7,7 @@
  * common logger's line format, instead of one write per request. */
 #include "exchange.h"
 #include "fmt.h"
+#include "site.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -104,11 +105,11 @@ static void add_field(struct fmt *f, const char **field, const char *name, const
 }
 
 static void to_journal(const struct exchange *x, const char *msg, const char *method, size_t plen, long long usec,
-                       const char *upstream)
+                       const char *upstream, const char *site)
 {
     char buf[2048], num[20];
     struct fmt f = { buf, buf + sizeof buf - 1 };
-    const char *fields[5];
+    const char *fields[6];
     const char *path = plen ? x->req->target : "";
 
     add_field(&f, &fields[0], "HTTP_METHOD=", method, strlen(method));
@@ -116,8 +117,9 @@ static void to_journal(const struct exchange *x, const char *msg, const char *me
     add_field(&f, &fields[2], "HTTP_STATUS=", num, fmt_utoa((uint64_t)x->status, num));
     add_field(&f, &fields[3], "HTTP_DURATION_USEC=", num, fmt_utoa((uint64_t)usec, num));
     add_field(&f, &fields[4], "APPSTACK_UPSTREAM=", upstream, strlen(upstream));
+    add_field(&f, &fields[5], "APPSTACK_SITE=", site, strlen(site));
     *f.p = '\0';
-    as_log_fields(LOG_INFO, msg, fields, 5);
+    as_log_fields(LOG_INFO, msg, fields, 6);
 }
 
 void access_log(struct exchange *x)
@@ -126,12 +128,14 @@ void access_log(struct exchange *x)
     bool parsed = r && r->method && r->state != AS_HTTP_HEAD;
     const char *method = parsed ? r->method : "-";
     const char *upstream = x->static_req ? "-" : x->upstream ? x->upstream->name : "-";
+    /* A request refused before its Host was read has no site. */
+    const char *site = x->site ? x->site->name : "-";
     long long usec = (long long)((ev_time() - x->t0) * 1e6);
     char line[LINE_MAX_LEN];
     struct fmt f = { line, line + sizeof line - 1 };
     size_t plen = 0, tlen;
 
-    if (!x->rt->cfg.access_log)
+    if (x->site ? !x->site->access_log : !x->rt->cfg.access_log)
         return;
     if (usec < 0)
         usec = 0;
@@ -170,9 +174,13 @@ void access_log(struct exchange *x)
     put_seconds(&f, usec);
     fmt_char(&f, ' ');
     fmt_str(&f, upstream);
+    if (x->rt->cfg.n_sites) {
+        fmt_char(&f, ' ');      /* with [site]s, which one answered */
+        fmt_str(&f, site);
+    }
     if (al.journal) {
         *f.p = '\0';
-        to_journal(x, line, method, plen, usec, upstream);
+        to_journal(x, line, method, plen, usec, upstream, site);
         return;
     }
     if (al.len + al.prefix_len + (size_t)(f.p - line) + 1 > sizeof al.buf)

@@ -3,6 +3,7 @@
  * and parsers come from free lists: a busy proxy does not malloc per
  * request. */
 #include "exchange.h"
+#include "site.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,9 +39,13 @@ static struct as_http_request *parser_get(const struct as_http_limits *limits)
     struct as_http_request *r;
 
     if (parsers.n) {
+        struct as_http_limits same = *limits;
         r = parsers.v[--parsers.n];
-        if (!memcmp(&r->limits, limits, sizeof *limits))
+        same.max_body = r->limits.max_body;     /* each site sets its own (exchange_head_done) */
+        if (!memcmp(&r->limits, &same, sizeof same)) {
+            r->limits.max_body = limits->max_body;
             return r;
+        }
         as_http_free(r);
     } else {
         r = xmalloc(sizeof *r);
@@ -77,6 +82,7 @@ struct exchange *exchange_new(struct conn *c)
     }
     x->c = c;
     x->rt = runtime_get(srv.rt);
+    x->site = NULL;
     x->req = parser_get(&x->rt->limits);
     x->up = NULL;
     x->upstream = NULL;
@@ -115,6 +121,17 @@ static int on_body(void *ctx, const char *data, size_t len)
     return spool_append(&x->body, data, len) < 0 ? -1 : 0;
 }
 
+/* The site of a request, by its Host. */
+static struct site *site_of(const struct runtime *rt, const struct as_http_request *r)
+{
+    const struct as_http_header *host;
+
+    if (!rt->names.mask)
+        return rt->default_site;    /* no [site]: no need to look */
+    host = as_http_header(r, "Host");
+    return host ? site_for_host(rt, host->value, host->value_len) : rt->default_site;
+}
+
 bool exchange_head_done(struct exchange *x)
 {
     struct as_http_request *r = x->req;
@@ -124,7 +141,18 @@ bool exchange_head_done(struct exchange *x)
         exchange_error(x, 405, true);
         return false;
     }
-    x->body.mem_limit = x->rt->cfg.client_body_buffer_size;   /* still empty */
+    x->site = site_of(x->rt, r);
+    if (!x->site) {
+        exchange_error(x, 421, true);   /* no site of that name here, and no default */
+        return false;
+    }
+    /* The parser checked the largest limit of any site; now the site's. */
+    r->limits.max_body = x->site->max_body;
+    if (x->site->max_body && r->content_length > 0 && (uint64_t)r->content_length > x->site->max_body) {
+        exchange_error(x, 413, true);
+        return false;
+    }
+    x->body.mem_limit = x->site->body_buffer_size;   /* still empty */
     r->on_body = on_body;
     r->ctx = x;
     return true;
@@ -132,15 +160,16 @@ bool exchange_head_done(struct exchange *x)
 
 void exchange_dispatch(struct exchange *x)
 {
-    struct runtime *rt = x->rt;
+    struct site *site = x->site;
     char path[PATH_MAX_DECODED];
     const char *rel = NULL;
     size_t idx = 0;
 
-    switch (static_resolve(x->req->target, x->req->target_len, rt->sp, rt->n_locs, path, sizeof path, &idx, &rel)) {
+    switch (static_resolve(x->req->target, x->req->target_len, site->sp, site->n_locs, path, sizeof path, &idx,
+                           &rel)) {
     case SP_STATIC:
         x->static_req = true;
-        static_serve(x, &rt->locs[idx], rel, path);
+        static_serve(x, &site->locs[idx], rel, path);
         resp_output(x);
         return;
     case SP_NOT_FOUND:

@@ -14,6 +14,7 @@ struct exchange {
     struct conn *c;             /* owner */
     struct exchange *next_free;
     struct runtime *rt;         /* referenced for the exchange's whole life */
+    struct site *site;          /* the virtual host, once the head is in (site.h) */
     struct as_http_request *req;
     struct spool body;          /* request body (with the upstream head in front while forwarded) */
     struct spool out;           /* response bytes for the protocol to send */

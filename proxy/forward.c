@@ -4,6 +4,7 @@
  * retries or an answer (502/504) while the client has seen nothing yet. */
 #include "upstream.h"
 #include "headw.h"
+#include "site.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -142,7 +143,7 @@ void forward_broken(struct exchange *x, int err, bool connect_failed)
     forward_detach(x);
     if (connect_failed) {
         upstream_failed(up);
-        if (x->tries < (int)x->rt->n_ups + 1) {
+        if (x->tries < (int)x->site->ups.n + 1) {
             attempt(x, true, up);   /* nothing was sent: any method may go elsewhere */
             return;
         }
@@ -162,12 +163,12 @@ static void attempt(struct exchange *x, bool fresh, struct upstream *avoid)
 
     /* A refused connect costs nothing to retry elsewhere: nothing was sent. */
     for (;;) {
-        x->upstream = upstream_pick(x->rt, avoid);
+        x->upstream = upstream_pick(&x->site->ups, avoid);
         u = upstream_take(x->rt, x->upstream, fresh);
         x->tries++;
         if (u)
             break;
-        if (x->tries > (int)x->rt->n_ups) {
+        if (x->tries > (int)x->site->ups.n) {
             forward_fail(x, 502);
             return;
         }

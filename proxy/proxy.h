@@ -37,6 +37,7 @@ struct location_rt {
 
 struct upconn;
 struct conn;
+struct site;
 
 struct upstream {
     char *name;             /* as written in the config: APPSTACK_UPSTREAM */
@@ -46,17 +47,30 @@ struct upstream {
     int n_idle;
 };
 
+/* The upstreams one site balances over (its upstream lines, in order). */
+struct upstream_group {
+    struct upstream **v;    /* into the runtime's ups */
+    size_t n;
+    size_t rr;              /* round-robin cursor */
+};
+
 /* Everything HUP replaces. Connections hold a reference while they use it. */
 struct runtime {
     int refs;
     struct as_config cfg;
-    struct as_http_limits limits;
-    struct location_rt *locs;
+    struct as_http_limits limits;   /* max_body: the largest of any site */
+    struct location_rt *locs;   /* every site's, site after site */
     struct sp_location *sp;     /* the same locations, for static_resolve */
     size_t n_locs;
-    struct upstream *ups;
+    struct upstream *ups;       /* every distinct upstream of every site */
     size_t n_ups;
-    size_t rr;                  /* round-robin cursor */
+    struct site *sites;         /* site.h; the default site first, if any */
+    size_t n_sites;
+    struct site *default_site;  /* NULL: a Host no server_name matches gets 421 */
+    struct site_names {
+        struct site_name *slot;
+        size_t mask;
+    } names;
 };
 
 /* The process-wide state. */

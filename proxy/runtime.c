@@ -2,6 +2,7 @@
  * alias directories opened, and the upstreams. HUP builds a new one and
  * swaps it in; requests in flight finish on the one they started with. */
 #include "proxy.h"
+#include "site.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -64,16 +65,14 @@ void runtime_revalidate(struct runtime *rt)
     }
 }
 
-static void build_locations(struct runtime *rt, bool warn)
+static void add_locations(struct runtime *rt, const struct as_location *locs, size_t n, bool warn)
 {
     const struct as_config *cfg = &rt->cfg;
 
-    rt->n_locs = cfg->n_locations;
-    rt->locs = xcalloc(rt->n_locs, sizeof *rt->locs);
-    rt->sp = xcalloc(rt->n_locs, sizeof *rt->sp);
-    for (size_t i = 0; i < rt->n_locs; i++) {
+    for (size_t k = 0; k < n; k++) {
+        size_t i = rt->n_locs++;
         struct location_rt *l = &rt->locs[i];
-        const struct as_location *c = &cfg->locations[i];
+        const struct as_location *c = &locs[k];
         l->sp.prefix = c->prefix;
         l->sp.prefix_len = strlen(c->prefix);
         l->sp.exact = c->exact;
@@ -89,19 +88,56 @@ static void build_locations(struct runtime *rt, bool warn)
     }
 }
 
-static bool build_upstreams(struct runtime *rt)
+/* The default site's locations, then each site's (sites_build slices them). */
+static void build_locations(struct runtime *rt, bool warn)
+{
+    const struct as_config *cfg = &rt->cfg;
+    size_t n = cfg->n_locations;
+
+    for (size_t i = 0; i < cfg->n_sites; i++)
+        n += cfg->sites[i].n_locations;
+    rt->locs = xcalloc(n, sizeof *rt->locs);
+    rt->sp = xcalloc(n, sizeof *rt->sp);
+    add_locations(rt, cfg->locations, cfg->n_locations, warn);
+    for (size_t i = 0; i < cfg->n_sites; i++)
+        add_locations(rt, cfg->sites[i].locations, cfg->sites[i].n_locations, warn);
+}
+
+/* One upstream per distinct address of any site: sites that share an
+ * upstream share its pool and its health. */
+static bool add_upstreams(struct runtime *rt, const struct as_strlist *names)
 {
     char err[256];
 
-    rt->n_ups = rt->cfg.upstream.n;
-    rt->ups = xcalloc(rt->n_ups, sizeof *rt->ups);
-    for (size_t i = 0; i < rt->n_ups; i++) {
-        rt->ups[i].name = rt->cfg.upstream.v[i];
-        if (!as_addr_parse(rt->ups[i].name, &rt->ups[i].addr, err, sizeof err)) {
-            as_err("%s:%d: upstream: %s", rt->cfg.path, rt->cfg.upstream.line[i], err);
+    for (size_t i = 0; i < names->n; i++) {
+        struct upstream *u = rt->ups;
+        while (u < rt->ups + rt->n_ups && strcmp(u->name, names->v[i]))
+            u++;
+        if (u < rt->ups + rt->n_ups)
+            continue;
+        u->name = names->v[i];
+        if (!as_addr_parse(u->name, &u->addr, err, sizeof err)) {
+            as_err("%s:%d: upstream: %s", rt->cfg.path, names->line[i], err);
             return false;
         }
+        rt->n_ups++;
     }
+    return true;
+}
+
+static bool build_upstreams(struct runtime *rt)
+{
+    const struct as_config *cfg = &rt->cfg;
+    size_t n = cfg->upstream.n;
+
+    for (size_t i = 0; i < cfg->n_sites; i++)
+        n += cfg->sites[i].upstream.n;
+    rt->ups = xcalloc(n, sizeof *rt->ups);
+    if (!add_upstreams(rt, &cfg->upstream))
+        return false;
+    for (size_t i = 0; i < cfg->n_sites; i++)
+        if (!add_upstreams(rt, &cfg->sites[i].upstream))
+            return false;
     return true;
 }
 
@@ -115,7 +151,12 @@ static void set_limits(struct runtime *rt)
         rt->limits.max_fields = AS_HTTP_MAX_HEADERS_HARD;
     rt->limits.max_field_size = (size_t)c->limit_request_field_size;
     rt->limits.max_header_bytes = MAX_HEADER_BYTES;
+    /* The parser checks the largest any site allows; the site's own limit
+     * applies once its Host is read (exchange_head_done). */
     rt->limits.max_body = c->client_max_body_size;
+    for (size_t i = 0; i < c->n_sites && rt->limits.max_body; i++)
+        if (!c->sites[i].client_max_body_size || c->sites[i].client_max_body_size > rt->limits.max_body)
+            rt->limits.max_body = c->sites[i].client_max_body_size;
 }
 
 static void runtime_free(struct runtime *rt)
@@ -125,43 +166,45 @@ static void runtime_free(struct runtime *rt)
             close(rt->locs[i].root_fd);
     free(rt->locs);
     free(rt->sp);
+    sites_free(rt);
     free(rt->ups);
     as_config_free(&rt->cfg);
     free(rt);
 }
 
-/* Line of the [proxy] header, for messages about what it lacks. */
-static int proxy_section_line(const char *path)
+static int own_listen(const struct as_config *cfg, const struct as_strlist *ups)
 {
-    FILE *f = fopen(path, "re");
-    char line[512];
-    int n = 0, found = 0;
+    int errors = 0;
 
-    if (!f)
-        return 0;
-    while (!found && fgets(line, sizeof line, f)) {
-        char *s = line;
-        n++;
-        while (*s == ' ' || *s == '\t')
-            s++;
-        if (!strncmp(s, "[proxy]", 7))
-            found = n;
+    for (size_t i = 0; i < ups->n; i++) {
+        for (size_t j = 0; j < cfg->proxy_listen.n; j++) {
+            if (!strcmp(ups->v[i], cfg->proxy_listen.v[j])) {
+                fprintf(stderr, "%s:%d: upstream %s is the proxy's own listen address\n", cfg->path,
+                        ups->line[i], ups->v[i]);
+                errors++;
+            }
+        }
     }
-    fclose(f);
-    return found;
+    return errors;
 }
 
 /* What the proxy needs beyond a syntactically valid file. */
 static int proxy_errors(const struct as_config *cfg)
 {
-    int errors = 0, line = proxy_section_line(cfg->path);
+    int errors = 0, line = cfg->proxy_line;
 
     if (!cfg->proxy_listen.n) {
         fprintf(stderr, "%s:%d: [proxy] needs at least one \"listen\"\n", cfg->path, line);
         errors++;
     }
-    if (!cfg->upstream.n) {
+    if (!cfg->upstream.n && !cfg->n_sites) {
         fprintf(stderr, "%s:%d: [proxy] needs at least one \"upstream\"\n", cfg->path, line);
+        errors++;
+    }
+    if (!cfg->upstream.n && cfg->n_locations) {
+        /* Without an upstream there is no default site to serve them. */
+        fprintf(stderr, "%s:%d: a [location] before any [site] is the default site's, which needs an "
+                "\"upstream\" in [proxy]\n", cfg->path, cfg->locations[0].line);
         errors++;
     }
     if (cfg->proxy_listen.n > MAX_LISTEN) {
@@ -169,14 +212,15 @@ static int proxy_errors(const struct as_config *cfg)
                 cfg->proxy_listen.line[MAX_LISTEN], MAX_LISTEN);
         errors++;
     }
-    for (size_t i = 0; i < cfg->upstream.n; i++) {
-        for (size_t j = 0; j < cfg->proxy_listen.n; j++) {
-            if (!strcmp(cfg->upstream.v[i], cfg->proxy_listen.v[j])) {
-                fprintf(stderr, "%s:%d: upstream %s is the proxy's own listen address\n", cfg->path,
-                        cfg->upstream.line[i], cfg->upstream.v[i]);
-                errors++;
-            }
+    errors += own_listen(cfg, &cfg->upstream);
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        const struct as_site *site = &cfg->sites[i];
+        if (!site->upstream.n) {
+            fprintf(stderr, "%s:%d: [site %s] needs at least one \"upstream\"\n", cfg->path, site->line,
+                    site->name);
+            errors++;
         }
+        errors += own_listen(cfg, &site->upstream);
     }
     return errors;
 }
@@ -197,6 +241,7 @@ struct runtime *runtime_load(const char *path, bool warn)
         runtime_free(rt);
         return NULL;
     }
+    sites_build(rt);
     return rt;
 }
 
@@ -212,17 +257,14 @@ void runtime_put(struct runtime *rt)
         runtime_free(rt);
 }
 
-int proxy_check(const char *path)
+/* collectstatic often runs after the config is installed: a missing
+ * alias is a warning, served as 404 until it appears. */
+static void alias_warnings(const char *path, const struct as_location *locs, size_t n)
 {
-    struct as_config cfg;
     struct stat st;
-    int errors = as_config_load(path, &cfg);
 
-    errors += proxy_errors(&cfg);
-    /* collectstatic often runs after the config is installed: a missing
-     * alias is a warning, served as 404 until it appears. */
-    for (size_t i = 0; i < cfg.n_locations; i++) {
-        const struct as_location *l = &cfg.locations[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct as_location *l = &locs[i];
         if (!l->alias)
             continue;
         if (stat(l->alias, &st) < 0)
@@ -231,6 +273,17 @@ int proxy_check(const char *path)
             fprintf(stderr, "%s:%d: warning: alias %s of a prefix location is not a directory\n", path,
                     l->line, l->alias);
     }
+}
+
+int proxy_check(const char *path)
+{
+    struct as_config cfg;
+    int errors = as_config_load(path, &cfg);
+
+    errors += proxy_errors(&cfg);
+    alias_warnings(path, cfg.locations, cfg.n_locations);
+    for (size_t i = 0; i < cfg.n_sites; i++)
+        alias_warnings(path, cfg.sites[i].locations, cfg.sites[i].n_locations);
     as_config_free(&cfg);
     if (errors)
         return 1;

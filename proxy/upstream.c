@@ -17,27 +17,28 @@ void upstream_failed(struct upstream *u)
 /* Next upstream in turn, skipping AVOID and the ones marked down while any
  * other is left; when all are down, the next one anyway (better a try than
  * a certain 502). */
-struct upstream *upstream_pick(struct runtime *rt, struct upstream *avoid)
+struct upstream *upstream_pick(struct upstream_group *g, struct upstream *avoid)
 {
     ev_tstamp now = ev_now(srv.loop);
-    struct upstream *fallback = NULL;
+    size_t fallback = g->n;
 
-    for (size_t i = 0; i < rt->n_ups; i++) {
-        struct upstream *u = &rt->ups[(rt->rr + i) % rt->n_ups];
-        if (u == avoid && rt->n_ups > 1)
+    for (size_t i = 0; i < g->n; i++) {
+        size_t k = (g->rr + i) % g->n;
+        struct upstream *u = g->v[k];
+        if (u == avoid && g->n > 1)
             continue;
         if (u->down_until > now) {
-            if (!fallback)
-                fallback = u;
+            if (fallback == g->n)
+                fallback = k;
             continue;
         }
-        rt->rr = (size_t)(u - rt->ups) + 1;
+        g->rr = k + 1;
         return u;
     }
-    if (!fallback)
-        fallback = avoid;
-    rt->rr = (size_t)(fallback - rt->ups) + 1;
-    return fallback;
+    if (fallback == g->n)
+        fallback = 0;   /* not reached: each upstream but AVOID was returned or is a fallback */
+    g->rr = fallback + 1;
+    return g->v[fallback];
 }
 
 static void close_upconn(struct upconn *u)

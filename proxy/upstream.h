@@ -31,8 +31,8 @@ struct upconn {
 };
 
 /* upstream.c */
-/* The next upstream in turn for RT, avoiding AVOID while others are left. */
-struct upstream *upstream_pick(struct runtime *rt, struct upstream *avoid);
+/* The next upstream of G in turn, avoiding AVOID while others are left. */
+struct upstream *upstream_pick(struct upstream_group *g, struct upstream *avoid);
 /* A connection to UP: a pooled one unless FRESH, else a new one (perhaps
  * still connecting). NULL with errno when none could be made. */
 struct upconn *upstream_take(struct runtime *rt, struct upstream *up, bool fresh);

@@ -4,6 +4,7 @@
  * straight into the exchange's response, and every failure to forward.c,
  * which knows what the client may still be told. */
 #include "upstream.h"
+#include "site.h"
 
 #include <errno.h>
 #include <string.h>
@@ -44,7 +45,7 @@ static void up_send(struct upconn *u)
         return;
     }
     u->sending = r == 0;
-    up_watch(u, r == 0 ? EV_READ | EV_WRITE : EV_READ, x->rt->cfg.proxy_read_timeout);
+    up_watch(u, r == 0 ? EV_READ | EV_WRITE : EV_READ, x->site->read_timeout);
 }
 
 void upconn_start(struct upconn *u, struct exchange *x)
@@ -62,7 +63,7 @@ void upconn_start(struct upconn *u, struct exchange *x)
     u->parser.data = u;
     spool_rewind(&x->body);
     if (u->connecting) {
-        up_watch(u, EV_WRITE, x->rt->cfg.proxy_connect_timeout);
+        up_watch(u, EV_WRITE, x->site->connect_timeout);
         return;
     }
     up_send(u);
@@ -258,7 +259,7 @@ static void up_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         upstream_failed(u->u);
     } else {
         as_warn("upstream %s: %s %.*s: no response within %gs", u->u->name, x->req->method,
-                (int)x->req->target_len, x->req->target, x->rt->cfg.proxy_read_timeout);
+                (int)x->req->target_len, x->req->target, x->site->read_timeout);
     }
     forward_fail(x, 504);
 }

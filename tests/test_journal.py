@@ -166,6 +166,7 @@ def test_proxy_access_log_fields(journal, stack):
     assert e["HTTP_STATUS"] == str(status)
     assert int(e["HTTP_DURATION_USEC"]) >= 0
     assert e["APPSTACK_UPSTREAM"].startswith("unix:"), e["APPSTACK_UPSTREAM"]
+    assert e["APPSTACK_SITE"] == "default"
     assert any(x["HTTP_PATH"] == path for x in journal.entries(f"HTTP_STATUS={status}"))
 
 

@@ -8,7 +8,7 @@
 # project's compiler (tests/test_hostile_fuzz.py).
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
-FUZZ_TARGETS = http_parse chunked static_path config stdio_entry
+FUZZ_TARGETS = http_parse chunked static_path config stdio_entry site_host
 
 FUZZ_FLAGS = -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer -include $(top_builddir)/build-config.h -I$(top_srcdir)/common \
@@ -51,7 +51,13 @@ fuzz/fuzz_stdio_entry: $(top_srcdir)/tests/fuzz/fuzz_stdio_entry.c $(top_srcdir)
 	$(AM_V_GEN)$(MKDIR_P) fuzz && $(FUZZ_CC) $(FUZZ_FLAGS) -I$(top_srcdir)/supervisor -o $@ \
 	  $(top_srcdir)/tests/fuzz/fuzz_stdio_entry.c $(top_srcdir)/supervisor/stdio_entry.c
 
-fuzz-build: fuzz/fuzz_http_parse fuzz/fuzz_chunked fuzz/fuzz_static_path fuzz/fuzz_config fuzz/fuzz_stdio_entry
+fuzz/fuzz_site_host: $(top_srcdir)/tests/fuzz/fuzz_site_host.c $(top_srcdir)/proxy/site.c \
+	  $(top_srcdir)/proxy/site.h $(top_srcdir)/proxy/proxy.h
+	$(AM_V_GEN)$(MKDIR_P) fuzz && $(FUZZ_CC) $(FUZZ_FLAGS) $(LIBEV_CFLAGS) -o $@ \
+	  $(top_srcdir)/tests/fuzz/fuzz_site_host.c $(top_srcdir)/proxy/site.c
+
+fuzz-build: fuzz/fuzz_http_parse fuzz/fuzz_chunked fuzz/fuzz_static_path fuzz/fuzz_config \
+	fuzz/fuzz_stdio_entry fuzz/fuzz_site_host
 
 # Each target gets its dictionary when there is one (tests/fuzz/TARGET.dict).
 fuzz: fuzz-build
@@ -80,7 +86,8 @@ fuzz-clean:
 # The same targets without libFuzzer (tests/fuzz/replay.c gives them a
 # main), built by `make check` with the project's compiler and flags.
 check_PROGRAMS += tests/fuzz/replay_http_parse tests/fuzz/replay_chunked \
-	tests/fuzz/replay_static_path tests/fuzz/replay_config tests/fuzz/replay_stdio_entry
+	tests/fuzz/replay_static_path tests/fuzz/replay_config tests/fuzz/replay_stdio_entry \
+	tests/fuzz/replay_site_host
 tests_fuzz_replay_http_parse_SOURCES = tests/fuzz/fuzz_http_parse.c tests/fuzz/replay.c
 tests_fuzz_replay_http_parse_CPPFLAGS = $(AM_CPPFLAGS) $(LLHTTP_CFLAGS)
 tests_fuzz_replay_http_parse_LDADD = libappstack.a $(LLHTTP_LDADD)
@@ -96,3 +103,5 @@ tests_fuzz_replay_config_LDADD = $(APPSTACK_LIBS) -lm
 tests_fuzz_replay_stdio_entry_SOURCES = tests/fuzz/fuzz_stdio_entry.c supervisor/stdio_entry.c \
 	supervisor/stdio_entry.h tests/fuzz/replay.c
 tests_fuzz_replay_stdio_entry_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/supervisor
+tests_fuzz_replay_site_host_SOURCES = tests/fuzz/fuzz_site_host.c proxy/site.c proxy/site.h tests/fuzz/replay.c
+tests_fuzz_replay_site_host_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/proxy $(LLHTTP_CFLAGS) $(LIBEV_CFLAGS)

@@ -3,8 +3,9 @@
  * The input is written to a memfd and loaded through /proc/self/fd/N, the
  * loader's ordinary path-based entry point. A file without errors must
  * give a configuration the programs can use as is (sane numbers, every
- * location with a prefix and an alias); loading and freeing must never
- * crash or leak, whatever the bytes. The loader's messages go to a private
+ * location with a prefix and an alias, every site with a name and server
+ * names); loading and freeing must never crash or leak, whatever the
+ * bytes. The loader's messages go to a private
  * stream (not fd 2, where the sanitizers report).
  *
  * Built by `make fuzz`; replayed by `make check`. */
@@ -37,6 +38,16 @@ static void setup(void)
         abort();
 }
 
+static void check_locations(const struct as_location *locs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct as_location *l = &locs[i];
+
+        if (!l->prefix || l->prefix[0] != '/' || !l->alias || !*l->alias)
+            abort();
+    }
+}
+
 static void check(const struct as_config *c)
 {
     size_t i;
@@ -46,11 +57,16 @@ static void check(const struct as_config *c)
         abort();
     if (c->module && !c->callable)
         abort();
-    for (i = 0; i < c->n_locations; i++) {
-        const struct as_location *l = &c->locations[i];
+    check_locations(c->locations, c->n_locations);
+    for (i = 0; i < c->n_sites; i++) {
+        const struct as_site *s = &c->sites[i];
 
-        if (!l->prefix || l->prefix[0] != '/' || !l->alias || !*l->alias)
+        if (!s->name || !*s->name || !s->server_name.n)
             abort();
+        for (size_t j = 0; j < s->server_name.n; j++)
+            if (!s->server_name.v[j][0] || strpbrk(s->server_name.v[j], " \t/"))
+                abort();
+        check_locations(s->locations, s->n_locations);
     }
     for (i = 0; i < c->listen.n; i++)
         if (!c->listen.v[i] || !*c->listen.v[i])

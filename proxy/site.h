@@ -1,0 +1,55 @@
+/* Virtual hosts ([site NAME] sections): each request belongs to one site,
+ * chosen by its Host, and is served by that site's locations and
+ * upstreams with that site's limits. The default site is [proxy]'s own
+ * upstreams and the locations before any [site]; it takes the requests
+ * whose Host no server_name matches, and without it they are answered 421.
+ *
+ * The choice is a lookup in a hash table of the exact names, then of the
+ * Host's parent domains among the wildcards ("*.example.com" is stored as
+ * ".example.com"), longest first: a few hashes per request whatever the
+ * number of sites. A TLS handshake's server name is looked up the same way
+ * (site_for_host). */
+#ifndef APPSTACK_PROXY_SITE_H
+#define APPSTACK_PROXY_SITE_H
+
+#include "proxy.h"
+
+#define SITE_DEFAULT_NAME "default"     /* APPSTACK_SITE of the default site */
+
+struct site {
+    const char *name;           /* [site NAME], or SITE_DEFAULT_NAME */
+    const struct as_site *cfg;  /* NULL for the default site */
+    struct location_rt *locs;   /* a slice of the runtime's locations */
+    struct sp_location *sp;     /* the same, for static_resolve */
+    size_t n_locs;
+    struct upstream_group ups;
+    /* [proxy]'s values unless the site gives its own */
+    uint64_t max_body;          /* 0 = unlimited */
+    size_t body_buffer_size;
+    bool access_log;
+    double connect_timeout;
+    double read_timeout;
+};
+
+/* An entry of the runtime's name table (struct site_names: open
+ * addressing, linear probing, at most half full; mask = slots - 1, 0 when
+ * no site has a name). */
+struct site_name {
+    const char *name;           /* lower case; ".example.com" for "*.example.com" */
+    size_t len;
+    uint32_t hash;
+    struct site *site;
+};
+
+
+/* The site for a Host value or a TLS server name (port, trailing dot and
+ * case do not matter); NULL when none matches and there is no default
+ * site. */
+struct site *site_for_host(const struct runtime *rt, const char *host, size_t len);
+
+/* Builds RT's sites from its config, once its locations and upstreams are
+ * built. */
+void sites_build(struct runtime *rt);
+void sites_free(struct runtime *rt);
+
+#endif
