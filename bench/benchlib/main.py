@@ -12,7 +12,7 @@ import time
 from . import apps, deps, docs, host, plan, procs, report, stacks
 from .runner import Results, Runner, log
 
-GROUPS = ("hello-direct", "hello-front", "static", "django", "lifecycle")
+GROUPS = ("hello-direct", "hello-front", "static", "django", "lifecycle", "vhosts")
 
 
 def _ints(text):

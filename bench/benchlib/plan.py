@@ -23,6 +23,9 @@ def plan(o, hello, django, static_paths):
             paths = django.paths if w == last else django.paths[:1]
             units.append(Unit("django", "Django example via the front", stacks.FRONT, django, w,
                               [Case(*p, [o.base_conc]) for p in paths]))
+        if "vhosts" in o.only and w == last:
+            units.append(Unit("vhosts", f"hello world via the front, {stacks.VHOSTS} [site]s vs none",
+                              stacks.VHOST, hello, w, [Case(*hello.paths[0], [o.base_conc])]))
     if "static" in o.only:
         first, *rest = static_paths
         units.append(Unit("static", "static files from the front", stacks.STATIC, hello, 0,

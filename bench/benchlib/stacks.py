@@ -306,7 +306,41 @@ class NginxStatic(_Nginx):
         self.start_nginx("            return 404;")
 
 
+# ---- virtual hosts ----------------------------------------------------------
+
+VHOSTS = 20
+
+
+class AppstackOneSite(AppstackFront):
+    """The reference of the vhosts row: the same front without [site]
+    sections (counted as the peer, so the row's ratio is 20 sites / none)."""
+    key, label = "appstack-nosites", "appstack-proxy, no [site]"
+    appstack = False
+
+
+class AppstackVhosts(AppstackFront):
+    """The same front with 20 [site]s (exact names and wildcards) and no
+    default site: every request is routed by its Host ("127.0.0.1:PORT",
+    what wrk sends), to the site that names 127.0.0.1; a miss would be 421."""
+    key, label = "appstack-20sites", f"appstack-proxy, {VHOSTS} [site]s"
+
+    def ini(self, supervisor_listen, proxy=False):
+        path = super().ini(supervisor_listen)
+        a = self.app
+        text = f"[proxy]\nlisten = 127.0.0.1:{self.port}\n"
+        for i in range(1, VHOSTS + 1):
+            names = (f"site{i:02d}.example.com www.site{i:02d}.example.com *.site{i:02d}.example.org"
+                     if i != VHOSTS // 2 else "127.0.0.1 localhost")
+            text += f"\n[site s{i:02d}]\nserver_name = {names}\nupstream = unix:{self.dir}/app.sock\n"
+            if a.static_dir:
+                text += f"\n[location /static/]\nalias = {a.static_dir.rstrip('/')}/\nexpires = 30d\n"
+        with open(path, "a") as f:
+            f.write(text)
+        return path
+
+
 DIRECT = (AppstackDirect, GunicornDirect, UwsgiDirect)
+VHOST = (AppstackVhosts, AppstackOneSite)
 FRONT = (AppstackFront, NginxGunicorn, NginxUwsgi)
 STATIC = (AppstackStatic, NginxStatic)
 
