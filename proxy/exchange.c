@@ -165,8 +165,8 @@ void exchange_dispatch(struct exchange *x)
     const char *rel = NULL;
     size_t idx = 0;
 
-    switch (static_resolve(x->req->target, x->req->target_len, site->sp, site->n_locs, path, sizeof path, &idx,
-                           &rel)) {
+    /* The path, also of an absolute-form target ("http://host/path"). */
+    switch (static_resolve(x->req->path, x->req->path_len, site->sp, site->n_locs, path, sizeof path, &idx, &rel)) {
     case SP_STATIC:
         x->static_req = true;
         static_serve(x, &site->locs[idx], rel, path);

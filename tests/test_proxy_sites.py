@@ -90,6 +90,38 @@ def test_host_picks_the_site(tmpdir_short, ups):
         p.stop()
 
 
+def test_absolute_form_target_is_routed_by_its_authority(tmpdir_short, ups):
+    os.makedirs(os.path.join(tmpdir_short, "asite"))
+    with open(os.path.join(tmpdir_short, "asite", "f.txt"), "w") as f:
+        f.write("a file")
+    p = start(tmpdir_short, f"""
+        [proxy]
+        listen = 127.0.0.1:PORT
+        upstream = {ups['default'].addr}
+
+        [site a]
+        server_name = a.example
+        upstream = {ups['a'].addr}
+
+        [location /static/]
+        alias = {tmpdir_short}/asite/
+        """)
+    try:
+        # RFC 9112 3.2.2: the target's authority is the Host, whatever Host says.
+        for host in ("elsewhere.example", "a.example"):
+            r = raw_request(p.port, f"GET http://A.example:8080/static/f.txt HTTP/1.1\r\nHost: {host}\r\n"
+                            "Connection: close\r\n\r\n".encode())
+            assert (r.status, r.body) == (200, b"a file"), host
+        r = raw_request(p.port, b"GET http://a.example/app?x=1 HTTP/1.1\r\nHost: b.example\r\n"
+                        b"Connection: close\r\n\r\n")
+        assert r.status == 200 and r.body.startswith(b"a ")
+        r = raw_request(p.port, b"GET http://other.example/static/f.txt HTTP/1.1\r\nHost: a.example\r\n"
+                        b"Connection: close\r\n\r\n")
+        assert r.status == 200 and r.body.startswith(b"default ")
+    finally:
+        p.stop()
+
+
 def test_without_a_default_site_an_unknown_host_is_421(tmpdir_short, ups):
     p = start(tmpdir_short, f"""
         [proxy]
