@@ -102,7 +102,7 @@ bool as_http_list_next(struct as_http_list *l, const char **member, size_t *len)
     return true;
 }
 
-bool as_http_list_has(const char *v, size_t vlen, const char *token)
+bool as_http_list_has_n(const char *v, size_t vlen, const char *token, size_t len)
 {
     struct as_http_list l;
     const char *m;
@@ -110,7 +110,7 @@ bool as_http_list_has(const char *v, size_t vlen, const char *token)
 
     as_http_list_init(&l, v, vlen);
     while (as_http_list_next(&l, &m, &n))
-        if (n && as_http_name_is(m, n, token))
+        if (n && n == len && as_ascii_caseeq(m, token, len))
             return true;
     return false;
 }

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 /* RFC 9110 5.6.2 tchar. */
 bool as_http_tchar(unsigned char c);
@@ -64,7 +65,12 @@ struct as_http_list {
 void as_http_list_init(struct as_http_list *l, const char *v, size_t len);
 bool as_http_list_next(struct as_http_list *l, const char **member, size_t *len);
 
-/* Is TOKEN (any case) a member of the list V? */
-bool as_http_list_has(const char *v, size_t vlen, const char *token);
+/* Is TOKEN (any case, LEN bytes) a member of the list V? */
+bool as_http_list_has_n(const char *v, size_t vlen, const char *token, size_t len);
+
+static inline bool as_http_list_has(const char *v, size_t vlen, const char *token)
+{
+    return as_http_list_has_n(v, vlen, token, strlen(token));
+}
 
 #endif

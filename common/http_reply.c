@@ -72,27 +72,34 @@ size_t as_http_status_head(char *buf, size_t cap, int status, const char *date)
     return o.overflow ? 0 : (size_t)(o.p - buf);
 }
 
+size_t as_http_error_body(int status, char *buf)
+{
+    struct out o = { buf, buf + AS_HTTP_ERROR_BODY_MAX, false };
+
+    put_uint(&o, (unsigned long)status);
+    put(&o, " ", 1);
+    put_str(&o, as_http_reason(status));
+    put(&o, "\n", 1);
+    return (size_t)(o.p - buf);    /* the longest reason fits */
+}
+
 size_t as_http_reply(char *buf, size_t cap, int status, const char *date, bool keep_alive, bool http10,
                      bool head_only, const char *extra)
 {
     struct out o = { buf, buf + cap, false };
-    const char *reason = as_http_reason(status), *conn;
-    size_t conn_len, body_len = 3 + 1 + strlen(reason) + 1;   /* "404 Not Found\n" */
+    char body[AS_HTTP_ERROR_BODY_MAX];
+    size_t conn_len, body_len = as_http_error_body(status, body);
+    const char *conn = as_http_connection_field(keep_alive, http10, &conn_len);
 
     status_head(&o, status, date);
-    put_str(&o, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+    put_str(&o, "Content-Type: " AS_HTTP_ERROR_TYPE "\r\nContent-Length: ");
     put_uint(&o, (unsigned long)body_len);
     put(&o, "\r\n", 2);
-    conn = as_http_connection_field(keep_alive, http10, &conn_len);
     put(&o, conn, conn_len);
     if (extra)
         put_str(&o, extra);
     put(&o, "\r\n", 2);
-    if (!head_only) {
-        put_uint(&o, (unsigned long)status);
-        put(&o, " ", 1);
-        put_str(&o, reason);
-        put(&o, "\n", 1);
-    }
+    if (!head_only)
+        put(&o, body, body_len);
     return o.overflow ? 0 : (size_t)(o.p - buf);
 }

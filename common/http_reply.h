@@ -28,6 +28,13 @@ const char *as_http_connection_field(bool keep_alive, bool http10, size_t *len);
  * BUF; returns the length, or 0 when CAP is too small. */
 size_t as_http_status_head(char *buf, size_t cap, int status, const char *date);
 
+/* The body of an error response of ours, and its type. */
+#define AS_HTTP_ERROR_BODY_MAX 48
+#define AS_HTTP_ERROR_TYPE "text/plain; charset=utf-8"
+
+/* "404 Not Found\n" into BUF (AS_HTTP_ERROR_BODY_MAX bytes); its length. */
+size_t as_http_error_body(int status, char *buf);
+
 /* A whole text/plain response whose body is "STATUS Reason\n" (none when
  * HEAD_ONLY; Content-Length still the body's), with the Connection field
  * (see above) and EXTRA (more header lines, CRLF-terminated, or NULL).

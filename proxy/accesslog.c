@@ -8,6 +8,7 @@
 #include "exchange.h"
 #include "fmt.h"
 #include "site.h"
+#include "http_date.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -62,16 +63,13 @@ void access_log_init(struct ev_loop *loop)
 /* "22/Nov/2026:08:08:26 +0000", local time, formatted once a second. */
 static const char *log_time(void)
 {
-    static char buf[64];
+    static char buf[AS_CLF_DATE_LEN + 1];
     static time_t last = -1;
     time_t now = (time_t)ev_now(srv.loop);
-    struct tm tm;
 
     if (now != last) {
         last = now;
-        localtime_r(&now, &tm);
-        if (!strftime(buf, sizeof buf, "%d/%b/%Y:%H:%M:%S %z", &tm))
-            buf[0] = '\0';
+        as_clf_date_format(now, buf);
     }
     return buf;
 }

@@ -2,6 +2,9 @@
  * timer events, which go to the connection's protocol. The plain transport
  * is here too: bytes straight from and to the socket (sendfile for files). */
 #include "conn.h"
+#include "accept_pause.h"
+#include "http_reply.h"
+#include "linger.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,7 +16,6 @@
 #include <unistd.h>
 
 #define ACCEPT_BATCH 64
-#define ACCEPT_PAUSE 0.1            /* s accepts rest when out of descriptors */
 
 static ssize_t plain_recv(struct conn *c, void *buf, size_t len)
 {
@@ -27,7 +29,7 @@ static int plain_send(struct conn *c, struct spool *s)
 
 static void plain_shutdown(struct conn *c)
 {
-    shutdown(c->fd, SHUT_WR);
+    as_linger_begin(c->fd);     /* failed: the linger timer still closes it */
 }
 
 static void plain_close(struct conn *c)
@@ -94,18 +96,16 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 /* Beyond max_connections: a fast 503, never a queue. */
 static void reject(int fd)
 {
-    static const char msg[] = "HTTP/1.1 503 Service Unavailable\r\nServer: appstack\r\n"
-        "Content-Type: text/plain\r\nContent-Length: 24\r\nConnection: close\r\n\r\n"
-        "503 Service Unavailable\n";
-    char sink[4096];
+    char msg[AS_HTTP_REPLY_MAX], sink[4096];
+    size_t n = as_http_reply(msg, sizeof msg, 503, proxy_date(), false, false, false, NULL);
 
-    if (send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+    if (send(fd, msg, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         as_debug("503 to an excess connection: %s", strerror(errno));
-    shutdown(fd, SHUT_WR);
     /* Unread request bytes would turn our close into a reset that may
-     * destroy the 503 before the client reads it. */
-    while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0)
-        ;
+     * destroy the 503 before the client reads it (linger.h); this one
+     * does not wait for more. */
+    if (as_linger_begin(fd))
+        as_linger_drain(fd, sink, sizeof sink, 16);
     close(fd);
 }
 
@@ -142,33 +142,22 @@ static void accept_resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
             ev_io_start(loop, &srv.lio[i]);
 }
 
-/* Out of descriptors, the queued connection stays readable: watching the
- * sockets would spin. They rest for a moment, and the shortage is logged
- * once a second at most, with a count. */
-static void accept_pause(int err)
+/* Out of descriptors (accept_pause.h): the listening sockets rest. */
+static void accept_pause(void)
 {
     static ev_timer resume;
-    static ev_tstamp last_warning;
-    static unsigned long failures;
-    ev_tstamp now = ev_now(srv.loop);
 
-    failures++;
-    if (now - last_warning >= 1.0) {
-        as_warn("accept: %s (%ld connections open, %lu failed accepts): pausing accepts",
-                strerror(err), srv.n_conns, failures);
-        failures = 0;
-        last_warning = now;
-    }
     if (ev_is_active(&resume))
         return;
     for (int i = 0; i < srv.n_listen; i++)
         ev_io_stop(srv.loop, &srv.lio[i]);
-    ev_timer_init(&resume, accept_resume_cb, ACCEPT_PAUSE, 0);
+    ev_timer_init(&resume, accept_resume_cb, AS_ACCEPT_PAUSE, 0);
     ev_timer_start(srv.loop, &resume);
 }
 
 void conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
+    static struct as_accept_pause shortage;
     struct sockaddr_storage ss;
     socklen_t len;
     int fd;
@@ -177,11 +166,15 @@ void conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         len = sizeof ss;
         fd = accept4(w->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                accept_pause(errno);
-            else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                as_warn("accept: %s", strerror(errno));
-            return;
+            switch (as_accept_failed(&shortage, errno, ev_now(loop), srv.n_conns)) {
+            case AS_ACCEPT_AGAIN:
+                continue;
+            case AS_ACCEPT_PAUSE_NOW:
+                accept_pause();
+                return;
+            case AS_ACCEPT_DONE:
+                return;
+            }
         }
         if (srv.n_conns >= srv.rt->cfg.max_connections)
             reject(fd);

@@ -137,10 +137,6 @@ bool exchange_head_done(struct exchange *x)
     struct as_http_request *r = x->req;
 
     x->head_only = !strcmp(r->method, "HEAD");
-    if (!strcmp(r->method, "CONNECT")) {
-        exchange_error(x, 405, true);
-        return false;
-    }
     x->site = site_of(x->rt, r);
     if (!x->site) {
         exchange_error(x, 421, true);   /* no site of that name here, and no default */

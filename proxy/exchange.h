@@ -37,8 +37,9 @@ struct exchange *exchange_new(struct conn *c);
 /* The one exit: the access log entry (when COMPLETED: the whole response
  * went out), then every resource the exchange holds. X is gone after it. */
 void exchange_finish(struct exchange *x, bool completed);
-/* The request's head is in: its body goes to x->body from now on. False
- * when the request is answered already (a method the proxy refuses). */
+/* The request's head is in: its site is chosen and its body goes to
+ * x->body from now on. False when the request is answered already (no site
+ * of that name, a body over the site's limit). */
 bool exchange_head_done(struct exchange *x);
 /* The whole request is in: serve it from disk or forward it. */
 void exchange_dispatch(struct exchange *x);

@@ -9,55 +9,58 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <arpa/inet.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Hop-by-hop (RFC 9110 7.6.1) and the ones the proxy writes itself. Lengths
- * are kept so that most headers are ruled out by one integer compare. */
-struct name {
-    const char *s;
-    size_t n;
-};
-#define NAME(x) { x, sizeof x - 1 }
-static const struct name req_drop[] = {
-    NAME("Connection"), NAME("Keep-Alive"), NAME("Proxy-Connection"), NAME("TE"), NAME("Trailer"),
-    NAME("Transfer-Encoding"), NAME("Upgrade"), NAME("Content-Length"), NAME("Expect"),
-    NAME("X-Forwarded-For"), NAME("X-Forwarded-Proto"), NAME("X-Forwarded-Host"), { NULL, 0 }
-};
-static const struct name resp_drop[] = {
-    NAME("Connection"), NAME("Keep-Alive"), NAME("Proxy-Connection"), NAME("TE"), NAME("Trailer"),
-    NAME("Transfer-Encoding"), NAME("Upgrade"), { NULL, 0 }
-};
+#include "http_fields.h"
 
-static bool in_list(const struct name *list, const char *name, size_t len)
+/* Request fields the proxy does not pass on: hop-by-hop ones (the table
+ * in common/http_fields.c), those it writes itself (Content-Length, the
+ * X-Forwarded trio) and Expect (it answered 100 Continue itself). */
+static bool dropped_request_field(const char *name, size_t len)
 {
-    for (; list->s; list++)
-        if (list->n == len && !strncasecmp(list->s, name, len))
-            return true;
-    return false;
+    return as_http_hop_by_hop(name, len) || as_http_name_is(name, len, "Content-Length") ||
+           as_http_name_is(name, len, "Expect") || as_http_name_is(name, len, "X-Forwarded-For") ||
+           as_http_name_is(name, len, "X-Forwarded-Proto") || as_http_name_is(name, len, "X-Forwarded-Host");
 }
 
-/* Is NAME one of the comma-separated tokens of V? */
-static bool in_tokens(const char *v, size_t vlen, const char *name, size_t len)
+/* Named by the client's Connection field: hop-by-hop for this hop too. */
+static bool connection_option(const struct as_http_header *conn, const char *name, size_t len)
 {
-    const char *end = v + vlen;
+    return conn && as_http_list_has_n(conn->value, conn->value_len, name, len);
+}
 
-    while (v < end) {
-        const char *s, *e;
-        while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
-            v++;
-        s = v;
-        while (v < end && *v != ',')
-            v++;
-        e = v;
-        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-            e--;
-        if ((size_t)(e - s) == len && !strncasecmp(s, name, len))
-            return true;
+/* "host:port" of the address the client reached, for a request that named
+ * no Host (HTTP/1.0 may omit it; the upstream hop is HTTP/1.1, which must
+ * carry one, RFC 9112 3.2). */
+static void local_host(const struct exchange *x, struct headw *h)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char addr[INET6_ADDRSTRLEN];
+    uint16_t port;
+
+    if (getsockname(x->c->fd, (struct sockaddr *)&ss, &len) < 0 || ss.ss_family == AF_UNIX) {
+        hw_str(h, "localhost");
+        return;
     }
-    return false;
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof addr);
+        port = ntohs(in6->sin6_port);
+        hw_char(h, '[');
+        hw_str(h, addr);
+        hw_char(h, ']');
+    } else {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &in4->sin_addr, addr, sizeof addr);
+        port = ntohs(in4->sin_port);
+        hw_str(h, addr);
+    }
+    hw_char(h, ':');
+    hw_u64(h, port);
 }
 
 static bool idempotent(const char *m)
@@ -79,15 +82,24 @@ static void build_head(struct exchange *x, struct headw *h)
     const struct as_http_header *host = as_http_header(r, "Host");
     uint64_t len = x->body.total;
 
+    /* origin-form: the parser cut the fragment and took the authority of
+     * an absolute-form target into Host */
     hw_str(h, r->method);
     hw_put(h, " ", 1);
-    hw_put(h, r->target, r->target_len);
+    hw_put(h, r->path, r->path_len);
+    if (r->query) {
+        hw_char(h, '?');
+        hw_put(h, r->query, r->query_len);
+    }
     hw_put(h, " HTTP/1.1\r\n", 11);
+    if (!host) {
+        hw_put(h, "Host: ", 6);
+        local_host(x, h);
+        hw_put(h, "\r\n", 2);
+    }
     for (size_t i = 0; i < r->n_headers; i++) {
         const struct as_http_header *hd = &r->headers[i];
-        if (in_list(req_drop, hd->name, hd->name_len))
-            continue;
-        if (conn_h && in_tokens(conn_h->value, conn_h->value_len, hd->name, hd->name_len))
+        if (dropped_request_field(hd->name, hd->name_len) || connection_option(conn_h, hd->name, hd->name_len))
             continue;
         hw_header(h, hd->name, hd->name_len, hd->value, hd->value_len);
     }
@@ -203,7 +215,7 @@ void forward_response_head(struct exchange *x, struct upconn *u)
     resp_head_begin(x, &w, status, b + u->st_off, u->st_len);
     for (int i = 0; i < u->n_hdr; i++) {
         const char *name = b + u->hdr[i].no;
-        if (in_list(resp_drop, name, u->hdr[i].nl))
+        if (as_http_hop_by_hop(name, u->hdr[i].nl))
             continue;
         hw_header(&w, name, u->hdr[i].nl, b + u->hdr[i].vo, u->hdr[i].vl);
     }

@@ -5,13 +5,14 @@
  * connection holds no buffer and no exchange: they come from free lists
  * when a request starts and go back when it ends. */
 #include "exchange.h"
+#include "http_reply.h"
+#include "linger.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #define STOP_IDLE_GRACE 1.0         /* s an idle connection may still send at TERM */
-#define LINGER_SECONDS 2.0
 
 enum h1_state {
     H1_IDLE,        /* keep-alive, between requests */
@@ -44,7 +45,7 @@ static void h1_finish(struct conn *c)
             c->tp->shutdown(c);
             c->state = H1_LINGER;
             conn_watch(c, EV_READ);
-            conn_arm(c, LINGER_SECONDS);
+            conn_arm(c, AS_LINGER_SECONDS);
             return;
         }
         conn_close(c);
@@ -116,6 +117,9 @@ static void h1_head_begin(struct exchange *x, struct headw *w, int status, const
  * HTTP/1.0; then Connection as keep-alive says, and the blank line. */
 static void h1_head_end(struct exchange *x, struct headw *w, enum body_kind body)
 {
+    const char *conn;
+    size_t len;
+
     if (body == BODY_UNKNOWN) {
         if (x->http10) {
             x->keep_alive = false;
@@ -124,12 +128,9 @@ static void h1_head_end(struct exchange *x, struct headw *w, enum body_kind body
             hw_put(w, "Transfer-Encoding: chunked\r\n", 28);
         }
     }
-    if (!x->keep_alive)
-        hw_put(w, "Connection: close\r\n\r\n", 21);
-    else if (x->http10)
-        hw_put(w, "Connection: keep-alive\r\n\r\n", 26);
-    else
-        hw_put(w, "\r\n", 2);
+    conn = as_http_connection_field(x->keep_alive, x->http10, &len);
+    hw_put(w, conn, len);
+    hw_put(w, "\r\n", 2);
 }
 
 static void h1_abort(struct exchange *x)
@@ -148,10 +149,10 @@ static bool on_head(struct conn *c)
     x->keep_alive = r->keep_alive && !srv.stopping;
     if (!exchange_head_done(x))
         return false;
-    if (r->expect_continue && (r->content_length > 0 || r->chunked)) {
+    if (r->expect_continue) {
         /* Ahead of the response in the output; sent now if the socket
          * takes it, else with the response. */
-        spool_append(&x->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        spool_append(&x->out, AS_HTTP_CONTINUE, sizeof AS_HTTP_CONTINUE - 1);
         if (c->tp->send(c, &x->out) < 0 && errno != EAGAIN)
             as_debug("100-continue to %s: %s", c->peer, strerror(errno));
     }
@@ -224,16 +225,12 @@ static void begin_request(struct conn *c)
 }
 
 /* Raw bytes are drained whatever the transport: only the reset that unread
- * input would cause matters here. */
+ * input would cause matters here (linger.h). */
 static void linger_read(struct conn *c)
 {
     char sink[4096];
-    ssize_t n;
 
-    do
-        n = recv(c->fd, sink, sizeof sink, 0);
-    while (n > 0);
-    if (n == 0 || errno != EAGAIN)
+    if (!as_linger_drain(c->fd, sink, sizeof sink, 64))
         conn_close(c);
 }
 

@@ -1,6 +1,6 @@
 /* appstack-proxy: command line, start-up, signals, systemd notification. */
 #include "proxy.h"
-#include "httpdate.h"
+#include "http_date.h"
 #include "mime.h"
 
 #include <errno.h>
@@ -26,7 +26,7 @@ static ev_timer stop_timer;
 
 const char *proxy_date(void)
 {
-    return httpdate_now((time_t)ev_now(srv.loop));
+    return as_http_date_now((time_t)ev_now(srv.loop));
 }
 
 static void usage(FILE *f)

@@ -5,7 +5,6 @@
 #include "exchange.h"
 #include "http_reply.h"
 
-#include <stdio.h>
 #include <string.h>
 
 void resp_head_begin(struct exchange *x, struct headw *w, int status, const char *reason, size_t reason_len)
@@ -21,7 +20,7 @@ void resp_head(struct exchange *x, struct headw *w, int status)
     const char *reason = as_http_reason(status);
 
     resp_head_begin(x, w, status, reason, strlen(reason));
-    hw_put(w, "Server: appstack\r\nDate: ", 24);
+    hw_put(w, "Server: " AS_HTTP_SERVER "\r\nDate: ", 24);
     hw_str(w, proxy_date());
     hw_put(w, "\r\n", 2);
 }
@@ -65,20 +64,22 @@ void resp_output(struct exchange *x)
     x->c->proto->output(x);
 }
 
+/* The head through the protocol, the type and body as every error of
+ * ours (common/http_reply.c). */
 void resp_simple(struct exchange *x, int status, const char *extra)
 {
     struct headw w;
-    char body[128];
-    int n = snprintf(body, sizeof body, "%d %s\n", status, as_http_reason(status));
+    char body[AS_HTTP_ERROR_BODY_MAX];
+    size_t n = as_http_error_body(status, body);
 
     resp_head(x, &w, status);
-    hw_put(&w, "Content-Type: text/plain\r\nContent-Length: ", 42);
+    hw_str(&w, "Content-Type: " AS_HTTP_ERROR_TYPE "\r\nContent-Length: ");
     hw_u64(&w, (uint64_t)n);
     hw_put(&w, "\r\n", 2);
     if (extra)
         hw_str(&w, extra);
     resp_head_end(x, &w, x->head_only ? BODY_NONE : BODY_LENGTH);
     if (!x->head_only)
-        spool_append(&x->out, body, (size_t)n);
+        spool_append(&x->out, body, n);
     x->resp_done = true;
 }

@@ -5,94 +5,64 @@
 
 #include <string.h>
 
+#include "http_uri.h"
+
 enum { F_DOTDOT = 1, F_SLASH = 2, F_NUL = 4 };
 
-static int hexval(char c)
+/* Appends the segment SEG (N bytes as sent) to OUT, percent-decoded
+ * (common/http_uri.c), noting "..", encoded slashes and NULs; "." and
+ * empty segments add nothing. *DOT: it was ".". 0 on overflow, -1 on bad
+ * encoding. */
+static int add_segment(char *out, size_t outlen, size_t *o, const char *seg, size_t n, int *flags, bool *dot)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+    char *d = out + *o + 1;
+    unsigned seen;
+    ssize_t len;
 
-/* "http://host/p?q" -> "/p?q"; origin-form unchanged; anything else NULL. */
-static const char *path_start(const char *t, size_t len, size_t *plen)
-{
-    const char *end = t + len, *p;
-
-    if (len && t[0] == '/') {
-        *plen = len;
-        return t;
-    }
-    p = memchr(t, ':', len);
-    if (!p || end - p < 3 || p[1] != '/' || p[2] != '/')
-        return NULL;
-    p += 3;
-    while (p < end && *p != '/' && *p != '?')
-        p++;
-    if (p == end || *p != '/')
-        return NULL;
-    *plen = (size_t)(end - p);
-    return p;
-}
-
-/* Appends the decoded segment [SEG, SEG+N) to OUT, noting "." and "..". */
-static bool add_segment(char *out, size_t outlen, size_t *o, const char *seg, size_t n, int *flags)
-{
-    if (n == 0 || (n == 1 && seg[0] == '.'))
-        return true;
-    if (n == 2 && seg[0] == '.' && seg[1] == '.')
-        *flags |= F_DOTDOT;
+    *dot = false;
+    if (n == 0)
+        return 1;
     if (*o + 1 + n >= outlen)
-        return false;
-    out[(*o)++] = '/';
-    memcpy(out + *o, seg, n);
-    *o += n;
-    return true;
+        return 0;       /* decoding never makes it longer */
+    len = as_pct_decode(seg, n, d, &seen);
+    if (len < 0)
+        return -1;
+    if (seen & AS_PCT_SLASH)
+        *flags |= F_SLASH;
+    if (seen & AS_PCT_NUL)
+        *flags |= F_NUL;
+    if (len == 1 && d[0] == '.') {
+        *dot = true;
+        return 1;
+    }
+    if (len == 2 && d[0] == '.' && d[1] == '.')
+        *flags |= F_DOTDOT;
+    out[*o] = '/';
+    *o += 1 + (size_t)len;
+    return 1;
 }
 
-/* Percent-decodes the path and normalises it: no empty or "." segments.
- * Returns false on bad encoding or overflow. */
+/* Decodes and normalises PATH (from "/", without query or fragment): no
+ * empty or "." segments. Returns false on bad encoding or overflow. */
 static bool decode_path(const char *p, size_t len, char *out, size_t outlen, int *flags)
 {
-    char seg[4096];         /* not cleared: 4 KiB of zeros per request showed in profiles */
-    size_t o = 0, s = 0, i;
-    bool trailing = false;
+    const char *end = p + len, *seg = p + 1, *slash;
+    size_t o = 0;
+    bool dot = false, dir;
+    int rc;
 
-    seg[0] = '\0';
-    for (i = 0; i < len && p[i] != '?' && p[i] != '#'; i++) {
-        char c = p[i];
-        if (c == '%') {
-            int hi = i + 2 < len ? hexval(p[i + 1]) : -1, lo = hi >= 0 ? hexval(p[i + 2]) : -1;
-            if (lo < 0)
-                return false;
-            c = (char)(hi * 16 + lo);
-            i += 2;
-            if (c == '/')
-                *flags |= F_SLASH;
-            else if (c == '\0')
-                *flags |= F_NUL;
-        } else if (c == '\0') {
-            *flags |= F_NUL;    /* raw: it would cut the decoded path short */
-        } else if (c == '/') {
-            if (!add_segment(out, outlen, &o, seg, s, flags))
-                return false;
-            s = 0;
-            trailing = true;
-            continue;
-        }
-        if (s + 1 >= sizeof seg)
+    for (;;) {
+        slash = memchr(seg, '/', (size_t)(end - seg));
+        rc = add_segment(out, outlen, &o, seg, (size_t)((slash ? slash : end) - seg), flags, &dot);
+        if (rc <= 0)
             return false;
-        seg[s++] = c;
-        trailing = false;
+        if (!slash)
+            break;
+        seg = slash + 1;
     }
-    if (!add_segment(out, outlen, &o, seg, s, flags))
-        return false;
     /* A trailing slash (or "/.") names a directory: keep it visible. */
-    if ((trailing || (s == 1 && seg[0] == '.') || o == 0) && o + 1 < outlen)
+    dir = seg == end || dot || o == 0;
+    if (dir && o + 1 < outlen)
         out[o++] = '/';
     out[o] = '\0';
     return true;
@@ -108,17 +78,16 @@ static bool match(const struct sp_location *l, const char *path, size_t plen)
     return false;
 }
 
-enum sp_result static_resolve(const char *target, size_t len,
+enum sp_result static_resolve(const char *path, size_t len,
                               const struct sp_location *locs, size_t n,
                               char *out, size_t outlen, size_t *index, const char **rel)
 {
-    size_t plen, best = n, best_len = 0, outl;
-    const char *p = path_start(target, len, &plen);
+    size_t best = n, best_len = 0, outl;
     int flags = 0;
 
-    if (!p || outlen < 2)
-        return SP_FORWARD;
-    if (!decode_path(p, plen, out, outlen, &flags))
+    if (len == 0 || path[0] != '/' || outlen < 2)
+        return SP_FORWARD;      /* "*" */
+    if (!decode_path(path, len, out, outlen, &flags))
         return SP_BAD_REQUEST;
     outl = strlen(out);
     for (size_t i = 0; i < n; i++) {

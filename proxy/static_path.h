@@ -16,15 +16,16 @@ enum sp_result {
     SP_FORWARD,             /* no static location: the upstream's business */
     SP_STATIC,              /* serve *REL from locs[*INDEX] */
     SP_NOT_FOUND,           /* a static location, but a path we never serve */
-    SP_BAD_REQUEST,         /* malformed percent-encoding */
+    SP_BAD_REQUEST,         /* malformed percent-encoding, or too long */
 };
 
-/* TARGET is the raw request-target (LEN bytes, query included). The decoded
+/* PATH is the request's path as the parser gives it (LEN bytes, still
+ * percent-encoded, without query or fragment; "*" forwards). The decoded
  * and normalised path is written to OUT (OUTLEN bytes, NUL-terminated); on
  * SP_STATIC, *REL points into OUT at the part below the location, without a
  * leading slash ("" for the location itself or an exact match). A path with
  * "..", an encoded slash or a NUL inside a static location is SP_NOT_FOUND. */
-enum sp_result static_resolve(const char *target, size_t len,
+enum sp_result static_resolve(const char *path, size_t len,
                               const struct sp_location *locs, size_t n,
                               char *out, size_t outlen, size_t *index, const char **rel);
 

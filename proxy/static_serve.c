@@ -2,7 +2,7 @@
  * spelling of a path and no symlink can reach outside it; then the usual
  * conditional, range and precompressed-sibling handling. */
 #include "exchange.h"
-#include "httpdate.h"
+#include "http_date.h"
 #include "mime.h"
 
 #include <errno.h>
@@ -236,7 +236,7 @@ static bool not_modified(const struct as_http_request *r, const struct stat *st,
     if (h)
         return etag_matches(h->value, h->value_len, etag);
     h = as_http_header(r, "If-Modified-Since");
-    return h && httpdate_parse(h->value, h->value_len, &since) && st->st_mtim.tv_sec <= since;
+    return h && as_http_date_parse(h->value, h->value_len, &since) && st->st_mtim.tv_sec <= since;
 }
 
 static bool parse_num(const char **p, const char *end, off_t *out)
@@ -299,16 +299,16 @@ static bool if_range_ok(const struct as_http_request *r, const struct stat *st, 
         return true;
     if (h->value_len && h->value[0] == '"')
         return h->value_len == strlen(etag) && !memcmp(h->value, etag, h->value_len);
-    return httpdate_parse(h->value, h->value_len, &t) && t == st->st_mtim.tv_sec;
+    return as_http_date_parse(h->value, h->value_len, &t) && t == st->st_mtim.tv_sec;
 }
 
 static void validators(struct headw *h, const struct location_rt *loc, const struct file *f, const char *etag)
 {
-    char lm[HTTPDATE_LEN + 1];
+    char lm[AS_HTTP_DATE_LEN + 1];
 
-    httpdate_format(f->st.st_mtim.tv_sec, lm);
+    as_http_date_format(f->st.st_mtim.tv_sec, lm);
     hw_str(h, "Last-Modified: ");
-    hw_put(h, lm, HTTPDATE_LEN);
+    hw_put(h, lm, AS_HTTP_DATE_LEN);
     hw_str(h, "\r\nETag: ");
     hw_str(h, etag);
     hw_str(h, "\r\n");

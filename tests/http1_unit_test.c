@@ -145,6 +145,14 @@ static void test_reply(void)
         CHECK(body && cl && (size_t)atoi(cl + 16) == n - (size_t)(body + 4 - buf));
     }
     CHECK(as_http_reply(buf, 50, 400, date, false, false, false, NULL) == 0);
+    for (int s = 100; s < 600; s++) {
+        char body[AS_HTTP_ERROR_BODY_MAX + 1], want[64];
+        size_t bl = as_http_error_body(s, body);
+        body[bl] = '\0';
+        snprintf(want, sizeof want, "%d %s\n", s, as_http_reason(s));
+        CHECK(bl < AS_HTTP_ERROR_BODY_MAX);
+        CHECK_STR(body, want);
+    }
     n = as_http_status_head(buf, sizeof buf, 200, date);
     buf[n] = '\0';
     CHECK_STR(buf, "HTTP/1.1 200 OK\r\nServer: appstack\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n");

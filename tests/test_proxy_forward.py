@@ -278,3 +278,46 @@ def test_client_timeouts(tmpdir_short):
     finally:
         proxy.stop()
         up.close()
+
+
+def test_request_line_forwarded_in_origin_form_with_a_host(tmpdir_short):
+    """The upstream hop gets origin-form (no fragment, an absolute-form's
+    authority as Host) and always a Host: an HTTP/1.0 request without one
+    gets the address the client reached (RFC 9112 3.2, 3.2.2)."""
+    up = Upstream()
+    proxy = start_proxy(tmpdir_short, [up.addr])
+    try:
+        cases = [
+            (b"GET http://user:pw@example.com:8080/a%20b?q=1#frag HTTP/1.1\r\nHost: other\r\n",
+             "/a%20b?q=1", ["example.com:8080"]),
+            (b"GET https://example.com HTTP/1.1\r\n", "/", ["example.com"]),
+            (b"GET /p?x#frag HTTP/1.1\r\nHost: h\r\n", "/p?x", ["h"]),
+            (b"GET /p#frag?not-query HTTP/1.1\r\nHost: h\r\n", "/p", ["h"]),
+            (b"OPTIONS * HTTP/1.1\r\nHost: h\r\n", "*", ["h"]),
+            (b"GET /old HTTP/1.0\r\n", "/old", [f"127.0.0.1:{proxy.port}"]),
+            (b"GET /noh HTTP/1.1\r\n", "/noh", [f"127.0.0.1:{proxy.port}"]),
+            (b"QUERY /caf\xc3\xa9 HTTP/1.1\r\nHost: h\r\n", "/caf\xc3\xa9", ["h"]),
+        ]
+        for head, target, host in cases:
+            r = raw_request(proxy.port, head + b"Connection: close\r\n\r\n")
+            req = up.requests[-1]
+            assert r.status == 200, head
+            assert (req.target, req.header("Host")) == (target, host), head
+    finally:
+        proxy.stop()
+        up.close()
+
+
+def test_errors_are_written_as_the_worker_writes_them(tmpdir_short):
+    up = Upstream()
+    proxy = start_proxy(tmpdir_short, [up.addr])
+    try:
+        r = raw_request(proxy.port, b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (r.status, r.body) == (400, b"400 Bad Request\n")
+        assert r.headers["content-type"] == "text/plain; charset=utf-8"
+        assert r.headers["connection"] == "close" and r.headers["server"] == "appstack"
+        r = raw_request(proxy.port, b"post / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (r.status, r.body) == (501, b"501 Not Implemented\n")
+    finally:
+        proxy.stop()
+        up.close()

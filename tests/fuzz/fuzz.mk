@@ -39,9 +39,9 @@ fuzz/fuzz_chunked: $(top_srcdir)/tests/fuzz/fuzz_chunked.c $(FUZZ_HTTP) $(FUZZ_H
 	$(AM_V_GEN)$(MKDIR_P) fuzz && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
 	  $(top_srcdir)/tests/fuzz/fuzz_chunked.c $(FUZZ_HTTP) $(FUZZ_LLHTTP) $(FUZZ_LLHTTP_LIBS)
 fuzz/fuzz_static_path: $(top_srcdir)/tests/fuzz/fuzz_static_path.c $(top_srcdir)/proxy/static_path.c \
-	  $(top_srcdir)/proxy/static_path.h
+	  $(top_srcdir)/proxy/static_path.h $(top_srcdir)/common/http_uri.c $(top_srcdir)/common/http_uri.h
 	$(AM_V_GEN)$(MKDIR_P) fuzz && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
-	  $(top_srcdir)/tests/fuzz/fuzz_static_path.c $(top_srcdir)/proxy/static_path.c
+	  $(top_srcdir)/tests/fuzz/fuzz_static_path.c $(top_srcdir)/proxy/static_path.c $(top_srcdir)/common/http_uri.c
 fuzz/fuzz_config: $(top_srcdir)/tests/fuzz/fuzz_config.c $(FUZZ_CONFIG) $(top_srcdir)/common/config.h
 	$(AM_V_GEN)$(MKDIR_P) fuzz && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
 	  $(top_srcdir)/tests/fuzz/fuzz_config.c $(FUZZ_CONFIG) $(INIH_LIBS) $(SYSTEMD_LIBS) -lm
@@ -97,6 +97,7 @@ tests_fuzz_replay_chunked_LDADD = libappstack.a $(LLHTTP_LDADD)
 tests_fuzz_replay_static_path_SOURCES = tests/fuzz/fuzz_static_path.c proxy/static_path.c proxy/static_path.h \
 	tests/fuzz/replay.c
 tests_fuzz_replay_static_path_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/proxy
+tests_fuzz_replay_static_path_LDADD = libappstack.a
 tests_fuzz_replay_config_SOURCES = tests/fuzz/fuzz_config.c tests/fuzz/replay.c
 tests_fuzz_replay_config_CPPFLAGS = $(AM_CPPFLAGS) $(INIH_CFLAGS)
 tests_fuzz_replay_config_LDADD = $(APPSTACK_LIBS) -lm

@@ -1,7 +1,9 @@
 /* libFuzzer target: the proxy's static path resolver (proxy/static_path.c),
- * request-target -> location + path below its alias.
+ * request path -> location + path below its alias. The input is taken as
+ * the path the parser hands over (it checks less than the parser does: raw
+ * NULs, bad escapes and odd first bytes come through here too).
  *
- * What must hold for every target: a path it hands to the file server never
+ * What must hold for every path: a path it hands to the file server never
  * has a ".." or "." segment, an empty segment, a NUL or a leading slash
  * below the location; it lies under the location that matched (exact
  * locations match the whole path); the output buffer is never overrun and
