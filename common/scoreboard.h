@@ -6,6 +6,7 @@
 #ifndef APPSTACK_SCOREBOARD_H
 #define APPSTACK_SCOREBOARD_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -47,6 +48,14 @@ struct as_scoreboard {
 #define AS_ENV_LOG_FD      "APPSTACK_LOG_FD"       /* appstackd's own stderr (maybe the journal), for
                                                     * the worker's own messages: its fds 1 and 2 are
                                                     * pipes to appstackd (supervisor/stdio_capture.c) */
+
+#define AS_ENV_DUMP_FD     "APPSTACK_DUMP_FD"      /* pipe to appstackd for stack dumps */
+
+/* Stack dumps: on AS_SIG_DUMP the worker writes the Python stack of every
+ * thread to the APPSTACK_DUMP_FD pipe, then a NUL byte. appstackd starts
+ * workers with the signal blocked; the worker unblocks it once it can
+ * answer. */
+#define AS_SIG_DUMP (SIGRTMIN + 2)
 
 /* Channel messages, worker -> master, one per datagram:
  *   "READY"              app imported, accepting

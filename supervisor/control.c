@@ -17,18 +17,31 @@
 
 #include "ctlproto.h"
 #include "log.h"
+#include "sbuf.h"
 #include "status.h"
 
 #define CONN_TIMEOUT 10.0   /* s a client may take to send or read */
 
-/* C_WAIT_RELOAD: subscribed to a reload (lifecycle.c) until it is done. */
-enum conn_state { C_READ, C_WAIT_RELOAD, C_WAIT_STOP, C_WRITE };
+/* C_WAIT_RELOAD: subscribed to a reload (lifecycle.c) until it is done.
+ * C_WAIT_DUMP: waiting for the stacks of the workers it asked (dump.c),
+ * which answer within DUMP_WAIT. */
+enum conn_state { C_READ, C_WAIT_RELOAD, C_WAIT_DUMP, C_WAIT_STOP, C_WRITE };
+
+/* One worker's part of a `dump` reply. */
+struct dump_part {
+    struct dump_waiter dw;
+    struct conn *c;
+    char *head;             /* "worker N (pid P, ...)" */
+    char *text;             /* its stacks, once answered */
+};
 
 struct conn {
     struct conn *next;
     struct master *m;
     enum conn_state state;
     struct waiter waiter;   /* a reload it waits for (lifecycle.c) */
+    struct dump_part *parts;    /* `dump`: one per worker, in id order */
+    int n_parts, n_waiting;
     int fd;
     ev_io io;
     ev_timer timer;
@@ -47,6 +60,12 @@ static void conn_close(struct conn *c)
     if (*p)
         *p = c->next;
     waiter_remove(&c->waiter);
+    for (int i = 0; i < c->n_parts; i++) {
+        dump_cancel(&c->parts[i].dw);
+        free(c->parts[i].head);
+        free(c->parts[i].text);
+    }
+    free(c->parts);
     ev_io_stop(c->m->loop, &c->io);
     ev_timer_stop(c->m->loop, &c->timer);
     close(c->fd);
@@ -155,6 +174,88 @@ static void reload_done(struct waiter *wt, bool ok, const char *text)
     reply((struct conn *)((char *)wt - offsetof(struct conn, waiter)), ok, "%s", text);
 }
 
+static void dump_reply(struct conn *c)
+{
+    struct sbuf b = { 0 };
+
+    for (int i = 0; i < c->n_parts; i++)
+        sbuf_printf(&b, "%s%s\n%s", i ? "\n" : "", c->parts[i].head, c->parts[i].text);
+    reply_take(c, true, sbuf_take(&b));
+}
+
+static void dump_done(struct dump_waiter *dw, struct worker *w, const char *stacks, const char *missing)
+{
+    struct dump_part *p = (struct dump_part *)dw;   /* dw is its first member */
+    struct conn *c = p->c;
+
+    (void)w;
+    if (stacks)
+        p->text = strdup(stacks);
+    else if (asprintf(&p->text, "no Python stacks: %s\n", missing) < 0)
+        p->text = NULL;
+    if (!p->text)
+        p->text = strdup("");
+    if (--c->n_waiting == 0)
+        dump_reply(c);
+}
+
+static bool dumpable(const struct worker *w)
+{
+    return w->state != W_FREE && w->state != W_KILLED && w->pid > 0;
+}
+
+static int by_worker_id(const void *a, const void *b)
+{
+    return (*(struct worker *const *)a)->id - (*(struct worker *const *)b)->id;
+}
+
+/* "dump" (every live worker) or "dump ID": the workers' current Python
+ * stacks, the workers going on as they were. */
+static void cmd_dump(struct conn *c, const char *arg)
+{
+    struct master *m = c->m;
+    struct worker *ws[AS_SCOREBOARD_SLOTS];
+    int n = 0;
+    long id = 0;
+
+    if (arg && !as_parse_long(arg, 1, 1000000, &id)) {
+        reply(c, false, "dump: expected a worker id, got \"%s\"\n", arg);
+        return;
+    }
+    for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++)
+        if (dumpable(&m->w[i]) && (!id || m->w[i].id == id))
+            ws[n++] = &m->w[i];
+    if (n == 0) {
+        if (id)
+            reply(c, false, "dump: no worker %ld\n", id);
+        else
+            reply(c, true, "no workers\n");
+        return;
+    }
+    qsort(ws, (size_t)n, sizeof *ws, by_worker_id);
+    c->parts = calloc((size_t)n, sizeof *c->parts);
+    if (!c->parts) {
+        reply(c, false, "out of memory\n");
+        return;
+    }
+    c->n_parts = n;
+    c->state = C_WAIT_DUMP;
+    ev_io_stop(m->loop, &c->io);
+    ev_timer_stop(m->loop, &c->timer);
+    for (int i = 0; i < n; i++) {
+        struct dump_part *p = &c->parts[i];
+        p->c = c;
+        p->dw.done = dump_done;
+        p->head = status_worker_head(ws[i]);
+        if (dump_ask(ws[i], &p->dw))
+            c->n_waiting++;
+        else
+            p->text = strdup("no Python stacks: the worker could not be asked for them\n");
+    }
+    if (c->n_waiting == 0)
+        dump_reply(c);
+}
+
 static void dispatch(struct conn *c, char *line)
 {
     char *save = NULL, *cmd = strtok_r(line, " \t\r", &save), *arg = strtok_r(NULL, " \t\r", &save);
@@ -174,13 +275,15 @@ static void dispatch(struct conn *c, char *line)
         ev_timer_stop(m->loop, &c->timer);
         c->waiter.done = reload_done;
         lifecycle_reload(m, &c->waiter);
+    } else if (cmd && !strcmp(cmd, "dump")) {
+        cmd_dump(c, arg);
     } else if (cmd && !strcmp(cmd, "stop") && !arg) {
         c->state = C_WAIT_STOP;
         ev_io_stop(m->loop, &c->io);
         ev_timer_stop(m->loop, &c->timer);
         lifecycle_stop(m, false);
     } else {
-        reply(c, false, "unknown command \"%s%s%s\" (known: status [--json], reload, scale N|+K|-K, stop)\n",
+        reply(c, false, "unknown command \"%s%s%s\" (known: status [--json], reload, scale N|+K|-K, dump [ID], stop)\n",
               cmd ? cmd : "", arg ? " " : "", arg ? arg : "");
     }
 }

@@ -143,15 +143,15 @@ static bool may_start(const struct generation *g)
 static struct worker *start_worker(struct generation *g)
 {
     struct worker *w = worker_alloc(g->m);
-    int chan;
+    int chan, dump;
     pid_t pid;
 
     if (!w)
         return NULL;
-    pid = spawn_process(g->m, w, g->id, &chan);
+    pid = spawn_process(g->m, w, g->id, &chan, &dump);
     if (pid < 0)
         return NULL;
-    worker_started(w, g, pid, chan);
+    worker_started(w, g, pid, chan, dump);
     adopt(g, w);
     return w;
 }

@@ -463,12 +463,26 @@ void lifecycle_stop(struct master *m, bool fast)
     settle(m);
 }
 
+/* The stacks of a stuck worker have come (or it did not answer): now it
+ * is killed. */
+static void kill_dump_done(struct dump_waiter *dw, struct worker *w, const char *stacks, const char *missing)
+{
+    struct wevent ev = { .kind = WEV_STACKS, .text = stacks, .missing = missing };
+
+    (void)dw;
+    deliver(w->m, w, &ev);
+    settle(w->m);
+}
+
 void lifecycle_init(struct master *m)
 {
     for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++) {
-        m->w[i].m = m;
-        m->w[i].chan = -1;
-        ev_init(&m->w[i].chan_w, chan_cb);
+        struct worker *w = &m->w[i];
+        w->m = m;
+        w->chan = -1;
+        ev_init(&w->chan_w, chan_cb);
+        dump_init(w);
+        w->kill_dump.done = kill_dump_done;
     }
 }
 

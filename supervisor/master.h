@@ -7,8 +7,9 @@
  * through return values or callbacks set from above):
  *   main -> master (loop, signals, timers) -> lifecycle (events, reload,
  *   scale, stop) -> generation (target, backoff, hand-over) -> worker (one
- *   state, worker_step) ; generation -> spawn (fork + exec) ;
- *   control (supctl) -> lifecycle, status ; status -> generation, worker, slot. */
+ *   state, worker_step) -> dump (stacks) ; generation -> spawn (fork +
+ *   exec) ; control (supctl) -> lifecycle, status, dump ; status ->
+ *   generation, worker, slot. */
 #ifndef APPSTACK_MASTER_H
 #define APPSTACK_MASTER_H
 
@@ -117,9 +118,9 @@ bool reload_config(struct master *m, char **errors, int *workers);
 
 /* spawn.c */
 bool spawn_prepare(struct master *m);
-/* Forks and execs appstack-worker for W of GENERATION: its pid, and in
- * *CHAN the master's end of its channel; -1 on failure (logged). */
-pid_t spawn_process(struct master *m, const struct worker *w, unsigned generation, int *chan);
+/* Forks and execs appstack-worker for W of GENERATION: its pid, and the
+ * master's ends of its channel and dump pipe; -1 on failure (logged). */
+pid_t spawn_process(struct master *m, const struct worker *w, unsigned generation, int *chan, int *dump);
 
 /* control.c */
 bool control_open(struct master *m);

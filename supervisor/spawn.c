@@ -20,7 +20,7 @@
 
 extern char **environ;
 
-#define N_OWN_ENV 8
+#define N_OWN_ENV 9
 
 /* Variables that belong to appstackd alone: a worker must not answer
  * systemd in the master's name nor look for systemd's sockets. */
@@ -30,7 +30,7 @@ static bool private_var(const char *v)
         "NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=", "LISTEN_FDS=",
         "LISTEN_PID=", "LISTEN_FDNAMES=", "APPSTACK_WORKER_ID=", "APPSTACK_GENERATION=",
         "APPSTACK_SLOT=", "APPSTACK_SCOREBOARD_FD=", "APPSTACK_CHANNEL_FD=",
-        "APPSTACK_LISTEN_FDS=", "APPSTACK_MAX_REQUESTS=", "APPSTACK_LOG_FD=", NULL
+        "APPSTACK_LISTEN_FDS=", "APPSTACK_MAX_REQUESTS=", "APPSTACK_LOG_FD=", "APPSTACK_DUMP_FD=", NULL
     };
 
     for (int i = 0; names[i]; i++)
@@ -70,7 +70,7 @@ static long max_requests(const struct master *m)
 }
 
 /* The parent's environment minus private_var(), plus our own variables. */
-static char **build_env(const struct master *m, const struct worker *w, unsigned generation, int chan)
+static char **build_env(const struct master *m, const struct worker *w, unsigned generation, int chan, int dump)
 {
     size_t n = 0, k = 0;
     char **env, fds[SUP_MAX_LISTEN * 12] = "";
@@ -94,6 +94,7 @@ static char **build_env(const struct master *m, const struct worker *w, unsigned
     ok += asprintf(&env[k++], "%s=%s", AS_ENV_LISTEN_FDS, fds) >= 0;
     ok += asprintf(&env[k++], "%s=%ld", AS_ENV_MAX_REQUESTS, max_requests(m)) >= 0;
     ok += asprintf(&env[k++], "%s=%d", AS_ENV_LOG_FD, stdio_log_fd()) >= 0;
+    ok += asprintf(&env[k++], "%s=%d", AS_ENV_DUMP_FD, dump) >= 0;
     if (ok != N_OWN_ENV) {
         free(env);  /* leaks the few strings made: out of memory anyway */
         return NULL;
@@ -128,11 +129,13 @@ static bool keep_fd(int fd)
 }
 
 /* In the child: die with the master, default signals, only our fds, drop
- * privileges, exec. */
-static void child_exec(const struct master *m, int chan, const struct stdio_pipes *stdio, pid_t parent, char **env)
+ * privileges, exec. The stack dump signal stays blocked until the worker
+ * can answer it (its default action would kill it). */
+static void child_exec(const struct master *m, int chan, int dump, const struct stdio_pipes *stdio, pid_t parent,
+                       char **env)
 {
     char *argv[] = { m->worker_path, (char *)"-c", m->config_path, NULL };
-    sigset_t none;
+    sigset_t mask;
 
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
         child_fail(chan, "PR_SET_PDEATHSIG");
@@ -140,15 +143,16 @@ static void child_exec(const struct master *m, int chan, const struct stdio_pipe
         _exit(1);   /* the master died before prctl: nobody would watch us */
     for (int s = 1; s < NSIG; s++)
         signal(s, SIG_DFL);
-    sigemptyset(&none);
-    if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+    sigemptyset(&mask);
+    sigaddset(&mask, AS_SIG_DUMP);
+    if (sigprocmask(SIG_SETMASK, &mask, NULL) < 0)
         child_fail(chan, "sigprocmask");
     if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
         child_fail(chan, "close_range");
     for (int i = 0; i < m->n_listen; i++)
         if (!keep_fd(m->listen_fd[i]))
             child_fail(chan, "fcntl");
-    if (!keep_fd(m->sb_fd) || !keep_fd(chan))
+    if (!keep_fd(m->sb_fd) || !keep_fd(chan) || !keep_fd(dump))
         child_fail(chan, "fcntl");
     if (!stdio_child(stdio))
         child_fail(chan, "stdout/stderr");
@@ -160,9 +164,25 @@ static void child_exec(const struct master *m, int chan, const struct stdio_pipe
     child_fail(chan, m->worker_path);
 }
 
-pid_t spawn_process(struct master *m, const struct worker *w, unsigned generation, int *chan)
+/* The dump pipe: the worker writes, appstackd reads without blocking. */
+static bool dump_pipe(int fds[2])
 {
-    int sv[2];
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        as_err("cannot start a worker: pipe: %s", strerror(errno));
+        return false;
+    }
+    if (fcntl(fds[0], F_SETFL, O_NONBLOCK) < 0) {
+        as_err("cannot start a worker: fcntl: %s", strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
+        return false;
+    }
+    return true;
+}
+
+pid_t spawn_process(struct master *m, const struct worker *w, unsigned generation, int *chan, int *dump)
+{
+    int sv[2], dp[2];
     struct stdio_pipes stdio;
     char **env;
     pid_t pid, parent = getpid();
@@ -171,11 +191,15 @@ pid_t spawn_process(struct master *m, const struct worker *w, unsigned generatio
         as_err("cannot start a worker: socketpair: %s", strerror(errno));
         return -1;
     }
-    if (!stdio_pipes_open(&stdio)) {
+    if (!dump_pipe(dp)) {
         pid = -1;
         goto out_chan;
     }
-    env = build_env(m, w, generation, sv[1]);
+    if (!stdio_pipes_open(&stdio)) {
+        pid = -1;
+        goto out_dump;
+    }
+    env = build_env(m, w, generation, sv[1], dp[1]);
     if (!env) {
         as_err("cannot start a worker: out of memory");
         pid = -1;
@@ -183,7 +207,7 @@ pid_t spawn_process(struct master *m, const struct worker *w, unsigned generatio
     }
     pid = fork();
     if (pid == 0)
-        child_exec(m, sv[1], &stdio, parent, env);
+        child_exec(m, sv[1], dp[1], &stdio, parent, env);
     free_env(env);
     if (pid < 0) {
         as_err("cannot start a worker: fork: %s", strerror(errno));
@@ -191,10 +215,15 @@ pid_t spawn_process(struct master *m, const struct worker *w, unsigned generatio
     }
     stdio_watch(m->loop, &stdio, m->cfg.stderr_level, w->id, generation, (int)pid);
     close(sv[1]);
+    close(dp[1]);
     *chan = sv[0];
+    *dump = dp[0];
     return pid;
 out:
     stdio_pipes_close(&stdio);
+out_dump:
+    close(dp[0]);
+    close(dp[1]);
 out_chan:
     close(sv[0]);
     close(sv[1]);

@@ -47,6 +47,7 @@ static const char *state_name(const struct worker *w, bool busy)
     switch (w->state) {
     case W_LOADING: return "loading";
     case W_STOPPING:
+    case W_DUMPING:
     case W_KILLED: return "stopping";
     case W_RECYCLING: return "recycling";   /* serving until its replacement is ready */
     default: return slot_wants_recycle(w) ? "recycling" : busy ? "busy" : "idle";
@@ -220,4 +221,17 @@ void status_summary(struct master *m, char *text, size_t n)
     else
         snprintf(text, n, "%d workers, generation %u, %llu requests%s", gen_count(m->serving, true),
                  m->serving->id, (unsigned long long)lifecycle_requests(m), m->pending ? ", reloading" : "");
+}
+
+char *status_worker_head(const struct worker *w)
+{
+    struct sbuf b = { 0 };
+    struct wview v;
+
+    view(w, mono_usec(), &v);
+    sbuf_printf(&b, "worker %d (pid %d, generation %u, %s", v.id, v.pid, v.generation, v.state);
+    for (int k = 0; k < v.n_req; k++)
+        sbuf_printf(&b, "%s %s %s for %.1f s", k ? "," : ":", v.req[k].method, v.req[k].path, v.req[k].age);
+    sbuf_printf(&b, ")");
+    return sbuf_take(&b);
 }

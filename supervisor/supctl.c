@@ -22,6 +22,8 @@ static void usage(FILE *out)
             "  status [--json]    workers, their requests and memory; generation, uptime, totals\n"
             "  reload             graceful reload (new code); waits until it is done\n"
             "  scale N|+K|-K      run N workers (K more, K fewer)\n"
+            "  dump [ID]          Python stacks of every thread of the workers (or of worker ID),\n"
+            "                     without stopping them\n"
             "  stop               graceful stop of appstackd\n\n"
             "Options:\n"
             "  -c, --config FILE  find the control socket in FILE (default %s, or $APPSTACK_CONFIG)\n"
@@ -135,6 +137,8 @@ static bool build_command(int argc, char **argv, char *line, size_t len)
         want = argc == 2 && !strcmp(argv[1], "--json") ? 1 : 0;
     else if (!strcmp(cmd, "scale"))
         want = 1;
+    else if (!strcmp(cmd, "dump"))
+        want = argc == 2 ? 1 : 0;
     else if (strcmp(cmd, "reload") && strcmp(cmd, "stop"))
         return false;
     if (argc != want + 1)

@@ -15,21 +15,34 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sbuf.h"
 #include "slot.h"
+
+#define MAX_EXTRA_FIELDS 6
+
+/* MSG with the worker's fields and EXTRA ones. */
+static void log_entry(const struct worker *w, int prio, const char *msg, const char *const *extra, int n_extra)
+{
+    char f_id[48], f_gen[48];
+    const char *fields[2 + MAX_EXTRA_FIELDS] = { f_id, f_gen };
+
+    snprintf(f_id, sizeof f_id, "APPSTACK_WORKER=%d", w->id);
+    snprintf(f_gen, sizeof f_gen, "APPSTACK_GENERATION=%u", worker_generation(w));
+    for (int i = 0; i < n_extra && i < MAX_EXTRA_FIELDS; i++)
+        fields[2 + i] = extra[i];
+    as_log_fields(prio, msg, fields, 2 + (n_extra < MAX_EXTRA_FIELDS ? n_extra : MAX_EXTRA_FIELDS));
+}
 
 void worker_log(const struct worker *w, int prio, const char *fmt, ...)
 {
-    char *msg = NULL, f_id[48], f_gen[48];
-    const char *fields[] = { f_id, f_gen };
+    char *msg = NULL;
     va_list ap;
     int n;
 
     va_start(ap, fmt);
     n = vasprintf(&msg, fmt, ap);   /* a traceback may be long: no fixed buffer */
     va_end(ap);
-    snprintf(f_id, sizeof f_id, "APPSTACK_WORKER=%d", w->id);
-    snprintf(f_gen, sizeof f_gen, "APPSTACK_GENERATION=%u", worker_generation(w));
-    as_log_fields(prio, n >= 0 ? msg : fmt, fields, 2);
+    log_entry(w, prio, n >= 0 ? msg : fmt, NULL, 0);
     if (n >= 0)
         free(msg);
 }
@@ -83,7 +96,7 @@ struct worker *worker_alloc(struct master *m)
     return w;
 }
 
-void worker_started(struct worker *w, struct generation *g, pid_t pid, int chan)
+void worker_started(struct worker *w, struct generation *g, pid_t pid, int chan, int dump)
 {
     w->gen = g;
     w->state = W_LOADING;
@@ -99,6 +112,7 @@ void worker_started(struct worker *w, struct generation *g, pid_t pid, int chan)
     ev_io_set(&w->chan_w, chan, EV_READ);
     w->chan_w.data = w;
     ev_io_start(w->m->loop, &w->chan_w);
+    dump_attach(w, dump);
     as_info("worker %d (pid %d) starting, generation %u", w->id, (int)pid, g->id);
 }
 
@@ -153,7 +167,7 @@ static void set_error(struct worker *w, const char *fmt, ...)
 static void kill_now(struct worker *w, enum worker_end end)
 {
     worker_signal(w, SIGKILL);
-    if (w->state != W_STOPPING)
+    if (w->state != W_STOPPING && w->end != END_RETIRED)
         w->end = end;
     w->state = W_KILLED;
 }
@@ -165,6 +179,36 @@ static void tell_to_stop(struct worker *w, int sig, double grace, enum worker_en
     w->deadline = ev_now(w->m->loop) + grace;
     w->end = end;
     worker_signal(w, sig);
+}
+
+/* The one entry a stuck worker gets (SPEC.md): why, the request, and the
+ * Python stack of each of its threads, or why there is none. */
+static void log_kill(struct worker *w, const char *stacks, const char *missing)
+{
+    const struct reqview *r = &w->stuck.req;
+    char f_pid[48], f_cause[48], f_method[64], f_path[sizeof r->path + 16], f_usec[64];
+    const char *extra[] = { f_pid, f_cause, f_method, f_path, f_usec };
+    struct sbuf b = { 0 };
+
+    if (w->stuck.in_request)
+        sbuf_printf(&b, "worker %d (pid %d) killed: request %s %s ran for %.1f s (timeout %g s)\n", w->id,
+                    (int)w->pid, r->method, r->path, w->stuck.age, w->m->cfg.timeout);
+    else
+        sbuf_printf(&b, "worker %d (pid %d) killed: its loop has not turned for %.1f s, outside any request "
+                    "(timeout %g s)\n", w->id, (int)w->pid, w->stuck.age, w->m->cfg.timeout);
+    if (stacks)
+        sbuf_printf(&b, "%s", stacks);
+    else
+        sbuf_printf(&b, "no Python stacks: %s", missing ? missing : "unknown");
+    while (b.len && b.s[b.len - 1] == '\n')
+        b.s[--b.len] = '\0';
+    snprintf(f_pid, sizeof f_pid, "APPSTACK_WORKER_PID=%d", (int)w->pid);
+    snprintf(f_cause, sizeof f_cause, "APPSTACK_CAUSE=%s", w->stuck.cause == END_TIMEOUT ? "timeout" : "heartbeat");
+    snprintf(f_method, sizeof f_method, "HTTP_METHOD=%s", r->method);
+    snprintf(f_path, sizeof f_path, "HTTP_PATH=%s", r->path);
+    snprintf(f_usec, sizeof f_usec, "HTTP_DURATION_USEC=%llu", (unsigned long long)(w->stuck.age * 1e6));
+    log_entry(w, LOG_ERR, b.s, extra, w->stuck.in_request ? 5 : 2);
+    sbuf_free(&b);
 }
 
 static void describe_exit(int status, char *buf, size_t n)
@@ -229,10 +273,10 @@ static void exited_killed(struct worker *w, const char *how)
 {
     if (w->start_failed)
         worker_log(w, LOG_ERR, "worker %d (pid %d) %s before it had loaded the app", w->id, (int)w->pid, how);
-    else if (w->end == END_RETIRED)
-        worker_log(w, LOG_INFO, "worker %d (pid %d) stopped (%s)", w->id, (int)w->pid, how);
-    else
+    else if (w->end == END_TIMEOUT || w->end == END_HEARTBEAT || w->end == END_CRASH)
         worker_log(w, LOG_ERR, "worker %d (pid %d) %s; replacing it", w->id, (int)w->pid, how);
+    else
+        worker_log(w, LOG_INFO, "worker %d (pid %d) stopped (%s)", w->id, (int)w->pid, how);
 }
 
 static enum wout exited(struct worker *w, int status)
@@ -241,6 +285,15 @@ static enum wout exited(struct worker *w, int status)
 
     describe_exit(status, how, sizeof how);
     close_chan(w);
+    if (w->state == W_DUMPING) {
+        /* It ended by itself before its stacks came: the kill is moot. */
+        char why[128];
+        dump_cancel(&w->kill_dump);
+        snprintf(why, sizeof why, "the worker %s before it answered", how);
+        log_kill(w, NULL, why);
+        w->state = W_KILLED;
+    }
+    dump_detach(w);
     switch (w->state) {
     case W_LOADING: exited_loading(w, status, how); break;
     case W_SERVING:
@@ -300,23 +353,35 @@ static bool may_be_killed(const struct worker *w)
     return worker_ready(w) || w->state == W_STOPPING;
 }
 
-static enum wout request_timed_out(struct worker *w, const struct reqview *r)
+/* A stuck worker: its stacks are asked for first (dump.c), the kill
+ * follows when they come or when it does not answer. */
+static enum wout condemn(struct worker *w, enum worker_end cause, const struct reqview *r, double age)
 {
     if (!may_be_killed(w))
         return WO_NONE;
-    worker_log(w, LOG_ERR, "worker %d (pid %d) killed: request %s %s ran for %.1f s (timeout %g s)", w->id,
-               (int)w->pid, r->method, r->path, r->age, w->m->cfg.timeout);
-    kill_now(w, END_TIMEOUT);
+    w->stuck.cause = cause;
+    w->stuck.in_request = r != NULL;
+    if (r)
+        w->stuck.req = *r;
+    else
+        memset(&w->stuck.req, 0, sizeof w->stuck.req);
+    w->stuck.age = r ? r->age : age;
+    if (w->state != W_STOPPING)
+        w->end = cause;
+    w->state = W_DUMPING;
+    if (!dump_ask(w, &w->kill_dump)) {
+        log_kill(w, NULL, "the worker could not be asked for them");
+        kill_now(w, cause);
+    }
     return WO_NONE;
 }
 
-static enum wout heartbeat_lost(struct worker *w, double age)
+static enum wout stacks_read(struct worker *w, const char *stacks, const char *missing)
 {
-    if (!worker_ready(w))
+    if (w->state != W_DUMPING)
         return WO_NONE;
-    worker_log(w, LOG_ERR, "worker %d (pid %d) killed: its loop has not turned for %.1f s, outside any request "
-               "(timeout %g s)", w->id, (int)w->pid, age, w->m->cfg.timeout);
-    kill_now(w, END_HEARTBEAT);
+    log_kill(w, stacks, missing);
+    kill_now(w, w->end);
     return WO_NONE;
 }
 
@@ -375,8 +440,9 @@ enum wout worker_step(struct worker *w, const struct wevent *ev)
     case WEV_FAILED: return load_failed(w, ev->text);
     case WEV_EXITED: return exited(w, ev->status);
     case WEV_LOAD_TIMEOUT: return load_timeout_passed(w);
-    case WEV_TIMEOUT: return request_timed_out(w, ev->req);
-    case WEV_HEARTBEAT: return heartbeat_lost(w, ev->age);
+    case WEV_TIMEOUT: return condemn(w, END_TIMEOUT, ev->req, 0);
+    case WEV_HEARTBEAT: return condemn(w, END_HEARTBEAT, NULL, ev->age);
+    case WEV_STACKS: return stacks_read(w, ev->text, ev->missing);
     case WEV_RECYCLE: return recycle(w, ev->cause);
     case WEV_REPLACED: return replaced(w);
     case WEV_RETIRE: return retire(w);

@@ -9,6 +9,9 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "dump.h"
+#include "slot.h"
+
 struct master;
 struct generation;
 
@@ -18,6 +21,7 @@ enum worker_state {
     W_SERVING,      /* READY: accepts on the sockets */
     W_RECYCLING,    /* serving until a replacement is READY (max_requests, max_rss) */
     W_STOPPING,     /* told to finish (SIGTERM) or to quit (SIGQUIT); SIGKILL at w->deadline */
+    W_DUMPING,      /* stuck (timeout, heartbeat): its stacks are read, then SIGKILL */
     W_KILLED,       /* SIGKILL sent; waiting to reap it */
 };
 
@@ -46,14 +50,14 @@ enum wev {
     WEV_RETIRE,         /* finish the requests in flight and exit */
     WEV_QUIT,           /* exit now (fast stop) */
     WEV_DEADLINE,       /* W_STOPPING past its deadline */
+    WEV_STACKS,         /* the stacks asked for before a kill (text, or missing) */
 };
-
-struct reqview;
 
 struct wevent {
     enum wev kind;
     int status;                 /* WEV_EXITED: wait status */
-    const char *text;           /* WEV_FAILED */
+    const char *text;           /* WEV_FAILED, WEV_STACKS */
+    const char *missing;        /* WEV_STACKS: why there are none */
     enum worker_end cause;      /* WEV_RECYCLE */
     const struct reqview *req;  /* WEV_TIMEOUT */
     double age;                 /* WEV_HEARTBEAT: s since its loop last turned */
@@ -88,12 +92,21 @@ struct worker {
      * replacement is READY; the pair counts as one worker. */
     struct worker *replaced_by;
     struct worker *replaces;
+    struct dump_state dump;         /* its stack dumps (dump.c) */
+    struct dump_waiter kill_dump;   /* W_DUMPING: callback set once by lifecycle_init() */
+    /* Why it is being killed (W_DUMPING), for the one log entry. */
+    struct {
+        enum worker_end cause;      /* END_TIMEOUT, END_HEARTBEAT */
+        bool in_request;
+        struct reqview req;
+        double age;                 /* s the request ran, or since the loop turned */
+    } stuck;
 };
 
 /* Table entry for a new worker (lowest free id), or NULL when full. */
 struct worker *worker_alloc(struct master *m);
-/* The process runs: W_LOADING, channel watched. */
-void worker_started(struct worker *w, struct generation *g, pid_t pid, int chan);
+/* The process runs: W_LOADING, channel and dump pipe watched. */
+void worker_started(struct worker *w, struct generation *g, pid_t pid, int chan, int dump);
 enum wout worker_step(struct worker *w, const struct wevent *ev);
 
 bool worker_live(const struct worker *w);       /* loading or serving: counts toward a target */

@@ -158,7 +158,7 @@ static void set_limits(void)
 
 static bool setup_python(void)
 {
-    if (!wk_python_start())
+    if (!wk_python_start() || !wk_dump_init())
         return false;
     if (!wk_input_init() || !wk_filewrap_init() || !wk_response_init() || !wk_environ_init()) {
         wk_log_exception("cannot set up the WSGI machinery");

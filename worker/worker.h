@@ -150,6 +150,9 @@ PyObject *wk_python_define(const char *code, const char *filename, const char *n
 char *wk_format_exception(void);
 void wk_log_exception(const char *what);
 
+/* dump.c */
+bool wk_dump_init(void);
+
 /* pylog.c */
 bool wk_stdio_setup(void);
 PyObject *wk_errors_stream(void);
