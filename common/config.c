@@ -15,7 +15,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-enum kind { K_STR, K_LIST, K_INT, K_SIZE, K_DURATION, K_BOOL, K_ADDRS, K_LEVEL, K_HOSTS };
+enum kind { K_STR, K_LIST, K_INT, K_SIZE, K_DURATION, K_BOOL, K_ADDRS, K_LEVEL, K_HOSTS, K_LISTEN, K_CERT,
+             K_CERT_KEY, K_TLS_PROTOCOLS };
 
 struct key {
     const char *name;
@@ -64,7 +65,7 @@ static const struct key supervisor_keys[] = {
 };
 
 static const struct key proxy_keys[] = {
-    { "listen", K_ADDRS, F(proxy_listen), 0, 0 },
+    { "listen", K_LISTEN, F(proxy_listen), 0, 0 },
     { "upstream", K_ADDRS, F(upstream), 0, 0 },
     { "client_max_body_size", K_SIZE, F(client_max_body_size), 0, 0 },
     { "client_body_buffer_size", K_SIZE, F(client_body_buffer_size), 0, 0 },
@@ -77,6 +78,12 @@ static const struct key proxy_keys[] = {
     { "max_connections", K_INT, F(max_connections), 1, 10000000 },
     { "user", K_STR, F(proxy_user), 0, 0 },
     { "group", K_STR, F(proxy_group), 0, 0 },
+    { "certificate", K_CERT, F(tls_pairs), 0, 0 },
+    { "certificate_key", K_CERT_KEY, F(tls_pairs), 0, 0 },
+    { "tls_protocols", K_TLS_PROTOCOLS, F(tls_protocols), 0, 0 },
+    { "tls_ciphers", K_STR, F(tls_ciphers), 0, 0 },
+    { "redirect_https", K_BOOL, F(redirect_https), 0, 0 },
+    { "hsts", K_DURATION, F(hsts), 0, 0 },
     { NULL, 0, 0, 0, 0 }
 };
 
@@ -90,6 +97,9 @@ static const struct site_key site_keys[] = {
     { { "access_log", K_BOOL, S(access_log), 0, 0 }, F(access_log) },
     { { "proxy_connect_timeout", K_DURATION, S(proxy_connect_timeout), 0, 0 }, F(proxy_connect_timeout) },
     { { "proxy_read_timeout", K_DURATION, S(proxy_read_timeout), 0, 0 }, F(proxy_read_timeout) },
+    /* The site's pairs join [proxy]'s: SNI picks by the certificates' names. */
+    { { "certificate", K_CERT, 0, 0, 0 }, NO_FROM },
+    { { "certificate_key", K_CERT_KEY, 0, 0, 0 }, NO_FROM },
     { { NULL, 0, 0, 0, 0 }, NO_FROM }
 };
 
@@ -336,6 +346,95 @@ static char *reader(char *str, int num, void *stream)
     return str;
 }
 
+/* [proxy] listen: an address, then flags ("ssl"). */
+static bool set_listen(struct loader *ld, const struct key *k, const char *value)
+{
+    struct as_config *c = ld->cfg;
+    char buf[512], err[256], *save = NULL, *addr, *word;
+    struct as_addr a;
+    unsigned flags = 0;
+
+    if (strlen(value) >= sizeof buf) {
+        err_at(ld, ld->lineno, "%s: too long", k->name);
+        return false;
+    }
+    strcpy(buf, value);
+    addr = strtok_r(buf, " \t", &save);
+    if (!addr || !as_addr_parse(addr, &a, err, sizeof err)) {
+        err_at(ld, ld->lineno, "%s: %s", k->name, addr ? err : "no address");
+        return false;
+    }
+    while ((word = strtok_r(NULL, " \t", &save))) {
+        if (!strcmp(word, "ssl")) {
+            flags |= AS_LISTEN_SSL;
+        } else {
+            err_at(ld, ld->lineno, "%s: unknown flag \"%s\" after the address (known: ssl)", k->name, word);
+            return false;
+        }
+    }
+    if (a.is_unix && (flags & AS_LISTEN_SSL)) {
+        err_at(ld, ld->lineno, "%s: ssl needs a TCP address", k->name);
+        return false;
+    }
+    list_add(&c->proxy_listen, addr, ld->lineno);
+    c->proxy_listen_flags = xrealloc(c->proxy_listen_flags, c->proxy_listen.n * sizeof *c->proxy_listen_flags);
+    c->proxy_listen_flags[c->proxy_listen.n - 1] = flags;
+    return true;
+}
+
+/* certificate starts a pair, certificate_key completes the pair before it. */
+static bool set_tls_file(struct loader *ld, const struct key *k, const char *value)
+{
+    struct as_config *c = ld->cfg;
+    struct as_tls_pair *p;
+
+    if (value[0] != '/') {
+        err_at(ld, ld->lineno, "%s: \"%s\" is not an absolute path", k->name, value);
+        return false;
+    }
+    if (k->kind == K_CERT) {
+        c->tls_pairs = xrealloc(c->tls_pairs, (c->n_tls_pairs + 1) * sizeof *c->tls_pairs);
+        p = &c->tls_pairs[c->n_tls_pairs++];
+        memset(p, 0, sizeof *p);
+        p->cert = xstrdup(value);
+        p->cert_line = ld->lineno;
+        return true;
+    }
+    p = c->n_tls_pairs ? &c->tls_pairs[c->n_tls_pairs - 1] : NULL;
+    if (!p || p->key) {
+        err_at(ld, ld->lineno, "certificate_key without a certificate line before it");
+        return false;
+    }
+    p->key = xstrdup(value);
+    p->key_line = ld->lineno;
+    return true;
+}
+
+static bool set_tls_protocols(struct loader *ld, const char *value)
+{
+    char buf[256], *save = NULL, *word;
+    unsigned set = 0;
+
+    snprintf(buf, sizeof buf, "%s", value);
+    for (word = strtok_r(buf, " \t,", &save); word; word = strtok_r(NULL, " \t,", &save)) {
+        if (!strcmp(word, "TLSv1.2")) {
+            set |= AS_TLS_1_2;
+        } else if (!strcmp(word, "TLSv1.3")) {
+            set |= AS_TLS_1_3;
+        } else {
+            err_at(ld, ld->lineno, "tls_protocols: \"%s\" is not TLSv1.2 or TLSv1.3%s", word,
+                   !strncmp(word, "TLSv1", 5) || !strncmp(word, "SSL", 3) ? " (older protocols are insecure)" : "");
+            return false;
+        }
+    }
+    if (!set) {
+        err_at(ld, ld->lineno, "tls_protocols: no protocol given");
+        return false;
+    }
+    ld->cfg->tls_protocols = set;
+    return true;
+}
+
 /* A server_name: a host name ("example.com", "127.0.0.1", "[::1]") or a
  * wildcard for its subdomains ("*.example.com"), no port. */
 static bool host_name_valid(const char *s)
@@ -393,6 +492,8 @@ static bool set_value(struct loader *ld, char *base, const struct key *k, const 
     case K_STR:
         free(*(char **)(base + k->off));
         *(char **)(base + k->off) = xstrdup(value);
+        if (base == (char *)ld->cfg && k->off == F(tls_ciphers))
+            ld->cfg->tls_ciphers_line = ld->lineno;
         return true;
     case K_LIST:
         list_add((struct as_strlist *)(base + k->off), value, ld->lineno);
@@ -406,6 +507,13 @@ static bool set_value(struct loader *ld, char *base, const struct key *k, const 
         return true;
     case K_HOSTS:
         return add_hosts(ld, (struct as_strlist *)(base + k->off), value);
+    case K_LISTEN:
+        return set_listen(ld, k, value);
+    case K_CERT:
+    case K_CERT_KEY:
+        return set_tls_file(ld, k, value);
+    case K_TLS_PROTOCOLS:
+        return set_tls_protocols(ld, value);
     case K_INT:
         if (!as_parse_long(value, k->min, k->max, &l)) {
             err_at(ld, ld->lineno, "%s: \"%s\" is not a whole number from %ld to %ld", k->name, value, k->min, k->max);
@@ -526,6 +634,7 @@ static void set_defaults(struct as_config *c)
     c->proxy_connect_timeout = 5;
     c->proxy_read_timeout = 60;
     c->max_connections = 10000;
+    c->tls_protocols = AS_TLS_1_2 | AS_TLS_1_3;
 }
 
 static bool is_dotted_name(const char *s, size_t n)
@@ -580,6 +689,13 @@ static void check_app(struct loader *ld)
     }
     if (c->script_name && c->script_name[0] && (c->script_name[0] != '/' || c->script_name[strlen(c->script_name) - 1] == '/'))
         err_at(ld, ld->app_line, "script_name: \"%s\" must start with / and not end with /", c->script_name);
+}
+
+static void check_tls_pairs(struct loader *ld)
+{
+    for (size_t i = 0; i < ld->cfg->n_tls_pairs; i++)
+        if (!ld->cfg->tls_pairs[i].key)
+            err_at(ld, ld->cfg->tls_pairs[i].cert_line, "certificate without a certificate_key line after it");
 }
 
 static void check_locations(struct loader *ld, const struct as_location *locs, size_t n)
@@ -666,6 +782,7 @@ int as_config_load(const char *path, struct as_config *cfg)
     check_app(&ld);
     check_locations(&ld, cfg->locations, cfg->n_locations);
     check_sites(&ld);
+    check_tls_pairs(&ld);
     return ld.errors;
 }
 
@@ -696,6 +813,13 @@ void as_config_free(struct as_config *c)
     list_free(&c->listen);
     list_free(&c->forwarded_allow_ips);
     list_free(&c->proxy_listen);
+    free(c->proxy_listen_flags);
+    for (size_t i = 0; i < c->n_tls_pairs; i++) {
+        free(c->tls_pairs[i].cert);
+        free(c->tls_pairs[i].key);
+    }
+    free(c->tls_pairs);
+    free(c->tls_ciphers);
     list_free(&c->upstream);
     free_locations(c->locations, c->n_locations);
     for (size_t i = 0; i < c->n_sites; i++) {

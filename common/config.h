@@ -15,6 +15,19 @@ struct as_strlist {
     size_t n;
 };
 
+/* Flags after the address of a [proxy] listen ("0.0.0.0:443 ssl"). */
+#define AS_LISTEN_SSL   0x1     /* "ssl": TLS */
+
+#define AS_TLS_1_2 0x1
+#define AS_TLS_1_3 0x2
+
+/* A certificate line and the certificate_key line after it. */
+struct as_tls_pair {
+    char *cert;
+    char *key;
+    int cert_line, key_line;
+};
+
 struct as_location {
     char *prefix;       /* URL prefix, or the exact path when exact */
     bool exact;
@@ -70,7 +83,8 @@ struct as_config {
     struct as_strlist forwarded_allow_ips;
 
     /* [proxy] */
-    struct as_strlist proxy_listen;
+    struct as_strlist proxy_listen;     /* the addresses */
+    unsigned *proxy_listen_flags;       /* AS_LISTEN_* of each */
     struct as_strlist upstream;
     size_t client_max_body_size;
     bool access_log;
@@ -84,6 +98,13 @@ struct as_config {
     char *proxy_user;
     char *proxy_group;
     int proxy_line;                 /* of the [proxy] header, 0 = none */
+    struct as_tls_pair *tls_pairs;
+    size_t n_tls_pairs;
+    unsigned tls_protocols;         /* AS_TLS_* */
+    char *tls_ciphers;              /* OpenSSL cipher list for TLS 1.2; NULL = the default */
+    int tls_ciphers_line;
+    bool redirect_https;
+    double hsts;                    /* Strict-Transport-Security max-age, s; 0 = none */
 
     /* The [location] sections before any [site]: the default site's. */
     struct as_location *locations;

@@ -241,7 +241,7 @@ uint64_t spool_pending(const struct spool *s)
 }
 
 /* Drops sent blocks at the head (not with keep). */
-static void release_sent(struct spool *s)
+static inline __attribute__((always_inline)) void release_sent(struct spool *s)
 {
     while (!s->keep && s->head && s->head != s->cur) {
         struct block *b = s->head;
@@ -254,7 +254,7 @@ static void release_sent(struct spool *s)
 }
 
 /* Skips to the next block with unsent bytes. */
-static void settle_cursor(struct spool *s)
+static inline __attribute__((always_inline)) void settle_cursor(struct spool *s)
 {
     while (s->cur && s->cur_off >= s->cur->end) {
         s->cur = s->cur->next;
@@ -329,6 +329,72 @@ int spool_send(struct spool *s, int sock)
     if (r != 1)
         return r;
     return send_file(s, sock);
+}
+
+size_t spool_peek(struct spool *s, const char **p, bool *more)
+{
+    settle_cursor(s);
+    release_sent(s);
+    if (!s->cur) {
+        *more = s->fd >= 0 && s->file_pos < s->file_end;
+        return 0;
+    }
+    *p = s->cur->data + s->cur_off;
+    *more = s->cur->next || (s->fd >= 0 && s->file_pos < s->file_end);
+    return s->cur->end - s->cur_off;
+}
+
+ssize_t spool_gather(struct spool *s, char *buf, size_t len)
+{
+    size_t n = 0;
+    ssize_t r;
+
+    settle_cursor(s);
+    for (const struct block *b = s->cur; b && n < len; b = b->next) {
+        size_t off = b == s->cur ? s->cur_off : b->start, k = b->end - off;
+        if (k > len - n)
+            k = len - n;
+        memcpy(buf + n, b->data + off, k);
+        n += k;
+    }
+    if (n < len && s->fd >= 0 && s->file_pos < s->file_end) {
+        size_t want = len - n;
+        if ((off_t)want > s->file_end - s->file_pos)
+            want = (size_t)(s->file_end - s->file_pos);
+        do
+            r = pread(s->fd, buf + n, want, s->file_pos);
+        while (r < 0 && errno == EINTR);
+        if (r < 0)
+            return -1;
+        if (r == 0 && n == 0) {
+            errno = EIO;        /* the file shrank under us */
+            return -1;
+        }
+        n += (size_t)r;
+    }
+    return (ssize_t)n;
+}
+
+void spool_advance(struct spool *s, size_t n)
+{
+    s->sent += n;
+    while (n && s->cur) {
+        size_t avail = s->cur->end - s->cur_off, k = n < avail ? n : avail;
+        s->cur_off += k;
+        n -= k;
+        settle_cursor(s);
+    }
+    s->file_pos += (off_t)n;
+}
+
+bool spool_file_part(const struct spool *s, int *fd, off_t *pos, off_t *end)
+{
+    if (s->cur || s->fd < 0 || s->file_pos >= s->file_end)
+        return false;
+    *fd = s->fd;
+    *pos = s->file_pos;
+    *end = s->file_end;
+    return true;
 }
 
 void spool_rewind(struct spool *s)

@@ -51,6 +51,19 @@ uint64_t spool_pending(const struct spool *s);
 /* Sends as much as SOCK takes. Returns 1 when everything is sent, 0 when the
  * socket is full, -1 on error (errno). */
 int spool_send(struct spool *s, int sock);
+/* For senders that frame or encrypt the bytes themselves: */
+/* The next unsent bytes in memory: their address in *P, their count as the
+ * result (0: none left in memory); *MORE says whether other unsent bytes
+ * follow them (another block or the file part). */
+size_t spool_peek(struct spool *s, const char **p, bool *more);
+/* Copies up to LEN unsent bytes, memory then file, into BUF without
+ * marking them sent. Returns the count, or -1 with errno (file read). */
+ssize_t spool_gather(struct spool *s, char *buf, size_t len);
+/* Marks N bytes sent, memory first, then the file part. */
+void spool_advance(struct spool *s, size_t n);
+/* The file part still unsent: false when there is none. */
+bool spool_file_part(const struct spool *s, int *fd, off_t *pos, off_t *end);
+
 /* Back to the first byte (only with keep). */
 void spool_rewind(struct spool *s);
 

@@ -5,6 +5,7 @@
 #include "accept_pause.h"
 #include "http_reply.h"
 #include "linger.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -38,6 +39,7 @@ static void plain_close(struct conn *c)
 
 const struct transport transport_plain = {
     .name = "plain",
+    .secure = false,
     .recv = plain_recv,
     .send = plain_send,
     .shutdown = plain_shutdown,
@@ -78,6 +80,21 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, io));
 
+    if (__builtin_expect(c->tp_want != 0, 0)) {
+        /* The transport waited for the other direction: its read (or
+         * write) is retried now, and the watch is the protocol's again. */
+        int tw = c->tp_want;
+        c->tp_want = 0;
+        conn_watch(c, c->want);
+        if ((tw & EV_WRITE) && (revents & EV_WRITE)) {
+            c->proto->readable(c);
+            return;
+        }
+        if ((tw & EV_READ) && (revents & EV_READ)) {
+            c->proto->writable(c);
+            return;
+        }
+    }
     if (revents & EV_WRITE) {
         c->proto->writable(c);
         return;
@@ -109,7 +126,7 @@ static void reject(int fd)
     close(fd);
 }
 
-static void conn_new(int fd, const struct sockaddr_storage *ss)
+static void conn_new(int fd, const struct sockaddr_storage *ss, unsigned lflags)
 {
     struct conn *c = calloc(1, sizeof *c);
     int one = 1;
@@ -132,6 +149,13 @@ static void conn_new(int fd, const struct sockaddr_storage *ss)
     srv.n_conns++;
     c->tp = &transport_plain;
     c->proto = &protocol_h1;
+    c->lflags = (uint8_t)lflags;
+    if (lflags & AS_LISTEN_SSL) {
+        if (!tls_conn_start(c)) {
+            conn_close(c);
+            return;
+        }
+    }
     c->proto->start(c);
 }
 
@@ -159,6 +183,7 @@ void conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     static struct as_accept_pause shortage;
     struct sockaddr_storage ss;
+    unsigned lflags = srv.lflags[(ev_io *)w - srv.lio];
     socklen_t len;
     int fd;
 
@@ -176,10 +201,14 @@ void conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 return;
             }
         }
-        if (srv.n_conns >= srv.rt->cfg.max_connections)
-            reject(fd);
-        else
-            conn_new(fd, &ss);
+        if (srv.n_conns >= srv.rt->cfg.max_connections) {
+            if (lflags & AS_LISTEN_SSL)
+                close(fd);      /* no plain answer a TLS client could read */
+            else
+                reject(fd);
+        } else {
+            conn_new(fd, &ss, lflags);
+        }
     }
 }
 

@@ -20,6 +20,7 @@ struct headw;
 /* How bytes move between the socket and the protocol. */
 struct transport {
     const char *name;
+    bool secure;            /* TLS: the client's scheme is https */
     /* Reads up to LEN bytes: the count, 0 at the peer's end of stream, or -1
      * with errno (EAGAIN: nothing to read now). */
     ssize_t (*recv)(struct conn *c, void *buf, size_t len);
@@ -64,6 +65,7 @@ struct protocol {
 };
 
 extern const struct transport transport_plain;
+extern const struct transport transport_tls;
 extern const struct protocol protocol_h1;
 
 struct conn {
@@ -73,7 +75,16 @@ struct conn {
     int fd;
     const struct transport *tp;
     const struct protocol *proto;
+    uint8_t want;           /* events the protocol watches */
+    uint8_t tp_want;        /* and the transport besides: a TLS read that must write first, or the reverse */
+    bool tp_pending;        /* the transport holds read bytes the socket will not announce */
+    uint8_t lflags;         /* AS_LISTEN_* of the listen it came from */
     char peer[48];
+
+    /* TLS (tls_conn.c) */
+    struct ssl_st *ssl;
+    bool ktls;              /* the kernel encrypts: files go out with sendfile */
+    bool tls_shut;          /* close_notify sent */
 
     /* HTTP/1.1 (h1.c) */
     int state;              /* enum h1_state */
@@ -86,6 +97,10 @@ struct conn {
  * costs an epoll_ctl. */
 static inline void conn_watch(struct conn *c, int events)
 {
+    c->want = (uint8_t)events;
+    events |= c->tp_want;
+    if ((events & EV_READ) && c->tp_pending)
+        ev_feed_event(srv.loop, &c->io, EV_READ);
     if (ev_is_active(&c->io) && (c->io.events & (EV_READ | EV_WRITE)) == events)
         return;
     ev_io_stop(srv.loop, &c->io);

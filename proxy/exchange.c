@@ -6,6 +6,7 @@
 #include "site.h"
 
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,7 +137,8 @@ bool exchange_head_done(struct exchange *x)
 {
     struct as_http_request *r = x->req;
 
-    x->head_only = !strcmp(r->method, "HEAD");
+    /* The first letter spares most requests a strcmp call. */
+    x->head_only = r->method[0] == 'H' && !strcmp(r->method, "HEAD");
     x->site = site_of(x->rt, r);
     if (!x->site) {
         exchange_error(x, 421, true);   /* no site of that name here, and no default */
@@ -154,6 +156,53 @@ bool exchange_head_done(struct exchange *x)
     return true;
 }
 
+#define ACME_PREFIX "/.well-known/acme-challenge/"
+
+/* redirect_https: the same host and target on the TLS port. The host is
+ * the request's (without its port), else the address the client reached. */
+static void redirect_https(struct exchange *x)
+{
+    const struct as_http_header *h = as_http_header(x->req, "Host");
+    char host[300], location[PATH_MAX_DECODED + 400];
+    size_t hl = 0, n;
+
+    if (h && h->value_len && h->value_len < sizeof host) {
+        hl = h->value[0] == '[' ? (size_t)((const char *)memchr(h->value, ']', h->value_len) ?
+                                           (const char *)memchr(h->value, ']', h->value_len) - h->value + 1 : 0)
+                                : strcspn(h->value, ":");
+        memcpy(host, h->value, hl);
+    }
+    if (!hl) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        char addr[128];
+        if (getsockname(x->c->fd, (struct sockaddr *)&ss, &len) < 0) {
+            exchange_error(x, 400, true);
+            return;
+        }
+        as_addr_format((struct sockaddr *)&ss, len, addr, sizeof addr);
+        hl = addr[0] == '[' ? strcspn(addr, "]") + 1 : strcspn(addr, ":");
+        memcpy(host, addr, hl);
+    }
+    host[hl] = '\0';
+    /* The target's path and query: an absolute-form target names a host
+     * the Host header already gave. */
+    n = (size_t)snprintf(location, sizeof location, "Location: https://%s", host);
+    if (x->rt->https_port != 443)
+        n += (size_t)snprintf(location + n, sizeof location - n, ":%d", x->rt->https_port);
+    if (n < sizeof location)
+        n += (size_t)snprintf(location + n, sizeof location - n, "%.*s%s%.*s\r\n", (int)x->req->path_len,
+                              x->req->path, x->req->query ? "?" : "", (int)x->req->query_len,
+                              x->req->query ? x->req->query : "");
+    if (n >= sizeof location) {
+        exchange_error(x, 414, true);
+        return;
+    }
+    x->static_req = true;
+    resp_simple(x, 301, location);
+    resp_output(x);
+}
+
 void exchange_dispatch(struct exchange *x)
 {
     struct site *site = x->site;
@@ -161,6 +210,12 @@ void exchange_dispatch(struct exchange *x)
     const char *rel = NULL;
     size_t idx = 0;
 
+    if (x->rt->cfg.redirect_https && !x->c->tp->secure
+        && !(x->req->path_len >= sizeof ACME_PREFIX - 1
+             && !memcmp(x->req->path, ACME_PREFIX, sizeof ACME_PREFIX - 1))) {
+        redirect_https(x);
+        return;
+    }
     /* The path, also of an absolute-form target ("http://host/path"). */
     switch (static_resolve(x->req->path, x->req->path_len, site->sp, site->n_locs, path, sizeof path, &idx, &rel)) {
     case SP_STATIC:
@@ -184,7 +239,10 @@ void exchange_dispatch(struct exchange *x)
 
 void exchange_error(struct exchange *x, int status, bool close_after)
 {
-    spool_free(&x->out);
+    /* An interim 100 partly on the wire must be completed, not dropped:
+     * the transport may be in the middle of it. */
+    if (!x->out.sent)
+        spool_free(&x->out);
     x->chunk_out = false;
     if (close_after)
         x->keep_alive = false;

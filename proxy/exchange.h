@@ -48,6 +48,11 @@ void exchange_dispatch(struct exchange *x);
 void exchange_error(struct exchange *x, int status, bool close_after);
 /* The response broke after its head went out. */
 void exchange_abort(struct exchange *x);
+/* "https" or "http": how the client reached the proxy. */
+static inline const char *exchange_scheme(const struct exchange *x)
+{
+    return x->c->tp->secure ? "https" : "http";
+}
 
 /* resp.c: responses, through the connection's protocol. A head is
  * resp_head (or resp_head_begin), header lines written to W, then

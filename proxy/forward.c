@@ -109,11 +109,14 @@ static void build_head(struct exchange *x, struct headw *h)
         hw_put(h, ", ", 2);
     }
     hw_put(h, x->c->peer, strlen(x->c->peer));
-    hw_put(h, "\r\nX-Forwarded-Proto: http\r\n", 27);
+    hw_put(h, "\r\nX-Forwarded-Proto: ", 21);
+    hw_str(h, exchange_scheme(x));
+    hw_put(h, "\r\n", 2);
     if (host)
         hw_header(h, "X-Forwarded-Host", 16, host->value, host->value_len);
-    if (len || r->content_length >= 0 || r->chunked || !strcmp(r->method, "POST")
-        || !strcmp(r->method, "PUT") || !strcmp(r->method, "PATCH")) {
+    if (len || r->content_length >= 0 || r->chunked
+        || (r->method[0] == 'P' && (!strcmp(r->method, "POST") || !strcmp(r->method, "PUT")
+                                    || !strcmp(r->method, "PATCH")))) {
         hw_put(h, "Content-Length: ", 16);
         hw_u64(h, len);
         hw_put(h, "\r\n", 2);
@@ -209,7 +212,7 @@ void forward_response_head(struct exchange *x, struct upconn *u)
 {
     const char *b = u->rbuf->data;
     int status = u->parser.status_code;
-    bool has_len = u->parser.flags & F_CONTENT_LENGTH;
+    bool has_len = u->parser.flags & F_CONTENT_LENGTH, own_hsts = x->rt->hsts != NULL;
     struct headw w;
 
     resp_head_begin(x, &w, status, b + u->st_off, u->st_len);
@@ -217,6 +220,8 @@ void forward_response_head(struct exchange *x, struct upconn *u)
         const char *name = b + u->hdr[i].no;
         if (as_http_hop_by_hop(name, u->hdr[i].nl))
             continue;
+        if (own_hsts && u->hdr[i].nl == 25 && !strncasecmp(name, "Strict-Transport-Security", 25))
+            continue;           /* hsts in the config wins */
         hw_header(&w, name, u->hdr[i].nl, b + u->hdr[i].vo, u->hdr[i].vl);
     }
     if (x->head_only || status == 204 || status == 304)

@@ -25,7 +25,7 @@ enum h1_state {
 static void h1_start(struct conn *c)
 {
     c->state = H1_IDLE;
-    ev_io_start(srv.loop, &c->io);
+    conn_watch(c, EV_READ);
     conn_arm(c, srv.rt->cfg.client_header_timeout);
 }
 
@@ -243,7 +243,8 @@ static void h1_readable(struct conn *c)
         return;
     }
     if (c->state == H1_BUSY) {
-        conn_watch(c, 0);       /* pipelined input waits for the answer */
+        if (!c->writing)
+            conn_watch(c, 0);   /* pipelined input waits for the answer */
         return;
     }
     if (!c->in)

@@ -1,6 +1,7 @@
 /* appstack-proxy: command line, start-up, signals, systemd notification. */
 #include "proxy.h"
 #include "http_date.h"
+#include "tls.h"
 #include "mime.h"
 
 #include <errno.h>
@@ -103,6 +104,14 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     begin_stop();
 }
 
+static bool srv_has_tls(void)
+{
+    for (int i = 0; i < srv.n_listen; i++)
+        if (srv.lflags[i] & AS_LISTEN_SSL)
+            return true;
+    return false;
+}
+
 static void reload(void)
 {
     struct runtime *rt, *old = srv.rt;
@@ -110,9 +119,16 @@ static void reload(void)
     if (srv.notify)
         sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)(ev_time() * 1e6));
     rt = runtime_load(srv.config_path, true);
-    if (!rt) {
-        as_err("reload: %s has errors (above); keeping the running configuration", srv.config_path);
-    } else {
+    if (rt && !rt->tls && srv_has_tls()) {
+        as_err("reload: %s: the TLS listens opened at start need certificates (a listen change needs a restart); "
+               "keeping the running configuration", srv.config_path);
+        runtime_put(rt);
+        rt = NULL;
+    } else if (!rt) {
+        as_err("reload: %s has errors (above); keeping the running configuration and certificates",
+               srv.config_path);
+    }
+    if (rt) {
         srv.rt = rt;
         upstream_close_idle(old);
         runtime_put(old);
@@ -133,7 +149,8 @@ static bool open_listeners(const struct as_config *cfg)
     bool inherited;
 
     for (size_t i = 0; i < cfg->proxy_listen.n && i < MAX_LISTEN; i++) {
-        int fd = as_listen_open(cfg->proxy_listen.v[i], "http", SOMAXCONN, &inherited, err, sizeof err);
+        bool ssl = cfg->proxy_listen_flags[i] & AS_LISTEN_SSL;
+        int fd = as_listen_open(cfg->proxy_listen.v[i], ssl ? "https" : "http", SOMAXCONN, &inherited, err, sizeof err);
         if (fd < 0) {
             as_err("%s", err);
             return false;
@@ -144,10 +161,11 @@ static bool open_listeners(const struct as_config *cfg)
             return false;
         }
         srv.lfd[srv.n_listen] = fd;
+        srv.lflags[srv.n_listen] = cfg->proxy_listen_flags[i];
         ev_io_init(&srv.lio[srv.n_listen], conn_accept_cb, fd, EV_READ);
         ev_io_start(srv.loop, &srv.lio[srv.n_listen]);
         srv.n_listen++;
-        as_info("listening on %s%s", cfg->proxy_listen.v[i], inherited ? " (from systemd)" : "");
+        as_info("listening on %s%s%s", cfg->proxy_listen.v[i], ssl ? " (TLS)" : "", inherited ? " (from systemd)" : "");
     }
     return true;
 }
@@ -211,6 +229,8 @@ static void setup_loop(void)
 static int run(const char *path)
 {
     srv.config_path = path;
+    if (!tls_init())
+        return 1;
     srv.rt = runtime_load(path, true);
     if (!srv.rt)
         return 1;

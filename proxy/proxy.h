@@ -38,6 +38,7 @@ struct location_rt {
 struct upconn;
 struct conn;
 struct site;
+struct tls_rt;
 
 struct upstream {
     char *name;             /* as written in the config: APPSTACK_UPSTREAM */
@@ -71,6 +72,10 @@ struct runtime {
         struct site_name *slot;
         size_t mask;
     } names;
+    struct tls_rt *tls;         /* certificates; NULL without TLS listens */
+    char *hsts;                 /* "Strict-Transport-Security: ...\r\n", or NULL */
+    size_t hsts_len;
+    int https_port;             /* of the first TLS listen, for redirect_https */
 };
 
 /* The process-wide state. */
@@ -79,6 +84,7 @@ struct server {
     struct runtime *rt;
     const char *config_path;
     int lfd[MAX_LISTEN];
+    unsigned lflags[MAX_LISTEN];    /* AS_LISTEN_* as opened: fixed until a restart */
     ev_io lio[MAX_LISTEN];
     int n_listen;
     bool accepting;

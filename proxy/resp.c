@@ -27,6 +27,8 @@ void resp_head(struct exchange *x, struct headw *w, int status)
 
 void resp_head_end(struct exchange *x, struct headw *w, enum body_kind body)
 {
+    if (__builtin_expect(x->rt->hsts != NULL, 0) && x->c->tp->secure)
+        hw_put(w, x->rt->hsts, x->rt->hsts_len);
     x->c->proto->head_end(x, w, body);
     hw_flush(w);
 }

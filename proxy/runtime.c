@@ -3,6 +3,7 @@
  * swaps it in; requests in flight finish on the one they started with. */
 #include "proxy.h"
 #include "site.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -161,6 +162,8 @@ static void set_limits(struct runtime *rt)
 
 static void runtime_free(struct runtime *rt)
 {
+    tls_rt_free(rt->tls);
+    free(rt->hsts);
     for (size_t i = 0; i < rt->n_locs; i++)
         if (rt->locs[i].root_fd >= 0)
             close(rt->locs[i].root_fd);
@@ -170,6 +173,14 @@ static void runtime_free(struct runtime *rt)
     free(rt->ups);
     as_config_free(&rt->cfg);
     free(rt);
+}
+
+static bool has_tls_listen(const struct as_config *cfg)
+{
+    for (size_t i = 0; i < cfg->proxy_listen.n; i++)
+        if (cfg->proxy_listen_flags[i] & AS_LISTEN_SSL)
+            return true;
+    return false;
 }
 
 static int own_listen(const struct as_config *cfg, const struct as_strlist *ups)
@@ -207,6 +218,9 @@ static int proxy_errors(const struct as_config *cfg)
                 "\"upstream\" in [proxy]\n", cfg->path, cfg->locations[0].line);
         errors++;
     }
+    if (cfg->n_tls_pairs && !has_tls_listen(cfg))
+        fprintf(stderr, "%s:%d: warning: no listen has \"ssl\": the certificates are not used\n", cfg->path,
+                cfg->tls_pairs[0].cert_line);
     if (cfg->proxy_listen.n > MAX_LISTEN) {
         fprintf(stderr, "%s:%d: [proxy] has more than %d listen addresses\n", cfg->path,
                 cfg->proxy_listen.line[MAX_LISTEN], MAX_LISTEN);
@@ -225,6 +239,33 @@ static int proxy_errors(const struct as_config *cfg)
     return errors;
 }
 
+/* Certificates when a listen wants TLS (unused pairs are not loaded), the
+ * HSTS header and the port redirect_https sends clients to. */
+static bool build_tls(struct runtime *rt)
+{
+    const struct as_config *c = &rt->cfg;
+    char hsts[80];
+
+    rt->https_port = 443;
+    for (size_t i = 0; i < c->proxy_listen.n; i++) {
+        const char *colon = strrchr(c->proxy_listen.v[i], ':');
+        if ((c->proxy_listen_flags[i] & AS_LISTEN_SSL) && colon) {
+            rt->https_port = atoi(colon + 1);
+            break;
+        }
+    }
+    if (c->hsts > 0) {
+        rt->hsts_len = (size_t)snprintf(hsts, sizeof hsts, "Strict-Transport-Security: max-age=%.0f\r\n", c->hsts);
+        rt->hsts = strdup(hsts);
+        if (!rt->hsts)
+            return false;
+    }
+    if (!has_tls_listen(c))
+        return true;
+    rt->tls = tls_rt_load(c);
+    return rt->tls != NULL;
+}
+
 struct runtime *runtime_load(const char *path, bool warn)
 {
     struct runtime *rt = xcalloc(1, sizeof *rt);
@@ -237,7 +278,7 @@ struct runtime *runtime_load(const char *path, bool warn)
     }
     set_limits(rt);
     build_locations(rt, warn);
-    if (!build_upstreams(rt)) {
+    if (!build_upstreams(rt) || !build_tls(rt)) {
         runtime_free(rt);
         return NULL;
     }
@@ -281,6 +322,12 @@ int proxy_check(const char *path)
     int errors = as_config_load(path, &cfg);
 
     errors += proxy_errors(&cfg);
+    if (has_tls_listen(&cfg)) {
+        struct tls_rt *t = tls_rt_load(&cfg);
+        if (!t)
+            errors++;
+        tls_rt_free(t);
+    }
     alias_warnings(path, cfg.locations, cfg.n_locations);
     for (size_t i = 0; i < cfg.n_sites; i++)
         alias_warnings(path, cfg.sites[i].locations, cfg.sites[i].n_locations);

@@ -1,5 +1,6 @@
 """The example site's URLs plus views the proxy tests need: an upload, a
-streamed response, a slow page and the worker's pid."""
+streamed response, a slow page, the worker's pid and what Django thinks of
+the request's scheme."""
 import hashlib
 import os
 import time
@@ -31,6 +32,10 @@ def slow(request):
     return HttpResponse(f"slow done {os.getpid()}\n", content_type="text/plain")
 
 
+def secure(request):
+    return HttpResponse(f"{request.is_secure()} {request.build_absolute_uri()}\n", content_type="text/plain")
+
+
 def pid(request):
     return HttpResponse(f"{os.getpid()}\n", content_type="text/plain")
 
@@ -40,4 +45,5 @@ urlpatterns = site_urls + [
     path("stream", stream),
     path("slow", slow),
     path("pid", pid),
+    path("secure", secure),
 ]

@@ -1,0 +1,136 @@
+/* Session tickets: the keys that seal resumption state into tickets, so
+ * any proxy process can resume any client's session without a shared
+ * cache.
+ *
+ * The keys follow a one-way ratchet over hourly epochs of the wall clock:
+ * a random secret is drawn once (tls_tickets_init), each epoch's secret is
+ * an HMAC of the one before, and each epoch's key is derived from its
+ * secret. Processes forked after tls_tickets_init hold the same secret and
+ * the same clock, so they derive the same keys without talking to each
+ * other, and none can recover an earlier key from what it holds. Tickets
+ * are sealed with the current epoch's key and opened with the previous,
+ * current or next one (processes cross an epoch boundary at slightly
+ * different moments); a ticket from an older key is ignored, which costs
+ * the client a full handshake. A restart draws a new secret. */
+#include "tls.h"
+#include "log.h"
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <string.h>
+#include <time.h>
+
+#define EPOCH_SECONDS 3600
+
+struct ticket_key {
+    unsigned char name[16];
+    unsigned char aes[32];
+    unsigned char hmac[32];
+};
+
+static struct {
+    bool ready;
+    uint64_t epoch;                 /* of keys[1] */
+    unsigned char secret[32];       /* the ratchet state of epoch + 1 */
+    struct ticket_key keys[3];      /* epoch - 1, epoch, epoch + 1 */
+} tk;
+
+static void prf(const unsigned char secret[32], const char *label, unsigned char out[32])
+{
+    unsigned int n = 32;
+
+    HMAC(EVP_sha256(), secret, 32, (const unsigned char *)label, strlen(label), out, &n);
+}
+
+static void derive(const unsigned char secret[32], struct ticket_key *k)
+{
+    unsigned char name[32];
+
+    prf(secret, "appstack ticket name", name);
+    memcpy(k->name, name, sizeof k->name);
+    prf(secret, "appstack ticket aes", k->aes);
+    prf(secret, "appstack ticket hmac", k->hmac);
+}
+
+static void ratchet(unsigned char secret[32])
+{
+    unsigned char next[32];
+
+    prf(secret, "appstack ticket ratchet", next);
+    memcpy(secret, next, 32);
+    OPENSSL_cleanse(next, sizeof next);
+}
+
+bool tls_tickets_init(void)
+{
+    unsigned char first[32];
+
+    if (tk.ready)
+        return true;
+    if (RAND_bytes(first, sizeof first) != 1 || RAND_bytes(tk.keys[0].name, sizeof tk.keys[0].name) != 1) {
+        as_err("TLS: no random bytes for session ticket keys");
+        return false;
+    }
+    tk.epoch = (uint64_t)time(NULL) / EPOCH_SECONDS;
+    derive(first, &tk.keys[1]);
+    memcpy(tk.secret, first, sizeof first);
+    ratchet(tk.secret);
+    derive(tk.secret, &tk.keys[2]);
+    OPENSSL_cleanse(first, sizeof first);
+    tk.ready = true;
+    return true;
+}
+
+/* Moves the window to the wall clock's epoch. */
+static void advance(void)
+{
+    uint64_t now = (uint64_t)time(NULL) / EPOCH_SECONDS;
+
+    while (tk.epoch < now) {
+        tk.keys[0] = tk.keys[1];
+        tk.keys[1] = tk.keys[2];
+        ratchet(tk.secret);
+        derive(tk.secret, &tk.keys[2]);
+        tk.epoch++;
+    }
+}
+
+static int set_mac_key(EVP_MAC_CTX *hctx, struct ticket_key *k)
+{
+    OSSL_PARAM params[3];
+
+    params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k->hmac, sizeof k->hmac);
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[2] = OSSL_PARAM_construct_end();
+    return EVP_MAC_CTX_set_params(hctx, params);
+}
+
+/* OpenSSL's contract: 1 = done (or opened with the current key), 2 =
+ * opened, but issue a fresh ticket, 0 = unknown key (full handshake),
+ * -1 = failure. */
+int tls_ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
+                  EVP_MAC_CTX *hctx, int enc)
+{
+    struct ticket_key *k;
+
+    advance();
+    if (enc) {
+        k = &tk.keys[1];
+        memcpy(key_name, k->name, sizeof k->name);
+        if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) != 1
+            || EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1 || set_mac_key(hctx, k) != 1)
+            return -1;
+        return 1;
+    }
+    for (int i = 1; i < 3 + 1; i++) {
+        k = &tk.keys[i % 3];        /* the current key first */
+        if (memcmp(key_name, k->name, sizeof k->name))
+            continue;
+        if (set_mac_key(hctx, k) != 1 || EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1)
+            return -1;
+        return k == &tk.keys[1] ? 1 : 2;
+    }
+    return 0;
+}
