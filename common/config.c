@@ -613,6 +613,40 @@ static int handler(void *user, const char *section, const char *name, const char
     return 1;
 }
 
+static char instance[AS_INSTANCE_MAX + 1];     /* "" = none */
+
+bool as_instance_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+
+    return n && n <= AS_INSTANCE_MAX && name[0] != '.' && strcmp(name, "appstack") &&
+           strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") == n;
+}
+
+bool as_config_set_instance(const char *name)
+{
+    if (!name) {
+        instance[0] = '\0';
+        return true;
+    }
+    if (!as_instance_name_valid(name))
+        return false;
+    snprintf(instance, sizeof instance, "%s", name);
+    return true;
+}
+
+/* PREFIX AS_RUN_DIR/NAME/FILE of the instance. */
+static char *instance_path(const char *prefix, const char *file)
+{
+    char *p;
+
+    if (asprintf(&p, "%s%s/%s/%s", prefix, AS_RUN_DIR, instance, file) < 0) {
+        perror("appstack: out of memory");
+        abort();
+    }
+    return p;
+}
+
 static void set_defaults(struct as_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -620,7 +654,7 @@ static void set_defaults(struct as_config *c)
     c->stderr_level = LOG_WARNING;
     c->timeout = 30;
     c->graceful_timeout = 30;
-    c->control = xstrdup("/run/appstack/control.sock");
+    c->control = instance[0] ? instance_path("", "control.sock") : xstrdup(AS_RUN_DIR "/control.sock");
     c->limit_request_line = 4094;
     c->limit_request_fields = 100;
     c->limit_request_field_size = 8190;
@@ -779,6 +813,11 @@ int as_config_load(const char *path, struct as_config *cfg)
         err_at(&ld, ld.lineno, "read error: %s", strerror(errno));
     fclose(ld.f);
     free(ld.linebuf);
+    if (instance[0] && !cfg->listen.n) {
+        char *app = instance_path("unix:", "app.sock");    /* what appstack@NAME.socket holds */
+        list_add(&cfg->listen, app, 0);
+        free(app);
+    }
     check_app(&ld);
     check_locations(&ld, cfg->locations, cfg->n_locations);
     check_sites(&ld);
@@ -835,6 +874,12 @@ void as_config_free(struct as_config *c)
 
 const char *as_config_default_path(void)
 {
+    static char path[sizeof AS_CONFIG_DIR + AS_INSTANCE_MAX + 8];
     const char *env = getenv("APPSTACK_CONFIG");
+
+    if (instance[0]) {
+        snprintf(path, sizeof path, "%s/%s.ini", AS_CONFIG_DIR, instance);
+        return path;
+    }
     return env && *env ? env : AS_DEFAULT_CONFIG;
 }

@@ -7,6 +7,9 @@
 #include <stddef.h>
 
 #define AS_DEFAULT_CONFIG "/etc/appstack/appstack.ini"  /* SPEC.md */
+#define AS_CONFIG_DIR "/etc/appstack"                   /* instance NAME: AS_CONFIG_DIR/NAME.ini */
+#define AS_RUN_DIR "/run/appstack"                      /* instance NAME: AS_RUN_DIR/NAME/{app,control}.sock */
+#define AS_INSTANCE_MAX 64
 #define AS_MAX_WORKERS 256     /* a reload runs two generations side by side */
 
 struct as_strlist {
@@ -121,6 +124,18 @@ void as_config_free(struct as_config *cfg);
 
 /* The config path a program uses when no -c is given. */
 const char *as_config_default_path(void);
+
+/* Instances (several apps on one host, appstack@NAME units): from now on
+ * this process is instance NAME, whose config is AS_CONFIG_DIR/NAME.ini
+ * (the default path) and whose control socket and, without a listen line,
+ * app socket default to AS_RUN_DIR/NAME/control.sock and app.sock; NULL:
+ * no instance again. False (and nothing changes) when NAME is not a valid
+ * instance name. */
+bool as_config_set_instance(const char *name);
+/* NAME is letters, digits, "_", "-", "." (not first), at most
+ * AS_INSTANCE_MAX bytes, and not "appstack" (appstack.ini is the
+ * instance-less config). */
+bool as_instance_name_valid(const char *name);
 
 /* "10m" -> 10485760. Returns false on anything that is not a size. */
 bool as_parse_size(const char *s, size_t *out);

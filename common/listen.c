@@ -191,6 +191,23 @@ static int find_inherited(const char *spec, const char *name_hint, const struct 
     return -1;
 }
 
+/* mkdir -p of a Unix socket's directory (an instance's /run/appstack/NAME). */
+static bool make_parent(const char *spec, const char *path, char *err, size_t errlen)
+{
+    char dir[sizeof ((struct sockaddr_un *)0)->sun_path];
+
+    snprintf(dir, sizeof dir, "%s", path);
+    for (char *p = dir + 1; (p = strchr(p, '/')); p++) {
+        *p = '\0';
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+            snprintf(err, errlen, "%s: cannot create %s: %s", spec, dir, strerror(errno));
+            return false;
+        }
+        *p = '/';
+    }
+    return true;
+}
+
 static int bind_new(const char *spec, const struct as_addr *a, int backlog, char *err, size_t errlen)
 {
     int fd, one = 1;
@@ -203,6 +220,8 @@ static int bind_new(const char *spec, const struct as_addr *a, int backlog, char
         return -1;
     }
     if (a->is_unix) {
+        if (!make_parent(spec, path, err, errlen))
+            goto fail;
         /* A socket file left by a previous run is stale; anything else is not ours. */
         if (lstat(path, &st) == 0) {
             if (!S_ISSOCK(st.st_mode)) {

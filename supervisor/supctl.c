@@ -12,14 +12,17 @@
 
 #include "cfgcheck.h"
 #include "ctlproto.h"
+#include "instances.h"
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: supctl [-c FILE | -s SOCKET] COMMAND\n"
+            "Usage: supctl [-c FILE | -a NAME | -s SOCKET] COMMAND\n"
             "Controls a running appstackd.\n\n"
             "Commands:\n"
             "  status [--json]    workers, their requests and memory; generation, uptime, totals\n"
+            "  status --all [--json]\n"
+            "                     the status of every instance configured in %s\n"
             "  reload             graceful reload (new code); waits until it is done\n"
             "  scale N|+K|-K      run N workers (K more, K fewer)\n"
             "  dump [ID]          Python stacks of every thread of the workers (or of worker ID),\n"
@@ -27,10 +30,11 @@ static void usage(FILE *out)
             "  stop               graceful stop of appstackd\n\n"
             "Options:\n"
             "  -c, --config FILE  find the control socket in FILE (default %s, or $APPSTACK_CONFIG)\n"
+            "  -a, --app NAME     instance NAME (appstack@NAME): %s/NAME.ini\n"
             "  -s, --socket PATH  the control socket itself\n"
             "  -h, --help         this help\n"
             "  -V, --version      version\n",
-            AS_DEFAULT_CONFIG);
+            AS_CONFIG_DIR, AS_DEFAULT_CONFIG, AS_CONFIG_DIR);
 }
 
 /* The control socket's path: -s, else [supervisor] control of the config
@@ -48,30 +52,32 @@ static char *socket_path(const char *sock, const char *config)
     return path;
 }
 
-static int connect_to(const char *path)
+/* A connection to appstackd's control socket at PATH, or -1 with the
+ * reason in WHY. */
+static int connect_to(const char *path, char *why, size_t len)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     int fd;
 
     if (strlen(path) >= sizeof sa.sun_path) {
-        fprintf(stderr, "supctl: %s: path too long for a unix socket\n", path);
+        snprintf(why, len, "supctl: %s: path too long for a unix socket", path);
         return -1;
     }
     strcpy(sa.sun_path, path);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        fprintf(stderr, "supctl: socket: %s\n", strerror(errno));
+        snprintf(why, len, "supctl: socket: %s", strerror(errno));
         return -1;
     }
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
         return fd;
     if (errno == ENOENT || errno == ECONNREFUSED)
-        fprintf(stderr, "appstackd is not running (%s control socket at %s)\n",
-                errno == ENOENT ? "no" : "nothing answers on the", path);
+        snprintf(why, len, "appstackd is not running (%s control socket at %s)",
+                 errno == ENOENT ? "no" : "nothing answers on the", path);
     else if (errno == EACCES || errno == EPERM)
-        fprintf(stderr, "supctl: %s: permission denied (only root and appstackd's user may use it)\n", path);
+        snprintf(why, len, "supctl: %s: permission denied (only root and appstackd's user may use it)", path);
     else
-        fprintf(stderr, "supctl: cannot connect to %s: %s\n", path, strerror(errno));
+        snprintf(why, len, "supctl: cannot connect to %s: %s", path, strerror(errno));
     close(fd);
     return -1;
 }
@@ -90,14 +96,15 @@ static bool send_all(int fd, const char *s, size_t n)
     return true;
 }
 
-/* Prints the reply's text (stdout on OK, stderr on ERR); returns the exit code. */
-static int relay(int fd)
+/* Prints the reply's text (to OK_OUT on OK, to stderr on ERR); returns the
+ * exit code. */
+static int relay(int fd, FILE *ok_out)
 {
     char buf[65536];
     size_t have = 0;
     ssize_t n;
     int rc = -1;
-    FILE *out = stdout;
+    FILE *out = ok_out;
 
     while ((n = read(fd, buf + have, sizeof buf - have)) != 0) {
         if (n < 0 && errno == EINTR)
@@ -112,7 +119,7 @@ static int relay(int fd)
             if (!nl && have < sizeof buf)
                 continue;
             rc = nl && !strncmp(buf, CTL_OK, strlen(CTL_OK)) ? 0 : 1;
-            out = rc ? stderr : stdout;
+            out = rc ? stderr : ok_out;
             have -= nl ? (size_t)(nl + 1 - buf) : 0;
             memmove(buf, nl ? nl + 1 : buf, have);
         }
@@ -147,44 +154,171 @@ static bool build_command(int argc, char **argv, char *line, size_t len)
     return true;
 }
 
+/* Sends LINE and relays the answer to OUT: the exit code, or -1 with WHY
+ * when appstackd could not be reached. */
+static int command(const char *path, const char *line, FILE *out, char *why, size_t len)
+{
+    int fd = connect_to(path, why, len), rc;
+
+    if (fd < 0)
+        return -1;
+    /* A refused client may find the socket closed already: its answer
+     * still waits to be read. */
+    if (!send_all(fd, line, strlen(line)) || shutdown(fd, SHUT_WR) < 0)
+        fprintf(stderr, "supctl: sending the command: %s\n", strerror(errno));
+    rc = relay(fd, out);
+    close(fd);
+    return rc;
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+/* One instance of status --all --json: its status object, or why not. */
+static int json_instance(const struct instance *in, bool first)
+{
+    char why[512], *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    int rc;
+
+    if (!mem) {
+        perror("supctl");
+        return 1;
+    }
+    rc = command(in->control, "status --json\n", mem, why, sizeof why);
+    fclose(mem);
+    while (len && (text[len - 1] == '\n' || text[len - 1] == ' '))
+        text[--len] = '\0';
+    printf("%s\n  {\"name\": ", first ? "" : ",");
+    json_str(stdout, in->name[0] ? in->name : "appstack");
+    printf(", \"unit\": \"appstack%s%s.service\", \"config\": ", in->name[0] ? "@" : "", in->name);
+    json_str(stdout, in->config);
+    printf(", \"control\": ");
+    json_str(stdout, in->control);
+    if (rc == 0 && len) {
+        printf(", \"running\": true, \"status\": %s}", text);
+    } else {
+        printf(", \"running\": false, \"error\": ");
+        json_str(stdout, rc < 0 ? why : "appstackd refused the status command");
+        printf("}");
+    }
+    free(text);
+    return rc == 0 ? 0 : 1;
+}
+
+/* status --all: every instance AS_CONFIG_DIR configures, running or not.
+ * Exit 1 when one of them does not answer (or there is none). */
+static int status_all(bool json)
+{
+    struct instance *v;
+    const char *err;
+    size_t n = instances_list(AS_CONFIG_DIR, &v, &err);
+    char why[512];
+    int rc = n ? 0 : 1;
+
+    if (!n)
+        fprintf(stderr, "supctl: no app configured in %s%s%s\n", AS_CONFIG_DIR, err ? ": " : "", err ? err : "");
+    if (json)
+        printf("{\"instances\": [");
+    for (size_t i = 0; i < n; i++) {
+        if (json) {
+            rc |= json_instance(&v[i], i == 0);
+            continue;
+        }
+        printf("%s%s%s (%s)\n", i ? "\n" : "", v[i].name[0] ? "appstack@" : "appstack", v[i].name, v[i].config);
+        fflush(stdout);
+        if (command(v[i].control, "status\n", stdout, why, sizeof why) < 0) {
+            printf("%s\n", why);
+            rc = 1;
+        }
+    }
+    if (json)
+        printf("%s]}\n", n ? "\n" : "");
+    instances_free(v, n);
+    return fflush(stdout) == 0 ? rc : 1;
+}
+
+/* "status --all [--json]" in either order: true with *JSON set. */
+static bool is_status_all(int argc, char **argv, bool *json)
+{
+    bool all = false;
+
+    *json = false;
+    if (argc < 2 || argc > 3 || strcmp(argv[0], "status"))
+        return false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--all") && !all)
+            all = true;
+        else if (!strcmp(argv[i], "--json") && !*json)
+            *json = true;
+        else
+            return false;
+    }
+    return all;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "config", required_argument, NULL, 'c' }, { "socket", required_argument, NULL, 's' },
-        { "help", no_argument, NULL, 'h' }, { "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 }
+        { "config", required_argument, NULL, 'c' }, { "app", required_argument, NULL, 'a' },
+        { "socket", required_argument, NULL, 's' }, { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 }
     };
-    const char *config = as_config_default_path(), *sock = NULL;
-    char line[CTL_MAX_LINE], *path;
-    int c, fd, rc;
+    const char *config = NULL, *sock = NULL, *app = NULL;
+    char line[CTL_MAX_LINE], why[512], *path;
+    bool json;
+    int c, rc;
 
     /* "+" stops at the command, so "scale -1" is not taken for an option. */
-    while ((c = getopt_long(argc, argv, "+c:s:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+c:a:s:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'c': config = optarg; break;
+        case 'a': app = optarg; break;
         case 's': sock = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("supctl %s\n", PACKAGE_VERSION); return 0;
         default: usage(stderr); return 2;
         }
     }
+    if (app && !as_config_set_instance(app)) {
+        fprintf(stderr, "supctl: -a %s: not an instance name (letters, digits, \"_\", \"-\", \".\"; "
+                "not \"appstack\")\n", app);
+        return 2;
+    }
+    if (optind < argc && is_status_all(argc - optind, argv + optind, &json)) {
+        if (config || app || sock) {
+            fprintf(stderr, "supctl: status --all looks at every instance: no -c, -a or -s with it\n");
+            return 2;
+        }
+        return status_all(json);
+    }
     if (optind >= argc || !build_command(argc - optind, argv + optind, line, sizeof line)) {
         usage(stderr);
         return 2;
     }
-    path = socket_path(sock, config);
+    path = socket_path(sock, config ? config : as_config_default_path());
     if (!path) {
         perror("supctl");
         return 1;
     }
-    fd = connect_to(path);
+    rc = command(path, line, stdout, why, sizeof why);
     free(path);
-    if (fd < 0)
+    if (rc < 0) {
+        fprintf(stderr, "%s\n", why);
         return 1;
-    /* A refused client may find the socket closed already: its answer
-     * still waits to be read. */
-    if (!send_all(fd, line, strlen(line)) || shutdown(fd, SHUT_WR) < 0)
-        fprintf(stderr, "supctl: sending the command: %s\n", strerror(errno));
-    rc = relay(fd);
-    close(fd);
+    }
     return rc;
 }
