@@ -8,11 +8,12 @@ import time
 
 SRCDIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UNITS = ("appstack.socket", "appstack.service",
-         "appstack-proxy.socket", "appstack-proxy.service")
+         "appstack-proxy.socket", "appstack-proxy.service",
+         "appstack@.socket", "appstack@.service")
 
 
 def render_units(dest, bindir, sysconfdir):
-    """Writes the four units into DEST the way `make` substitutes them."""
+    """Writes the units into DEST the way `make` substitutes them."""
     paths = []
     for name in UNITS:
         with open(os.path.join(SRCDIR, "units", name + ".in")) as f:

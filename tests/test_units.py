@@ -21,6 +21,11 @@ def units(tmpdir_short):
     for name in ("appstackd", "supctl", "appstack-proxy"):
         prog(name)
     paths = render_units(tmpdir_short, BUILDDIR, tmpdir_short)
+    # An instance of the templates, as "systemctl enable appstack@blog.socket" makes it.
+    for kind in ("socket", "service"):
+        link = os.path.join(tmpdir_short, f"appstack@blog.{kind}")
+        os.symlink(f"appstack@.{kind}", link)
+        paths.append(link)
     return {os.path.basename(p): p for p in paths}
 
 
@@ -94,7 +99,32 @@ def test_sockets_match_the_config(units):
     assert app["ListenStream"][0].startswith("/run/appstack/")
 
 
-@pytest.mark.parametrize("unit", ["appstack.service", "appstack-proxy.service"])
+def test_template_contract(units):
+    """appstack@NAME: the main units' contract, for instance NAME
+    (appstackd -a NAME and its default sockets)."""
+    main = parse_unit(units["appstack.service"])
+    inst = parse_unit(units["appstack@.service"])
+    svc = inst["Service"]
+    assert svc["ExecStart"] == [os.path.join(BUILDDIR, "appstackd") + " -a %i"]
+    assert svc["ExecReload"] == [os.path.join(BUILDDIR, "supctl") + " -a %i reload"]
+    assert svc["RuntimeDirectory"] == ["appstack/%i"]
+    assert svc["RuntimeDirectoryPreserve"] == ["yes"]
+    assert inst["Unit"]["Requires"] == ["appstack@%i.socket"]
+    assert inst["Install"]["Also"] == ["appstack@%i.socket"]
+    # Everything else (notify, watchdog, kill mode, hardening) as the main unit.
+    for key, value in main["Service"].items():
+        if key not in ("ExecStart", "ExecReload", "RuntimeDirectory"):
+            assert svc.get(key) == value, key
+    sock = parse_unit(units["appstack@.socket"])["Socket"]
+    main_sock = parse_unit(units["appstack.socket"])["Socket"]
+    assert sock["ListenStream"] == ["/run/appstack/%i/app.sock"]
+    assert sock["Service"] == ["appstack@%i.service"]
+    for key, value in main_sock.items():
+        if key not in ("ListenStream", "Service"):
+            assert sock.get(key) == value, key
+
+
+@pytest.mark.parametrize("unit", ["appstack.service", "appstack-proxy.service", "appstack@blog.service"])
 def test_hardening_exposure(units, unit):
     """systemd's own exposure score stays in its 'OK' band (< 4.0)."""
     r = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", unit],
