@@ -53,6 +53,7 @@ static const struct key supervisor_keys[] = {
     { "graceful_timeout", K_DURATION, F(graceful_timeout), 0, 0 },
     { "max_requests", K_INT, F(max_requests), 0, 1000000000 },
     { "max_requests_jitter", K_INT, F(max_requests_jitter), 0, 1000000000 },
+    { "max_rss", K_SIZE, F(max_rss), 0, 0 },
     { "control", K_STR, F(control), 0, 0 },
     { "user", K_STR, F(user), 0, 0 },
     { "group", K_STR, F(group), 0, 0 },

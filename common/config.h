@@ -76,6 +76,7 @@ struct as_config {
     double graceful_timeout;
     long max_requests;
     long max_requests_jitter;
+    size_t max_rss;                 /* bytes; 0 = no limit */
     char *control;
     char *user;
     char *group;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "procfs.h"
 
 static void unlink_waiter(struct dump_waiter *dw)
 {
@@ -97,48 +98,10 @@ static void read_cb(struct ev_loop *loop, ev_io *io, int revents)
     }
 }
 
-static const char *state_name(char state)
-{
-    switch (state) {
-    case 'R': return "R (running)";
-    case 'S': return "S (sleeping)";
-    case 'D': return "D (uninterruptible sleep)";
-    case 'T': return "T (stopped)";
-    case 't': return "t (stopped by a debugger)";
-    case 'Z': return "Z (zombie)";
-    default: return "unknown";
-    }
-}
-
-/* What can be said about a worker that did not answer: its scheduler
- * state and where in the kernel it waits. */
-static void describe_silence(const struct worker *w, char *buf, size_t n)
-{
-    char path[64], stat[512] = "", wchan[64] = "", *p;
-    FILE *f;
-
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)w->pid);
-    if ((f = fopen(path, "re"))) {
-        if (!fgets(stat, sizeof stat, f))
-            stat[0] = '\0';
-        fclose(f);
-    }
-    snprintf(path, sizeof path, "/proc/%d/wchan", (int)w->pid);
-    if ((f = fopen(path, "re"))) {
-        if (!fgets(wchan, sizeof wchan, f))
-            wchan[0] = '\0';
-        fclose(f);
-    }
-    p = strrchr(stat, ')');     /* "pid (comm) S ...": the state follows the name */
-    snprintf(buf, n, "the worker did not answer within %g s (process state %s%s%s)", DUMP_WAIT,
-             state_name(p && p[1] == ' ' ? p[2] : '?'), wchan[0] && strcmp(wchan, "0") ? ", waiting in " : "",
-             wchan[0] && strcmp(wchan, "0") ? wchan : "");
-}
-
 static void deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct worker *w = t->data;
-    char why[256];
+    char why[256], state[160];
 
     (void)loop;
     (void)revents;
@@ -148,7 +111,8 @@ static void deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
         w->dump.buf.len = 0;
         return;
     }
-    describe_silence(w, why, sizeof why);
+    proc_describe(w->pid, state, sizeof state);
+    snprintf(why, sizeof why, "the worker did not answer within %g s (%s)", DUMP_WAIT, state);
     w->dump.late++;     /* the signal is still pending: its answer may come */
     finish(w, NULL, why);
 }

@@ -176,6 +176,9 @@ static void start_replacement(struct generation *g, struct worker *old)
         worker_log(old, LOG_INFO, "worker %d (pid %d) reached max_requests (%llu requests): worker %d (pid %d) "
                    "starts to replace it", old->id, (int)old->pid, (unsigned long long)slot_served(old), r->id,
                    (int)r->pid);
+    else
+        worker_log(old, LOG_INFO, "worker %d (pid %d) is over max_rss: worker %d (pid %d) starts to replace it",
+                   old->id, (int)old->pid, r->id, (int)r->pid);
 }
 
 static void became_ready(struct generation *g, struct worker *w)

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "procfs.h"
 #include "sbuf.h"
 #include "slot.h"
 #include "status.h"
@@ -315,8 +316,10 @@ void lifecycle_child_exited(struct master *m, pid_t pid, int status)
     settle(m);
 }
 
-/* The event the scoreboard and the clock have for W now, if any. */
-static bool check(const struct worker *w, ev_tstamp now, uint64_t now_us, struct wevent *ev, struct reqview *req)
+/* The event the scoreboard, the clock and (when RSS_DUE) /proc have for W
+ * now, if any. */
+static bool check(const struct worker *w, ev_tstamp now, uint64_t now_us, bool rss_due, struct wevent *ev,
+                  struct reqview *req)
 {
     double limit = w->m->cfg.timeout;
     uint64_t last;
@@ -337,8 +340,11 @@ static bool check(const struct worker *w, ev_tstamp now, uint64_t now_us, struct
         ev->kind = WEV_HEARTBEAT;
         ev->age = (double)(now_us - last) / 1e6;
     } else if ((w->state == W_SERVING && slot_wants_recycle(w)) || (w->state == W_RECYCLING && !w->replaced_by)) {
-        ev->kind = WEV_RECYCLE;
+        ev->kind = WEV_RECYCLE;     /* (again, while it has no replacement) */
         ev->cause = END_MAX_REQUESTS;
+    } else if (w->state == W_SERVING && rss_due && (ev->rss = proc_rss(w->pid)) > (long long)w->m->cfg.max_rss) {
+        ev->kind = WEV_RECYCLE;
+        ev->cause = END_MAX_RSS;
     } else {
         return false;
     }
@@ -351,9 +357,13 @@ void lifecycle_tick(struct master *m)
     uint64_t now_us = mono_usec();
     struct reqview req;
     struct wevent ev;
+    /* RSS costs a read of /proc per worker: once a second is enough. */
+    bool rss_due = m->cfg.max_rss > 0 && now - m->rss_checked >= SUP_RSS_EVERY;
 
+    if (rss_due)
+        m->rss_checked = now;
     for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++)
-        if (m->w[i].state != W_FREE && check(&m->w[i], now, now_us, &ev, &req))
+        if (m->w[i].state != W_FREE && check(&m->w[i], now, now_us, rss_due, &ev, &req))
             deliver(m, &m->w[i], &ev);
     settle(m);
 }

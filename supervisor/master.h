@@ -31,6 +31,7 @@
 #define SUP_BACKOFF_MAX 30.0
 #define SUP_STABLE_UPTIME 1.0    /* s after READY: a worker crashing sooner counts as a failed start */
 #define SUP_FAST_STOP_GRACE 1.0  /* s between SIGQUIT and SIGKILL on a fast stop */
+#define SUP_RSS_EVERY 1.0        /* s between max_rss checks */
 
 struct conn;
 
@@ -73,6 +74,7 @@ struct master {
         ev_tstamp when;
     } last_failure;
     struct sup_counters counters;
+    ev_tstamp rss_checked;      /* last max_rss check */
 
     /* privileges the workers drop to (uid/gid -1: keep) */
     uid_t uid;

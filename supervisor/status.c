@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "procfs.h"
 #include "sbuf.h"
 #include "slot.h"
 #include "unavailable.h"
@@ -15,6 +16,7 @@ struct wview {
     int id, pid;
     unsigned generation;
     const char *state;
+    const char *why;            /* why it is recycling, stopping or being killed; NULL */
     unsigned long long requests;
     long long rss;              /* bytes, -1 unknown */
     struct reqview req[SLOT_MAX_REQUESTS];
@@ -25,22 +27,6 @@ static const char *const restart_cause[LAST_RESTART_CAUSE + 1] = {
     [END_CRASH] = "crash", [END_TIMEOUT] = "timeout", [END_HEARTBEAT] = "heartbeat",
     [END_MAX_REQUESTS] = "max_requests", [END_MAX_RSS] = "max_rss",
 };
-
-static long long rss_of(int pid)
-{
-    char path[64];
-    long long size, resident;
-    FILE *f;
-    int n;
-
-    snprintf(path, sizeof path, "/proc/%d/statm", pid);
-    f = fopen(path, "re");
-    if (!f)
-        return -1;
-    n = fscanf(f, "%lld %lld", &size, &resident);
-    fclose(f);
-    return n == 2 ? resident * sysconf(_SC_PAGESIZE) : -1;
-}
 
 static const char *state_name(const struct worker *w, bool busy)
 {
@@ -54,6 +40,17 @@ static const char *state_name(const struct worker *w, bool busy)
     }
 }
 
+static const char *why_name(const struct worker *w)
+{
+    if (w->end >= END_CRASH && w->end <= LAST_RESTART_CAUSE)
+        return restart_cause[w->end];
+    if (w->end == END_RETIRED)
+        return "retired";   /* reload, scale-down, stop */
+    if (w->state == W_SERVING && slot_wants_recycle(w))
+        return restart_cause[END_MAX_REQUESTS];
+    return NULL;
+}
+
 static void view(const struct worker *w, uint64_t now_us, struct wview *v)
 {
     v->id = w->id;
@@ -61,8 +58,9 @@ static void view(const struct worker *w, uint64_t now_us, struct wview *v)
     v->generation = worker_generation(w);
     v->n_req = slot_requests(w, now_us, v->req, SLOT_MAX_REQUESTS);
     v->state = state_name(w, v->n_req > 0);
+    v->why = why_name(w);
     v->requests = slot_served(w);
-    v->rss = rss_of(v->pid);
+    v->rss = proc_rss(w->pid);
 }
 
 /* One line per request in progress; a worker without one gets one line. */
@@ -71,7 +69,8 @@ static void text_worker(struct sbuf *b, const struct wview *v)
     int k = 0;
 
     do {
-        sbuf_printf(b, "%-4d %-8d %-4u %-9s %-9llu ", v->id, v->pid, v->generation, v->state, v->requests);
+        sbuf_printf(b, "%-4d %-8d %-4u %-9s %-12s %-9llu ", v->id, v->pid, v->generation, v->state,
+                    v->why ? v->why : "-", v->requests);
         if (v->rss >= 0)
             sbuf_printf(b, "%-8.1f ", (double)v->rss / (1 << 20));
         else
@@ -85,8 +84,13 @@ static void text_worker(struct sbuf *b, const struct wview *v)
 
 static void json_worker(struct sbuf *b, const struct wview *v, bool first)
 {
-    sbuf_printf(b, "%s{\"id\":%d,\"pid\":%d,\"generation\":%u,\"state\":\"%s\",\"requests\":%llu,\"rss\":%lld,\"request\":",
-                first ? "" : ",", v->id, v->pid, v->generation, v->state, v->requests, v->rss);
+    sbuf_printf(b, "%s{\"id\":%d,\"pid\":%d,\"generation\":%u,\"state\":\"%s\",\"reason\":", first ? "" : ",",
+                v->id, v->pid, v->generation, v->state);
+    if (v->why)
+        sbuf_printf(b, "\"%s\"", v->why);
+    else
+        sbuf_printf(b, "null");
+    sbuf_printf(b, ",\"requests\":%llu,\"rss\":%lld,\"request\":", v->requests, v->rss);
     if (v->n_req > 0) {
         sbuf_printf(b, "{\"method\":");
         sbuf_json_str(b, v->req[0].method);
@@ -130,8 +134,8 @@ static void text_header(struct sbuf *b, struct master *m, ev_tstamp now)
         sbuf_printf(b, "last start failure %.0f s ago%s:\n%s%s", now - m->last_failure.when,
                     failing(m) ? " (still failing)" : "", m->last_failure.text,
                     m->last_failure.text[0] && m->last_failure.text[strlen(m->last_failure.text) - 1] == '\n' ? "" : "\n");
-    sbuf_printf(b, "\n%-4s %-8s %-4s %-9s %-9s %-8s %s\n", "ID", "PID", "GEN", "STATE", "REQUESTS", "RSS(MB)",
-                "REQUEST");
+    sbuf_printf(b, "\n%-4s %-8s %-4s %-9s %-12s %-9s %-8s %s\n", "ID", "PID", "GEN", "STATE", "WHY", "REQUESTS",
+                "RSS(MB)", "REQUEST");
 }
 
 static void json_header(struct sbuf *b, struct master *m, ev_tstamp now)

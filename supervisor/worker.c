@@ -385,11 +385,15 @@ static enum wout stacks_read(struct worker *w, const char *stacks, const char *m
     return WO_NONE;
 }
 
-static enum wout recycle(struct worker *w, enum worker_end cause)
+static enum wout recycle(struct worker *w, enum worker_end cause, long long rss)
 {
     if (w->state == W_SERVING) {
         w->state = W_RECYCLING;
         w->end = cause;
+        if (cause == END_MAX_RSS)
+            worker_log(w, LOG_INFO, "worker %d (pid %d) uses %.1f MiB, over max_rss (%.1f MiB): it serves until a "
+                       "replacement is ready", w->id, (int)w->pid, (double)rss / (1 << 20),
+                       (double)w->m->cfg.max_rss / (1 << 20));
     }
     return w->state == W_RECYCLING && !w->replaced_by ? WO_RECYCLE : WO_NONE;
 }
@@ -398,9 +402,9 @@ static enum wout replaced(struct worker *w)
 {
     if (w->state != W_RECYCLING)
         return WO_NONE;
-    worker_log(w, LOG_INFO, "worker %d (pid %d) recycled after %llu requests: worker %d (pid %d) serves instead",
-               w->id, (int)w->pid, (unsigned long long)slot_served(w), w->replaced_by->id,
-               (int)w->replaced_by->pid);
+    worker_log(w, LOG_INFO, "worker %d (pid %d) recycled (%s) after %llu requests: worker %d (pid %d) serves "
+               "instead", w->id, (int)w->pid, w->end == END_MAX_RSS ? "max_rss" : "max_requests",
+               (unsigned long long)slot_served(w), w->replaced_by->id, (int)w->replaced_by->pid);
     tell_to_stop(w, SIGTERM, w->m->cfg.graceful_timeout, w->end);
     return WO_NONE;
 }
@@ -443,7 +447,7 @@ enum wout worker_step(struct worker *w, const struct wevent *ev)
     case WEV_TIMEOUT: return condemn(w, END_TIMEOUT, ev->req, 0);
     case WEV_HEARTBEAT: return condemn(w, END_HEARTBEAT, NULL, ev->age);
     case WEV_STACKS: return stacks_read(w, ev->text, ev->missing);
-    case WEV_RECYCLE: return recycle(w, ev->cause);
+    case WEV_RECYCLE: return recycle(w, ev->cause, ev->rss);
     case WEV_REPLACED: return replaced(w);
     case WEV_RETIRE: return retire(w);
     case WEV_QUIT: return quit(w);

@@ -61,6 +61,7 @@ struct wevent {
     enum worker_end cause;      /* WEV_RECYCLE */
     const struct reqview *req;  /* WEV_TIMEOUT */
     double age;                 /* WEV_HEARTBEAT: s since its loop last turned */
+    long long rss;              /* WEV_RECYCLE for max_rss: bytes */
 };
 
 /* What the generation has to act on after a step. */

@@ -5,6 +5,7 @@ import threading
 import time
 
 VERSION = "one"
+HOARD = []
 
 
 def application(environ, start_response):
@@ -17,6 +18,9 @@ def application(environ, start_response):
     elif path == "/spin":
         while True:
             pass
+    elif path == "/grow":
+        # Memory the worker keeps (written, so it is resident): max_rss.
+        HOARD.append(b"\x01" * (int(query) << 20))
     elif path == "/c-hold":
         hold_gil_in_c()
     elif path == "/gil-hog":
