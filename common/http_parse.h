@@ -64,6 +64,14 @@
 #define AS_HTTP_DEFAULT_FIELD_SIZE 8190
 #define AS_HTTP_DEFAULT_HEADER_BYTES (64 * 1024)
 
+/* What appstack-proxy adds to a request it forwards (a Host, the
+ * X-Forwarded trio, its address at the end of X-Forwarded-For): a worker
+ * allows its proxy this much more, so that a request the proxy took within
+ * the limits is never refused for what the proxy added. */
+#define AS_HTTP_PROXY_EXTRA_FIELDS 8
+#define AS_HTTP_PROXY_EXTRA_FIELD_SIZE 64
+#define AS_HTTP_PROXY_EXTRA_BYTES 2048
+
 /* Sizes are raw bytes as sent, CRLF not counted unless said. */
 struct as_http_limits {
     size_t max_request_line;   /* "METHOD target HTTP/1.1": 414 beyond */

@@ -13,7 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_HEADER_BYTES (64u << 10)
 
 static void *xcalloc(size_t n, size_t size)
 {
@@ -151,7 +150,7 @@ static void set_limits(struct runtime *rt)
     if (rt->limits.max_fields > AS_HTTP_MAX_HEADERS_HARD)    /* what the parser would clamp to */
         rt->limits.max_fields = AS_HTTP_MAX_HEADERS_HARD;
     rt->limits.max_field_size = (size_t)c->limit_request_field_size;
-    rt->limits.max_header_bytes = MAX_HEADER_BYTES;
+    rt->limits.max_header_bytes = AS_HTTP_DEFAULT_HEADER_BYTES;    /* the workers' too */
     /* The parser checks the largest any site allows; the site's own limit
      * applies once its Host is read (exchange_head_done). */
     rt->limits.max_body = c->client_max_body_size;

@@ -75,7 +75,7 @@ bool wk_conn_accept(struct wk_listener *l)
     c->fd = fd;
     c->lst = l;
     wk_peer_set(c, (struct sockaddr *)&ss, len);
-    as_http_init(&c->req, &W.limits);
+    as_http_init(&c->req, c->trusted ? &W.proxy_limits : &W.limits);
     c->req.on_body = wk_on_body;
     W.n_conns++;
     ev.data.ptr = c;

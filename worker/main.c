@@ -142,9 +142,12 @@ static void set_limits(void)
     W.limits.max_request_line = (size_t)c->limit_request_line;
     W.limits.max_fields = (size_t)c->limit_request_fields;
     W.limits.max_field_size = (size_t)c->limit_request_field_size;
-    W.limits.max_header_bytes =
-        (size_t)c->limit_request_line + (size_t)c->limit_request_fields * ((size_t)c->limit_request_field_size + 2) + 4;
+    W.limits.max_header_bytes = AS_HTTP_DEFAULT_HEADER_BYTES;     /* the proxy's too */
     W.limits.max_body = 0;  /* the proxy enforces client_max_body_size */
+    W.proxy_limits = W.limits;
+    W.proxy_limits.max_fields += AS_HTTP_PROXY_EXTRA_FIELDS;
+    W.proxy_limits.max_field_size += AS_HTTP_PROXY_EXTRA_FIELD_SIZE;
+    W.proxy_limits.max_header_bytes += AS_HTTP_PROXY_EXTRA_BYTES;
     W.io_timeout = c->timeout > 0 ? c->timeout : 30;
     /* appstackd replaces a worker whose loop has not turned for `timeout`. */
     W.heartbeat_every = c->timeout > 0 && c->timeout < 4.0 ? c->timeout / 4 : 1.0;

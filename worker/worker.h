@@ -76,6 +76,7 @@ struct wk_worker {
     bool trust_unix;
 
     struct as_http_limits limits;
+    struct as_http_limits proxy_limits;     /* for a trusted peer: room for what the proxy adds */
     double io_timeout;              /* s a blocked read/write in a request may wait */
     double heartbeat_every;         /* s the loop may sleep: well inside the master's `timeout` */
 
