@@ -12,6 +12,8 @@ import json
 import os
 
 LOG = os.environ.get("RECORDER_LOG", "/dev/null")
+ENV_KEYS = ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "SERVER_PROTOCOL", "CONTENT_TYPE",
+            "CONTENT_LENGTH", "RAW_URI", "SCRIPT_NAME")
 
 
 def _record(entry):
@@ -48,6 +50,9 @@ def application(environ, start_response):
         "body_sha256": sha,
         "body_head": head.decode("latin-1"),
         "pid": os.getpid(),
+        # what a conformance test compares: the request as the app sees it
+        "env": {k: v for k, v in environ.items()
+                if k.startswith("HTTP_") or k in ENV_KEYS},
     }
     _record(entry)
     if entry["path"] == "/pid":
