@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "listen.h"
+#include "listenq.h"
 #include "log.h"
 #include "stdio_capture.h"
 #include "unavailable.h"
@@ -165,6 +166,7 @@ static void cleanup(struct master *m)
     control_stop_done(m);
     control_close(m);
     lifecycle_free(m);
+    listen_queue_close();
     close_sockets(m);
     if (m->sb)
         munmap(m->sb, sizeof *m->sb);

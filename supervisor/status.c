@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "listenq.h"
 #include "procfs.h"
 #include "sbuf.h"
 #include "slot.h"
@@ -102,6 +103,17 @@ static void json_worker(struct sbuf *b, const struct wview *v, bool first)
     }
 }
 
+/* Connections waiting for a worker on all the listening sockets. */
+static long queued(const struct master *m)
+{
+    long n = 0, q;
+
+    for (int i = 0; i < m->n_listen; i++)
+        if ((q = listen_queue(m->listen_fd[i])) > 0)
+            n += q;
+    return n;
+}
+
 static bool failing(const struct master *m)
 {
     return m->serving && m->serving->failures > 0;
@@ -114,8 +126,14 @@ static void text_header(struct sbuf *b, struct master *m, ev_tstamp now)
     sbuf_printf(b, "appstackd pid %d, up %.0f s, generation %u, %d workers (target %d), %llu requests\n",
                 (int)getpid(), now - m->started, m->serving->id, gen_count(m->serving, true), m->serving->target,
                 (unsigned long long)lifecycle_requests(m));
-    for (int i = 0; i < m->n_listen; i++)
-        sbuf_printf(b, "listen %s (%s)\n", m->listen_name[i], m->listen_inherited[i] ? "from systemd" : "bound");
+    for (int i = 0; i < m->n_listen; i++) {
+        long q = listen_queue(m->listen_fd[i]);
+        sbuf_printf(b, "listen %s (%s), queue ", m->listen_name[i], m->listen_inherited[i] ? "from systemd" : "bound");
+        if (q >= 0)
+            sbuf_printf(b, "%ld\n", q);
+        else
+            sbuf_printf(b, "unknown\n");
+    }
     sbuf_printf(b, "restarts:");
     for (int i = END_CRASH; i <= LAST_RESTART_CAUSE; i++)
         sbuf_printf(b, " %s %llu", restart_cause[i], (unsigned long long)c->restarts[i]);
@@ -151,12 +169,18 @@ static void json_header(struct sbuf *b, struct master *m, ev_tstamp now)
     for (int i = END_CRASH; i <= LAST_RESTART_CAUSE; i++)
         sbuf_printf(b, "%s\"%s\":%llu", i > END_CRASH ? "," : "", restart_cause[i],
                     (unsigned long long)c->restarts[i]);
-    sbuf_printf(b, "},\"reloads\":{\"ok\":%llu,\"failed\":%llu},\"listen\":[", (unsigned long long)c->reloads_ok,
+    sbuf_printf(b, "},\"listen_queue\":%ld", queued(m));
+    sbuf_printf(b, ",\"reloads\":{\"ok\":%llu,\"failed\":%llu},\"listen\":[", (unsigned long long)c->reloads_ok,
                 (unsigned long long)c->reloads_failed);
     for (int i = 0; i < m->n_listen; i++) {
+        long q = listen_queue(m->listen_fd[i]);
         sbuf_printf(b, "%s{\"address\":", i ? "," : "");
         sbuf_json_str(b, m->listen_name[i]);
-        sbuf_printf(b, ",\"inherited\":%s}", m->listen_inherited[i] ? "true" : "false");
+        sbuf_printf(b, ",\"inherited\":%s,\"queue\":", m->listen_inherited[i] ? "true" : "false");
+        if (q >= 0)
+            sbuf_printf(b, "%ld}", q);
+        else
+            sbuf_printf(b, "null}");
     }
     sbuf_printf(b, "],\"last_failure\":");
     if (m->last_failure.text) {
@@ -223,8 +247,9 @@ void status_summary(struct master *m, char *text, size_t n)
                  lifecycle_serves(m) ? "workers fail to start" : "no worker serves: the app fails to start",
                  m->serving->failures, last_line(m->last_failure.text, why, sizeof why));
     else
-        snprintf(text, n, "%d workers, generation %u, %llu requests%s", gen_count(m->serving, true),
-                 m->serving->id, (unsigned long long)lifecycle_requests(m), m->pending ? ", reloading" : "");
+        snprintf(text, n, "%d workers, generation %u, %llu requests, listen queue %ld%s", gen_count(m->serving, true),
+                 m->serving->id, (unsigned long long)lifecycle_requests(m), queued(m),
+                 m->pending ? ", reloading" : "");
 }
 
 char *status_worker_head(const struct worker *w)
