@@ -83,6 +83,7 @@ static const struct key proxy_keys[] = {
     { "certificate_key", K_CERT_KEY, F(tls_pairs), 0, 0 },
     { "tls_protocols", K_TLS_PROTOCOLS, F(tls_protocols), 0, 0 },
     { "tls_ciphers", K_STR, F(tls_ciphers), 0, 0 },
+    { "http2", K_BOOL, F(http2), 0, 0 },
     { "redirect_https", K_BOOL, F(redirect_https), 0, 0 },
     { "hsts", K_DURATION, F(hsts), 0, 0 },
     { NULL, 0, 0, 0, 0 }
@@ -347,7 +348,7 @@ static char *reader(char *str, int num, void *stream)
     return str;
 }
 
-/* [proxy] listen: an address, then flags ("ssl"). */
+/* [proxy] listen: an address, then flags ("ssl", "http2"). */
 static bool set_listen(struct loader *ld, const struct key *k, const char *value)
 {
     struct as_config *c = ld->cfg;
@@ -368,8 +369,11 @@ static bool set_listen(struct loader *ld, const struct key *k, const char *value
     while ((word = strtok_r(NULL, " \t", &save))) {
         if (!strcmp(word, "ssl")) {
             flags |= AS_LISTEN_SSL;
+        } else if (!strcmp(word, "http2")) {
+            flags |= AS_LISTEN_HTTP2;
         } else {
-            err_at(ld, ld->lineno, "%s: unknown flag \"%s\" after the address (known: ssl)", k->name, word);
+            err_at(ld, ld->lineno, "%s: unknown flag \"%s\" after the address (known: ssl, http2)", k->name,
+                   word);
             return false;
         }
     }
@@ -670,6 +674,7 @@ static void set_defaults(struct as_config *c)
     c->proxy_read_timeout = 60;
     c->max_connections = 10000;
     c->tls_protocols = AS_TLS_1_2 | AS_TLS_1_3;
+    c->http2 = true;
 }
 
 static bool is_dotted_name(const char *s, size_t n)

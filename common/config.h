@@ -20,6 +20,7 @@ struct as_strlist {
 
 /* Flags after the address of a [proxy] listen ("0.0.0.0:443 ssl"). */
 #define AS_LISTEN_SSL   0x1     /* "ssl": TLS */
+#define AS_LISTEN_HTTP2 0x2     /* "http2" on a plain listen: HTTP/2 with prior knowledge (h2c) too */
 
 #define AS_TLS_1_2 0x1
 #define AS_TLS_1_3 0x2
@@ -107,6 +108,7 @@ struct as_config {
     unsigned tls_protocols;         /* AS_TLS_* */
     char *tls_ciphers;              /* OpenSSL cipher list for TLS 1.2; NULL = the default */
     int tls_ciphers_line;
+    bool http2;                     /* h2 by ALPN on TLS listens */
     bool redirect_https;
     double hsts;                    /* Strict-Transport-Security max-age, s; 0 = none */
 

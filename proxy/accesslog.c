@@ -153,9 +153,9 @@ void access_log(struct exchange *x)
         fmt_char(&f, '-');
     }
     fmt_mem(&f, " HTTP/", 6);
-    fmt_u64(&f, parsed ? (uint64_t)r->http_major : 1);
+    fmt_u64(&f, x->h2 ? 2 : parsed ? (uint64_t)r->http_major : 1);
     fmt_char(&f, '.');
-    fmt_u64(&f, parsed ? (uint64_t)r->http_minor : 1);
+    fmt_u64(&f, x->h2 ? 0 : parsed ? (uint64_t)r->http_minor : 1);
     fmt_mem(&f, "\" ", 2);
     fmt_u64(&f, (uint64_t)x->status);
     fmt_char(&f, ' ');

@@ -214,6 +214,9 @@ void conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 void conns_stop(void)
 {
-    for (struct conn *c = srv.conns; c; c = c->next)
+    /* stop may end a connection (an idle HTTP/2 one, after its GOAWAY) */
+    for (struct conn *c = srv.conns, *next; c; c = next) {
+        next = c->next;
         c->proto->stop(c);
+    }
 }

@@ -16,6 +16,7 @@
 struct conn;
 struct exchange;
 struct headw;
+struct h2;
 
 /* How bytes move between the socket and the protocol. */
 struct transport {
@@ -67,6 +68,7 @@ struct protocol {
 extern const struct transport transport_plain;
 extern const struct transport transport_tls;
 extern const struct protocol protocol_h1;
+extern const struct protocol protocol_h2;
 
 struct conn {
     ev_io io;
@@ -91,6 +93,10 @@ struct conn {
     bool writing;           /* io watches EV_WRITE */
     struct block *in;       /* read buffer, only while a request is read */
     struct exchange *x;     /* the exchange in progress, NULL between requests */
+    bool fresh;             /* no request yet: an h2c preface may come */
+
+    /* HTTP/2 (h2.c) */
+    struct h2 *h2;
 };
 
 /* Watches EVENTS (EV_READ | EV_WRITE, or 0) on the socket; only a change

@@ -92,6 +92,8 @@ struct exchange *exchange_new(struct conn *c)
     x->t0 = ev_time();
     x->head_only = x->http10 = x->keep_alive = x->static_req = false;
     x->head_sent = x->chunk_out = x->resp_done = false;
+    x->h2 = false;
+    x->out.mem_limit = RESP_MEM_LIMIT;     /* an HTTP/2 stream may have had less */
     return x;
 }
 

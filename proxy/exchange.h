@@ -30,6 +30,14 @@ struct exchange {
     bool head_sent;             /* a response head was handed to the protocol */
     bool chunk_out;             /* the protocol frames the body in chunks */
     bool resp_done;             /* the whole response is in out */
+
+    /* HTTP/2 (h2.c): one stream of the connection */
+    bool h2;
+    bool h2_chunked;            /* its body reaches the parser in chunks (no content-length) */
+    bool h2_deferred;           /* nghttp2 waits for more of out */
+    bool h2_answered;           /* dispatched or answered: more request data is dropped */
+    int32_t stream_id;
+    struct exchange *link_prev, *link_next;     /* the connection's streams */
 };
 
 /* A new exchange on C, on the current runtime. */

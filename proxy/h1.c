@@ -25,6 +25,7 @@ enum h1_state {
 static void h1_start(struct conn *c)
 {
     c->state = H1_IDLE;
+    c->fresh = true;
     conn_watch(c, EV_READ);
     conn_arm(c, srv.rt->cfg.client_header_timeout);
 }
@@ -213,9 +214,28 @@ static void h1_parse(struct conn *c)
         in->start = in->end = 0;
 }
 
+/* A plain listen with "http2": a client that opens with the HTTP/2
+ * preface (prior knowledge, h2c) gets HTTP/2. True when it did, or when
+ * its first bytes may still be one. */
+static bool h2c_preface(struct conn *c)
+{
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    size_t have = c->in->end - c->in->start, n = have < sizeof preface - 1 ? have : sizeof preface - 1;
+
+    if (!(c->lflags & AS_LISTEN_HTTP2) || c->tp->secure || !srv.rt->cfg.http2
+        || memcmp(c->in->data + c->in->start, preface, n))
+        return false;
+    if (have < sizeof preface - 1)
+        return true;            /* the rest of it is on its way */
+    c->proto = &protocol_h2;
+    c->proto->start(c);
+    return true;
+}
+
 /* The first byte of a request: its exchange and the header timeout. */
 static void begin_request(struct conn *c)
 {
+    c->fresh = false;
     if (!c->x)
         c->x = exchange_new(c);
     if (c->state == H1_IDLE) {
@@ -267,6 +287,8 @@ static void h1_readable(struct conn *c)
         return;
     }
     c->in->end += (size_t)n;
+    if (c->fresh && h2c_preface(c))
+        return;
     begin_request(c);
     if (c->state == H1_BODY)
         conn_arm(c, c->x->rt->cfg.client_body_timeout);

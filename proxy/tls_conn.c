@@ -185,8 +185,12 @@ static void note_ktls(struct conn *c)
 /* The handshake is done: ALPN says which protocol speaks now. */
 static void handshake_done(struct conn *c)
 {
+    const unsigned char *alpn;
+    unsigned int len;
+
     note_ktls(c);
-    c->proto = &protocol_h1;
+    SSL_get0_alpn_selected(c->ssl, &alpn, &len);
+    c->proto = len == 2 && !memcmp(alpn, "h2", 2) ? &protocol_h2 : &protocol_h1;
     c->tp_pending = SSL_has_pending(c->ssl) == 1;
     c->proto->start(c);
 }

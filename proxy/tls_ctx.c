@@ -41,15 +41,17 @@ static const char *ssl_reason(void)
     return r ? r : "unknown error";
 }
 
-/* ALPN: http/1.1; a client that offers something else only gets no ALPN
- * answer and speaks HTTP/1.1. */
+/* ALPN: h2 when http2 is on, else http/1.1; a client that offers neither
+ * gets no ALPN answer and speaks HTTP/1.1. */
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
                    unsigned int inlen, void *arg)
 {
-    static const unsigned char h1[] = "\x08http/1.1";
+    static const unsigned char both[] = "\x02h2\x08http/1.1", h1[] = "\x08http/1.1";
+    bool h2 = srv.rt->cfg.http2;
     unsigned char *sel;
 
-    if (SSL_select_next_proto(&sel, outlen, h1, sizeof h1 - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+    if (SSL_select_next_proto(&sel, outlen, h2 ? both : h1, h2 ? sizeof both - 1 : sizeof h1 - 1, in, inlen)
+        != OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK;
     *out = sel;
     return SSL_TLSEXT_ERR_OK;

@@ -95,7 +95,7 @@ def test_curl_static_and_forwarded_with_forwarded_proto_and_hsts(tmpdir_short, p
                      locations=f"[location /static/]\nalias = {static}/\n", plain=True)
     try:
         def curl(url, *args):
-            r = subprocess.run(["curl", "-sS", "--cacert", pki.pem, "-D", "-", "-o", "-", *args, url],
+            r = subprocess.run(["curl", "-sS", "--http1.1", "--cacert", pki.pem, "-D", "-", "-o", "-", *args, url],
                                capture_output=True, timeout=20)
             assert r.returncode == 0, r.stderr
             head, _, body = r.stdout.partition(b"\r\n\r\n")
@@ -141,7 +141,8 @@ def test_openssl_s_client_protocols_alpn_and_resumption(tmpdir_short, pki):
         return r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
 
     try:
-        out = run("-alpn", "h2,http/1.1", "-ign_eof", stdin=b"GET /x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        assert "ALPN protocol: h2" in run("-alpn", "h2,http/1.1")
+        out = run("-alpn", "http/1.1", "-ign_eof", stdin=b"GET /x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         assert "Protocol  : TLSv1.3" in out and "Verify return code: 0 (ok)" in out
         assert "ALPN protocol: http/1.1" in out
         assert "HTTP/1.1 200 OK" in out and "GET /x" in out

@@ -2,7 +2,7 @@
 and a browser see it: Django knows the request is secure (the example sets
 SECURE_PROXY_SSL_HEADER), the CSRF form works with the Origin a browser
 sends, plain HTTP redirects, and headless Chromium, trusting the test CA,
-renders the page with its stylesheet applied."""
+renders the page with its stylesheet applied, over HTTP/2."""
 import os
 import re
 import subprocess
@@ -98,12 +98,15 @@ def test_plain_http_redirects_to_https(stack):
 
 
 @pytest.mark.skipif(not CHROMIUM, reason="chromium is not installed (tests/run installs it)")
-def test_chromium_renders_the_page_with_its_css_over_https(stack):
+def test_chromium_renders_the_page_with_its_css_over_https_and_http2(stack):
     browser = Browser(stack.ca.pem)
     try:
         nav = browser.load(stack.base + "/")
         assert "errorText" not in nav, nav        # a certificate it distrusts would stop here
         assert browser.eval("location.protocol") == "https:"
+        # ALPN gave the browser HTTP/2, for the page and for its stylesheet.
+        assert browser.eval("performance.getEntriesByType('navigation')[0].nextHopProtocol") == "h2"
+        assert browser.eval("performance.getEntriesByType('resource').every(e => e.nextHopProtocol == 'h2')")
         assert browser.eval("document.querySelector('h1').textContent") == "It works: Django behind appstack"
         # site.css: h1 { color: #0b5394 } and body { max-width: 40em } came over TLS and apply.
         assert browser.eval("getComputedStyle(document.querySelector('h1')).color") == "rgb(11, 83, 148)"
