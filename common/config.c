@@ -4,6 +4,7 @@
 #include "config.h"
 #include "listen.h"
 #include "log.h"
+#include "netmask.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -16,7 +17,7 @@
 #include <sys/stat.h>
 
 enum kind { K_STR, K_LIST, K_INT, K_SIZE, K_DURATION, K_BOOL, K_ADDRS, K_LEVEL, K_HOSTS, K_LISTEN, K_CERT,
-             K_CERT_KEY, K_TLS_PROTOCOLS };
+             K_CERT_KEY, K_TLS_PROTOCOLS, K_NETS };
 
 struct key {
     const char *name;
@@ -61,7 +62,7 @@ static const struct key supervisor_keys[] = {
     { "limit_request_fields", K_INT, F(limit_request_fields), 1, 32768 },
     { "limit_request_field_size", K_INT, F(limit_request_field_size), 64, 1 << 20 },
     { "keepalive", K_DURATION, F(keepalive), 0, 0 },
-    { "forwarded_allow_ips", K_LIST, F(forwarded_allow_ips), 0, 0 },
+    { "forwarded_allow_ips", K_NETS, F(forwarded_allow_ips), 1, 0 },
     { NULL, 0, 0, 0, 0 }
 };
 
@@ -86,6 +87,7 @@ static const struct key proxy_keys[] = {
     { "http2", K_BOOL, F(http2), 0, 0 },
     { "redirect_https", K_BOOL, F(redirect_https), 0, 0 },
     { "hsts", K_DURATION, F(hsts), 0, 0 },
+    { "real_ip_from", K_NETS, F(real_ip_from), 0, 0 },
     { NULL, 0, 0, 0, 0 }
 };
 
@@ -541,6 +543,24 @@ static bool set_value(struct loader *ld, char *base, const struct key *k, const 
             return false;
         }
         return true;
+    case K_NETS: {
+        /* Several per line, comma- or blank-separated, as gunicorn users
+         * write forwarded_allow_ips; "unix" where min is 1. */
+        char *copy = xstrdup(value), *save = NULL;
+        bool ok = true;
+        for (char *t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
+            struct as_net net;
+            if (!(k->min && !strcmp(t, "unix")) && !as_net_parse(t, &net)) {
+                err_at(ld, ld->lineno, "%s: \"%s\" is not an IP address, a network (10.0.0.0/8)%s or *", k->name, t,
+                       k->min ? ", unix" : "");
+                ok = false;
+            }
+        }
+        free(copy);
+        if (ok)
+            list_add((struct as_strlist *)(base + k->off), value, ld->lineno);
+        return ok;
+    }
     case K_LEVEL:
         if ((l = as_log_level_parse(value)) < 0) {
             err_at(ld, ld->lineno, "%s: \"%s\" is not a log level (emerg, alert, crit, err, warning, notice, info, debug)",
@@ -857,6 +877,7 @@ void as_config_free(struct as_config *c)
     list_free(&c->env);
     list_free(&c->listen);
     list_free(&c->forwarded_allow_ips);
+    list_free(&c->real_ip_from);
     list_free(&c->proxy_listen);
     free(c->proxy_listen_flags);
     for (size_t i = 0; i < c->n_tls_pairs; i++) {

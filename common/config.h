@@ -85,7 +85,7 @@ struct as_config {
     long limit_request_fields;      /* count; 431 beyond */
     long limit_request_field_size;  /* bytes of one header line; 431 beyond */
     double keepalive;               /* worker idle keep-alive timeout, s */
-    struct as_strlist forwarded_allow_ips;
+    struct as_strlist forwarded_allow_ips;  /* addresses, networks, "unix", "*" */
 
     /* [proxy] */
     struct as_strlist proxy_listen;     /* the addresses */
@@ -111,6 +111,7 @@ struct as_config {
     bool http2;                     /* h2 by ALPN on TLS listens */
     bool redirect_https;
     double hsts;                    /* Strict-Transport-Security max-age, s; 0 = none */
+    struct as_strlist real_ip_from; /* front servers whose X-Forwarded-* are kept */
 
     /* The [location] sections before any [site]: the default site's. */
     struct as_location *locations;

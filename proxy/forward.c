@@ -73,13 +73,25 @@ static bool idempotent(const char *m)
     return false;
 }
 
-/* The request line and cleaned headers, then the X-Forwarded-* trio. */
+/* Whether the client is a front server of real_ip_from, whose
+ * X-Forwarded-* headers are kept (docs/proxy.md). */
+static bool from_front(const struct exchange *x)
+{
+    return x->rt->n_fronts && as_nets_match_text(x->rt->fronts, x->rt->n_fronts, x->c->peer, strlen(x->c->peer));
+}
+
+/* The request line and cleaned headers, then the X-Forwarded-* trio: a
+ * front server's values kept (its X-Forwarded-For with the front's own
+ * address appended), anyone else's replaced by ours. */
 static void build_head(struct exchange *x, struct headw *h)
 {
     const struct as_http_request *r = x->req;
     const struct as_http_header *conn_h = as_http_header(r, "Connection");
-    const struct as_http_header *xff = as_http_header(r, "X-Forwarded-For");
     const struct as_http_header *host = as_http_header(r, "Host");
+    bool front = from_front(x);
+    const struct as_http_header *xff = front ? as_http_header(r, "X-Forwarded-For") : NULL;
+    const struct as_http_header *xfp = front ? as_http_header(r, "X-Forwarded-Proto") : NULL;
+    const struct as_http_header *xfh = front ? as_http_header(r, "X-Forwarded-Host") : NULL;
     uint64_t len = x->body.total;
 
     /* origin-form: the parser cut the fragment and took the authority of
@@ -109,10 +121,14 @@ static void build_head(struct exchange *x, struct headw *h)
         hw_put(h, ", ", 2);
     }
     hw_put(h, x->c->peer, strlen(x->c->peer));
-    hw_put(h, "\r\nX-Forwarded-Proto: ", 21);
-    hw_str(h, exchange_scheme(x));
     hw_put(h, "\r\n", 2);
-    if (host)
+    if (xfp && xfp->value_len)
+        hw_header(h, "X-Forwarded-Proto", 17, xfp->value, xfp->value_len);
+    else
+        hw_header(h, "X-Forwarded-Proto", 17, exchange_scheme(x), strlen(exchange_scheme(x)));
+    if (xfh && xfh->value_len)
+        hw_header(h, "X-Forwarded-Host", 16, xfh->value, xfh->value_len);
+    else if (host)
         hw_header(h, "X-Forwarded-Host", 16, host->value, host->value_len);
     if (len || r->content_length >= 0 || r->chunked
         || (r->method[0] == 'P' && (!strcmp(r->method, "POST") || !strcmp(r->method, "PUT")

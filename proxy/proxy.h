@@ -16,6 +16,7 @@
 #include "log.h"
 #include "http_parse.h"
 #include "listen.h"
+#include "netmask.h"
 #include "static_path.h"
 
 #define MAX_LISTEN 16
@@ -76,6 +77,8 @@ struct runtime {
     char *hsts;                 /* "Strict-Transport-Security: ...\r\n", or NULL */
     size_t hsts_len;
     int https_port;             /* of the first TLS listen, for redirect_https */
+    struct as_net *fronts;      /* real_ip_from: whose X-Forwarded-* are kept */
+    size_t n_fronts;
 };
 
 /* The process-wide state. */

@@ -25,6 +25,27 @@ static void *xcalloc(size_t n, size_t size)
     return p;
 }
 
+static void *xrealloc(void *p, size_t size)
+{
+    p = realloc(p, size);
+    if (!p) {
+        perror("appstack-proxy: out of memory");
+        abort();
+    }
+    return p;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s);
+
+    if (!d) {
+        perror("appstack-proxy: out of memory");
+        abort();
+    }
+    return d;
+}
+
 /* (Re)opens the alias directory of a prefix location; quiet on failure. */
 static void open_root(struct location_rt *l)
 {
@@ -159,6 +180,23 @@ static void set_limits(struct runtime *rt)
             rt->limits.max_body = c->sites[i].client_max_body_size;
 }
 
+/* [proxy] real_ip_from, validated by the config loader: one network per
+ * token, several per line. */
+static void build_fronts(struct runtime *rt)
+{
+    const struct as_strlist *l = &rt->cfg.real_ip_from;
+
+    for (size_t i = 0; i < l->n; i++) {
+        char *copy = xstrdup(l->v[i]), *save = NULL;
+        for (char *t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
+            rt->fronts = xrealloc(rt->fronts, (rt->n_fronts + 1) * sizeof *rt->fronts);
+            if (as_net_parse(t, &rt->fronts[rt->n_fronts]))
+                rt->n_fronts++;
+        }
+        free(copy);
+    }
+}
+
 static void runtime_free(struct runtime *rt)
 {
     tls_rt_free(rt->tls);
@@ -170,6 +208,7 @@ static void runtime_free(struct runtime *rt)
     free(rt->sp);
     sites_free(rt);
     free(rt->ups);
+    free(rt->fronts);
     as_config_free(&rt->cfg);
     free(rt);
 }
@@ -276,6 +315,7 @@ struct runtime *runtime_load(const char *path, bool warn)
         return NULL;
     }
     set_limits(rt);
+    build_fronts(rt);
     build_locations(rt, warn);
     if (!build_upstreams(rt) || !build_tls(rt)) {
         runtime_free(rt);

@@ -23,9 +23,33 @@ def test_headers_cleaned_and_forwarded(tmpdir_short):
         assert req.header("X-Custom") == ["kept"]
         for gone in ("Connection", "X-Secret", "Keep-Alive", "TE", "Upgrade", "Proxy-Connection"):
             assert req.header(gone) == [], gone
-        assert req.header("X-Forwarded-For") == ["10.0.0.1, 127.0.0.1"]
+        # Not a real_ip_from front server: its X-Forwarded-* are replaced.
+        assert req.header("X-Forwarded-For") == ["127.0.0.1"]
         assert req.header("X-Forwarded-Proto") == ["http"]
         assert req.header("X-Forwarded-Host") == ["example.com"]
+    finally:
+        proxy.stop()
+        up.close()
+
+
+def test_forwarded_headers_of_a_trusted_front_are_kept(tmpdir_short):
+    """Behind a load balancer listed in real_ip_from, its X-Forwarded-Proto
+    and -Host are kept and X-Forwarded-For gets its address appended;
+    headers it did not send are the proxy's own."""
+    up = Upstream()
+    proxy = start_proxy(tmpdir_short, [up.addr], extra="real_ip_from = 10.0.0.0/8, 127.0.0.0/8\nreal_ip_from = ::1")
+    try:
+        raw_request(proxy.port, b"GET /a HTTP/1.1\r\nHost: internal:8080\r\nX-Forwarded-For: 203.0.113.9, 10.1.2.3\r\n"
+                    b"X-Forwarded-Proto: https\r\nX-Forwarded-Host: www.example.com\r\nConnection: close\r\n\r\n")
+        raw_request(proxy.port, b"GET /b HTTP/1.1\r\nHost: internal\r\nConnection: close\r\n\r\n")
+        first, second = up.requests[0], up.requests[1]
+        assert first.header("X-Forwarded-For") == ["203.0.113.9, 10.1.2.3, 127.0.0.1"]
+        assert first.header("X-Forwarded-Proto") == ["https"]
+        assert first.header("X-Forwarded-Host") == ["www.example.com"]
+        assert first.header("Host") == ["internal:8080"]
+        assert second.header("X-Forwarded-For") == ["127.0.0.1"]
+        assert second.header("X-Forwarded-Proto") == ["http"]
+        assert second.header("X-Forwarded-Host") == ["internal"]
     finally:
         proxy.stop()
         up.close()

@@ -29,7 +29,7 @@ static size_t key_cache_used;
 static PyObject *template;
 static PyObject *k_method, *k_script, *k_path, *k_query, *k_proto, *k_ctype, *k_clen, *k_raddr, *k_rport,
     *k_sname, *k_sport, *k_input, *k_scheme, *k_raw, *k_host;
-static PyObject *v_http10, *v_http11, *v_https, *v_empty;
+static PyObject *v_http10, *v_http11, *v_https, *v_empty, *v_80, *v_443;
 static PyObject *methods[8];
 static const char *const method_names[8] = { "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", NULL };
 
@@ -70,19 +70,21 @@ static bool make_keys(void)
     v_http11 = intern("HTTP/1.1");
     v_https = intern("https");
     v_empty = intern("");
+    v_80 = intern("80");
+    v_443 = intern("443");
     for (int i = 0; method_names[i]; i++)
         if (!(methods[i] = intern(method_names[i])))
             return false;
     return k_method && k_script && k_path && k_query && k_proto && k_ctype && k_clen && k_raddr && k_rport &&
            k_sname && k_sport && k_input && k_scheme && k_raw && k_host && v_http10 && v_http11 && v_https &&
-           v_empty;
+           v_empty && v_80 && v_443;
 }
 
 static bool listener_names(struct wk_listener *l)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    char host[INET6_ADDRSTRLEN] = "localhost", port[16] = "80";
+    char host[INET6_ADDRSTRLEN + 2] = "localhost", port[16] = "80";
 
     if (!l->is_unix && getsockname(l->fd, (struct sockaddr *)&ss, &len) == 0) {
         if (ss.ss_family == AF_INET) {
@@ -91,7 +93,10 @@ static bool listener_names(struct wk_listener *l)
             snprintf(port, sizeof port, "%u", ntohs(in4->sin_port));
         } else if (ss.ss_family == AF_INET6) {
             struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+            /* "[::1]", as in a URL and as CGI's SERVER_NAME has it. */
+            host[0] = '[';
+            inet_ntop(AF_INET6, &in6->sin6_addr, host + 1, sizeof host - 2);
+            strcat(host, "]");
             snprintf(port, sizeof port, "%u", ntohs(in6->sin6_port));
         }
     }
@@ -130,130 +135,21 @@ bool wk_environ_init(void)
     return true;
 }
 
-/* ---- forwarded_allow_ips ---- */
-
-static bool parse_net(const char *spec, struct wk_net *n)
-{
-    char host[64];
-    const char *slash = strchr(spec, '/');
-    size_t hl = slash ? (size_t)(slash - spec) : strlen(spec);
-    int maxp;
-
-    if (!strcmp(spec, "*")) {
-        n->family = AF_UNSPEC;
-        return true;
-    }
-    if (hl >= sizeof host)
-        return false;
-    memcpy(host, spec, hl);
-    host[hl] = '\0';
-    if (inet_pton(AF_INET, host, n->addr) == 1) {
-        n->family = AF_INET;
-        maxp = 32;
-    } else if (inet_pton(AF_INET6, host, n->addr) == 1) {
-        n->family = AF_INET6;
-        maxp = 128;
-    } else {
-        return false;
-    }
-    n->prefix = maxp;
-    if (slash) {
-        long bits;
-        if (!as_parse_long(slash + 1, 0, maxp, &bits))
-            return false;
-        n->prefix = (int)bits;
-    }
-    return true;
-}
-
-static bool add_net(const char *spec)
-{
-    struct wk_net n = { 0 };
-    void *p;
-
-    if (!parse_net(spec, &n))
-        return false;
-    p = realloc(W.trusted, (W.n_trusted + 1) * sizeof *W.trusted);
-    if (!p)
-        return false;
-    W.trusted = p;
-    W.trusted[W.n_trusted++] = n;
-    return true;
-}
-
-/* Default: loopback and unix-socket peers, i.e. a proxy on this host. */
-bool wk_trust_init(void)
-{
-    const struct as_strlist *l = &W.cfg.forwarded_allow_ips;
-
-    if (l->n == 0) {
-        W.trust_unix = true;
-        return add_net("127.0.0.1") && add_net("::1");
-    }
-    for (size_t i = 0; i < l->n; i++) {
-        /* One key may list several, comma-separated, as gunicorn users write it. */
-        char *copy = strdup(l->v[i]), *save = NULL;
-        if (!copy)
-            return false;
-        for (char *t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
-            if (!strcmp(t, "unix")) {
-                W.trust_unix = true;
-            } else if (!add_net(t)) {
-                as_err("%s:%d: forwarded_allow_ips: \"%s\" is not an IP address, network or *", W.cfg.path,
-                       l->line[i], t);
-                free(copy);
-                return false;
-            }
-            if (!strcmp(t, "*"))
-                W.trust_unix = true;
-        }
-        free(copy);
-    }
-    return true;
-}
-
-static bool prefix_match(const unsigned char *a, const unsigned char *b, int bits)
-{
-    int whole = bits / 8, rest = bits % 8;
-
-    if (memcmp(a, b, (size_t)whole))
-        return false;
-    if (rest == 0)
-        return true;
-    unsigned char mask = (unsigned char)(0xff << (8 - rest));
-    return (a[whole] & mask) == (b[whole] & mask);
-}
-
-static bool trusted_ip(int family, const unsigned char *addr)
-{
-    for (size_t i = 0; i < W.n_trusted; i++) {
-        const struct wk_net *n = &W.trusted[i];
-        if (n->family == AF_UNSPEC || (n->family == family && prefix_match(n->addr, addr, n->prefix)))
-            return true;
-    }
-    return false;
-}
-
 void wk_peer_set(struct wk_conn *c, const struct sockaddr *sa, socklen_t len)
 {
     char host[INET6_ADDRSTRLEN] = "";
     unsigned port = 0;
 
-    c->trusted = false;
+    (void)len;
+    c->trusted = wk_peer_trusted(c->fd, sa);
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *in4 = (const struct sockaddr_in *)sa;
         inet_ntop(AF_INET, &in4->sin_addr, host, sizeof host);
         port = ntohs(in4->sin_port);
-        c->trusted = trusted_ip(AF_INET, (const unsigned char *)&in4->sin_addr);
     } else if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        const unsigned char *a = (const unsigned char *)&in6->sin6_addr;
-        inet_ntop(AF_INET6, a, host, sizeof host);
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
         port = ntohs(in6->sin6_port);
-        c->trusted = trusted_ip(AF_INET6, a) ||
-                     (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && trusted_ip(AF_INET, a + 12));
-    } else {
-        c->trusted = W.trust_unix;
     }
     c->remote_addr = PyUnicode_FromString(host);
     c->remote_port = port ? PyUnicode_FromFormat("%u", port) : Py_NewRef(v_empty);
@@ -399,25 +295,62 @@ static int set_steal(PyObject *env, PyObject *key, PyObject *v)
     return rc;
 }
 
-/* X-Forwarded-For's last hop is the address our trusted proxy saw. */
+/* From X-Forwarded-For of a trusted proxy, REMOTE_ADDR is the last address
+ * that is not one of [proxy] real_ip_from (the front servers the proxy
+ * trusts), or the first one when all are. Its port is not known. */
 static int apply_forwarded(PyObject *env, const struct as_http_header *xff, const struct as_http_header *xfp)
 {
     if (xff) {
-        const char *v = xff->value, *e = v + xff->value_len, *s = e;
-        while (s > v && s[-1] != ',')
-            s--;
-        while (s < e && (*s == ' ' || *s == '\t'))
-            s++;
-        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-            e--;
-        if (e > s && set_latin1(env, k_raddr, s, (size_t)(e - s)) < 0)
-            return -1;
-        if (e > s && PyDict_SetItem(env, k_rport, v_empty) < 0)
+        const char *v = xff->value, *end = v + xff->value_len, *s = NULL, *e = NULL;
+        while (end > v) {
+            const char *ts = end, *te = end;
+            while (ts > v && ts[-1] != ',')
+                ts--;
+            end = ts > v ? ts - 1 : v;
+            while (ts < te && (*ts == ' ' || *ts == '\t'))
+                ts++;
+            while (te > ts && (te[-1] == ' ' || te[-1] == '\t'))
+                te--;
+            if (te == ts)
+                continue;
+            s = ts;
+            e = te;
+            if (!wk_front_trusted(s, (size_t)(e - s)))
+                break;
+        }
+        if (s && (set_latin1(env, k_raddr, s, (size_t)(e - s)) < 0 || PyDict_SetItem(env, k_rport, v_empty) < 0))
             return -1;
     }
-    if (xfp && xfp->value_len == 5 && as_ascii_caseeq(xfp->value, "https", 5))
+    if (xfp && xfp->value_len == 5 && !strncasecmp(xfp->value, "https", 5))
         return PyDict_SetItem(env, k_scheme, v_https);
     return 0;
+}
+
+/* SERVER_NAME and SERVER_PORT from the Host header (PEP 3333, RFC 3875
+ * 4.1.14): "[v6]:port", "name:port" or a name alone, whose port follows
+ * from wsgi.url_scheme. Without Host, the listening socket's. */
+static int set_server(PyObject *env, struct wk_conn *c, const struct as_http_header *host)
+{
+    const char *h = host ? host->value : NULL, *colon = NULL, *end = h ? h + host->value_len : NULL;
+    PyObject *scheme;
+    int rc;
+
+    if (!h || host->value_len == 0)
+        return PyDict_SetItem(env, k_sname, c->lst->server_name) < 0 ||
+                       PyDict_SetItem(env, k_sport, c->lst->server_port) < 0 ? -1 : 0;
+    if (h[0] == '[') {
+        const char *rb = memchr(h, ']', host->value_len);
+        colon = rb && rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+    } else {
+        colon = memchr(h, ':', host->value_len);
+    }
+    if (set_latin1(env, k_sname, h, (size_t)((colon ? colon : end) - h)) < 0)
+        return -1;
+    if (colon && colon + 1 < end)
+        return set_latin1(env, k_sport, colon + 1, (size_t)(end - colon - 1));
+    scheme = PyDict_GetItemWithError(env, k_scheme);
+    rc = PyDict_SetItem(env, k_sport, scheme == v_https ? v_443 : v_80);
+    return rc;
 }
 
 /* SCRIPT_NAME from the config, or from a trusted proxy's SCRIPT_NAME
@@ -472,9 +405,6 @@ static int set_connection(PyObject *env, struct wk_conn *c)
     if (c->remote_addr && (PyDict_SetItem(env, k_raddr, c->remote_addr) < 0 ||
                            PyDict_SetItem(env, k_rport, c->remote_port) < 0))
         return -1;
-    if (PyDict_SetItem(env, k_sname, c->lst->server_name) < 0 ||
-        PyDict_SetItem(env, k_sport, c->lst->server_port) < 0)
-        return -1;
     return set_steal(env, k_input, wk_input_new());
 }
 
@@ -508,7 +438,8 @@ PyObject *wk_environ_build(struct wk_conn *c)
                 sn = h;
         }
     }
-    if (set_request_line(env, c, sn) < 0 || apply_forwarded(env, xff, xfp) < 0)
+    if (set_request_line(env, c, sn) < 0 || apply_forwarded(env, xff, xfp) < 0 ||
+        set_server(env, c, as_http_header(r, "Host")) < 0)
         goto fail;
     return env;
 fail:

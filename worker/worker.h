@@ -44,13 +44,6 @@ struct wk_conn {
     struct as_http_request req;
 };
 
-/* A networked trust entry of forwarded_allow_ips. */
-struct wk_net {
-    int family;                 /* AF_INET, AF_INET6; AF_UNSPEC = any */
-    unsigned char addr[16];
-    int prefix;
-};
-
 struct wk_worker {
     struct as_config cfg;
     const char *config_path;
@@ -71,9 +64,6 @@ struct wk_worker {
     double accept_paused_until;     /* out of descriptors: listeners unwatched until then */
     struct as_accept_pause accept_pause;
 
-    struct wk_net *trusted;
-    size_t n_trusted;
-    bool trust_unix;
 
     struct as_http_limits limits;
     struct as_http_limits proxy_limits;     /* for a trusted peer: room for what the proxy adds */
@@ -170,7 +160,11 @@ int wk_on_body(void *ctx, const char *data, size_t len);
 bool wk_environ_init(void);
 PyObject *wk_environ_build(struct wk_conn *c);
 void wk_peer_set(struct wk_conn *c, const struct sockaddr *sa, socklen_t len);
+
+/* trust.c */
 bool wk_trust_init(void);
+bool wk_peer_trusted(int fd, const struct sockaddr *sa);
+bool wk_front_trusted(const char *addr, size_t len);
 
 /* response.c */
 bool wk_response_init(void);

@@ -30,7 +30,7 @@ FUZZ_LLHTTP =
 FUZZ_LLHTTP_LIBS = $(LLHTTP_LIBS)
 endif
 FUZZ_CONFIG = $(top_srcdir)/common/config.c $(top_srcdir)/common/parse.c \
-	$(top_srcdir)/common/listen.c $(top_srcdir)/common/log.c
+	$(top_srcdir)/common/listen.c $(top_srcdir)/common/log.c $(top_srcdir)/common/netmask.c
 
 fuzz/fuzz_http_parse: $(top_srcdir)/tests/fuzz/fuzz_http_parse.c $(FUZZ_HTTP) $(FUZZ_HTTP_H)
 	$(AM_V_GEN)$(MKDIR_P) fuzz && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
