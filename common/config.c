@@ -88,6 +88,7 @@ static const struct key proxy_keys[] = {
     { "redirect_https", K_BOOL, F(redirect_https), 0, 0 },
     { "hsts", K_DURATION, F(hsts), 0, 0 },
     { "real_ip_from", K_NETS, F(real_ip_from), 0, 0 },
+    { "proxy_buffer_size", K_SIZE, F(proxy_buffer_size), 0, 0 },
     { NULL, 0, 0, 0, 0 }
 };
 
@@ -686,6 +687,7 @@ static void set_defaults(struct as_config *c)
     c->keepalive = 5;
     c->client_max_body_size = 10 << 20;
     c->client_body_buffer_size = 64 << 10;
+    c->proxy_buffer_size = 64 << 10;
     c->access_log = true;
     c->client_header_timeout = 60;
     c->client_body_timeout = 60;

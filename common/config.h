@@ -100,6 +100,7 @@ struct as_config {
     double proxy_read_timeout;
     long max_connections;
     size_t client_body_buffer_size; /* bodies above this spool to a file */
+    size_t proxy_buffer_size;       /* largest upstream response head; 502 beyond */
     char *proxy_user;
     char *proxy_group;
     int proxy_line;                 /* of the [proxy] header, 0 = none */

@@ -226,7 +226,7 @@ void forward_start(struct exchange *x)
 /* The client's response head from the upstream's. */
 void forward_response_head(struct exchange *x, struct upconn *u)
 {
-    const char *b = u->rbuf->data;
+    const char *b = u->head;
     int status = u->parser.status_code;
     bool has_len = u->parser.flags & F_CONTENT_LENGTH, own_hsts = x->rt->hsts != NULL;
     struct headw w;

@@ -264,6 +264,10 @@ static int proxy_errors(const struct as_config *cfg)
                 cfg->proxy_listen.line[MAX_LISTEN], MAX_LISTEN);
         errors++;
     }
+    if (cfg->proxy_buffer_size < 1024 || cfg->proxy_buffer_size > (64u << 20)) {
+        fprintf(stderr, "%s:%d: proxy_buffer_size must be from 1k to 64m\n", cfg->path, line);
+        errors++;
+    }
     errors += own_listen(cfg, &cfg->upstream);
     for (size_t i = 0; i < cfg->n_sites; i++) {
         const struct as_site *site = &cfg->sites[i];

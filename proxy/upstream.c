@@ -48,6 +48,8 @@ static void close_upconn(struct upconn *u)
     if (close(u->fd) < 0 && errno != EINTR)
         as_debug("close upstream: %s", strerror(errno));
     block_put(u->rbuf);
+    free(u->head);
+    free(u->hdr);
     runtime_put(u->rt);
     free(u);
 }

@@ -8,7 +8,10 @@
 
 #include "exchange.h"
 
-#define MAX_RESP_HEADERS 128
+/* A header line of the response head: offsets into upconn.head. */
+struct resp_span {
+    uint32_t no, nl, vo, vl;
+};
 
 struct upconn {
     ev_io io;
@@ -19,15 +22,17 @@ struct upconn {
     struct exchange *x;     /* NULL while pooled */
     struct upconn *pool_next;
     llhttp_t parser;
-    struct block *rbuf;     /* response head bytes, then each read */
+    struct block *rbuf;     /* each read once the head is done */
+    char *head;             /* the response head as read, up to proxy_buffer_size; kept while pooled */
+    size_t head_len, head_cap;
     bool connecting;
     bool reused;            /* came from the pool */
     bool got_bytes;         /* a response byte arrived */
     bool head_done, msg_done, sending;
     bool in_value;          /* last header callback was a value */
-    int n_hdr;
-    struct { uint16_t no, nl, vo, vl; } hdr[MAX_RESP_HEADERS];   /* spans in rbuf */
-    uint16_t st_off, st_len;    /* reason phrase */
+    int n_hdr, cap_hdr;
+    struct resp_span *hdr;      /* grows with the head; kept while pooled */
+    uint32_t st_off, st_len;    /* reason phrase */
 };
 
 /* upstream.c */

@@ -7,6 +7,7 @@
 #include "site.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -56,6 +57,7 @@ void upconn_start(struct upconn *u, struct exchange *x)
     u->in_value = false;
     u->n_hdr = 0;
     u->st_len = 0;
+    u->head_len = 0;
     if (!u->rbuf)
         u->rbuf = block_get();
     u->rbuf->start = u->rbuf->end = 0;
@@ -106,8 +108,8 @@ static int on_status(llhttp_t *p, const char *at, size_t len)
     struct upconn *u = p->data;
 
     if (!u->st_len)
-        u->st_off = (uint16_t)(at - u->rbuf->data);
-    u->st_len = (uint16_t)(u->st_len + len);
+        u->st_off = (uint32_t)(at - u->head);
+    u->st_len = (uint32_t)(u->st_len + len);
     return 0;
 }
 
@@ -118,13 +120,21 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     struct upconn *u = p->data;
 
     if (u->n_hdr && !u->in_value) {
-        u->hdr[u->n_hdr - 1].nl = (uint16_t)(u->hdr[u->n_hdr - 1].nl + len);
+        u->hdr[u->n_hdr - 1].nl = (uint32_t)(u->hdr[u->n_hdr - 1].nl + len);
         return 0;
     }
-    if (u->n_hdr == MAX_RESP_HEADERS)
-        return -1;
-    u->hdr[u->n_hdr].no = (uint16_t)(at - u->rbuf->data);
-    u->hdr[u->n_hdr].nl = (uint16_t)len;
+    if (u->n_hdr == u->cap_hdr) {
+        /* No count limit of its own: the head's size (proxy_buffer_size)
+         * bounds it, as in nginx. */
+        int cap = u->cap_hdr ? u->cap_hdr * 2 : 32;
+        struct resp_span *p2 = realloc(u->hdr, (size_t)cap * sizeof *p2);
+        if (!p2)
+            return -1;
+        u->hdr = p2;
+        u->cap_hdr = cap;
+    }
+    u->hdr[u->n_hdr].no = (uint32_t)(at - u->head);
+    u->hdr[u->n_hdr].nl = (uint32_t)len;
     u->hdr[u->n_hdr].vo = u->hdr[u->n_hdr].vl = 0;
     u->n_hdr++;
     u->in_value = false;
@@ -138,10 +148,10 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     if (!u->n_hdr)
         return -1;
     if (!u->in_value) {
-        u->hdr[u->n_hdr - 1].vo = (uint16_t)(at - u->rbuf->data);
+        u->hdr[u->n_hdr - 1].vo = (uint32_t)(at - u->head);
         u->in_value = true;
     }
-    u->hdr[u->n_hdr - 1].vl = (uint16_t)(u->hdr[u->n_hdr - 1].vl + len);
+    u->hdr[u->n_hdr - 1].vl = (uint32_t)(u->hdr[u->n_hdr - 1].vl + len);
     return 0;
 }
 
@@ -183,20 +193,54 @@ static void up_eof(struct upconn *u, int err)
     forward_fail(x, 502);
 }
 
+/* Room for more of the response head: the buffer doubles up to
+ * proxy_buffer_size. False (and 502, logged with the limit's name) beyond. */
+static bool head_room(struct upconn *u)
+{
+    size_t limit = u->rt->cfg.proxy_buffer_size, cap;
+    char *p;
+
+    if (u->head_len < u->head_cap)
+        return true;
+    if (u->head_cap >= limit) {
+        as_warn("upstream %s: %s %.*s: response head larger than proxy_buffer_size (%zu bytes): 502",
+                u->u->name, u->x->req->method, (int)u->x->req->target_len, u->x->req->target, limit);
+        forward_fail(u->x, 502);
+        return false;
+    }
+    cap = u->head_cap ? u->head_cap * 2 : 4096;
+    if (cap > limit)
+        cap = limit;
+    if (!(p = realloc(u->head, cap))) {
+        as_err("out of memory for a response head");
+        forward_fail(u->x, 502);
+        return false;
+    }
+    u->head = p;
+    u->head_cap = cap;
+    return true;
+}
+
 static void up_read(struct upconn *u)
 {
     struct block *b = u->rbuf;
+    bool in_head = !u->head_done;
     llhttp_errno_t e;
+    char *dst;
+    size_t room;
     ssize_t n;
 
-    if (u->head_done)
-        b->start = b->end = 0;  /* head spans are no longer needed */
-    if (b->end == BLOCK_SIZE) {
-        as_warn("upstream %s: response head larger than %d bytes", u->u->name, BLOCK_SIZE);
-        forward_fail(u->x, 502);
-        return;
+    if (in_head) {
+        if (!head_room(u))
+            return;
+        dst = u->head + u->head_len;
+        room = u->head_cap - u->head_len;
+    } else {
+        b->start = b->end = 0;
+        dst = b->data;
+        room = BLOCK_SIZE;
     }
-    n = recv(u->fd, b->data + b->end, BLOCK_SIZE - b->end, 0);
+    n = recv(u->fd, dst, room, 0);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
@@ -205,10 +249,13 @@ static void up_read(struct upconn *u)
     }
     u->got_bytes = true;
     ev_timer_again(srv.loop, &u->timer);
-    e = llhttp_execute(&u->parser, b->data + b->end, (size_t)n);
-    b->end += (size_t)n;
+    e = llhttp_execute(&u->parser, dst, (size_t)n);
+    if (in_head)
+        u->head_len += (size_t)n;
+    else
+        b->end += (size_t)n;
     if (e == HPE_PAUSED && u->msg_done) {
-        complete(u, llhttp_get_error_pos(&u->parser) != b->data + b->end);
+        complete(u, llhttp_get_error_pos(&u->parser) != dst + n);
         return;
     }
     if (e != HPE_OK) {
