@@ -11,6 +11,8 @@ NEEDS = (
     ("uwsgi", "uwsgi"),
     ("/usr/lib/uwsgi/plugins/python3_plugin.so", "uwsgi-plugin-python3"),
     ("curl", "curl"),
+    ("h2load", "nghttp2-client"),
+    ("openssl", "openssl"),
     ("taskset", "util-linux"),
     ("gnuplot", "gnuplot-nox"),
     ("python3:django", "python3-django"),

@@ -12,7 +12,7 @@ import time
 from . import apps, deps, docs, host, plan, procs, report, stacks
 from .runner import Results, Runner, log
 
-GROUPS = ("hello-direct", "hello-front", "static", "django", "lifecycle", "vhosts")
+GROUPS = ("hello-direct", "hello-front", "static", "django", "lifecycle", "vhosts", "tls")
 
 
 def _ints(text):

@@ -15,7 +15,8 @@ def curl(url, timeout=5.0):
     """(status, body) of one GET with curl; status 0 when nothing answered."""
     try:
         r = subprocess.run(
-            ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", str(timeout), url],
+            # -k: the TLS stacks' certificate is made for the run, by no CA
+            ["curl", "-s", "-k", "-o", "-", "-w", "\n%{http_code}", "--max-time", str(timeout), url],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=timeout + 5)
     except subprocess.TimeoutExpired:
         return 0, b""

@@ -4,6 +4,9 @@ from . import stacks
 from .runner import Case, Unit
 
 
+H2_CONNECTIONS = 8     # h2load connections, 100 streams each
+
+
 def plan(o, hello, django, static_paths):
     units = []
     last = o.workers[-1]
@@ -26,6 +29,19 @@ def plan(o, hello, django, static_paths):
         if "vhosts" in o.only and w == last:
             units.append(Unit("vhosts", f"hello world via the front, {stacks.VHOSTS} [site]s vs none",
                               stacks.VHOST, hello, w, [Case(*hello.paths[0], [o.base_conc])]))
+    if "tls" in o.only:
+        # HTTPS through one front process on each side, TLS 1.3, ECDSA P-256.
+        units.append(Unit("tls", "HTTPS hello world via the front", stacks.TLS_FRONT, hello, last,
+                          [Case(*hello.paths[0], [o.base_conc])]))
+        (k1, p1, c1), (k100, p100, c100) = static_paths[:2]
+        units.append(Unit("tls-static", "static files over TLS from one front process", stacks.TLS_STATIC,
+                          hello, 0,
+                          [Case(f"HTTPS {k1}", p1, c1, [o.base_conc]),
+                           Case(f"HTTPS {k100}", p100, c100, [o.base_conc]),
+                           Case(f"new TLS connections/s ({k1}, full handshakes)", p1, c1, [o.base_conc],
+                                kind="close"),
+                           Case(f"HTTP/2 {k1}, 100 streams per connection", p1, c1, [H2_CONNECTIONS],
+                                kind="h2")]))
     if "static" in o.only:
         first, *rest = static_paths
         units.append(Unit("static", "static files from the front", stacks.STATIC, hello, 0,

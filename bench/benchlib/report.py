@@ -110,7 +110,7 @@ def _fmt_cpu(s):
 def row_name(row):
     """"hello world via the front, 4 workers", "static files from the front: 1 KiB", ..."""
     name = row["title"] if row["case"] == "hello" else f"{row['title']}: {row['case']}"
-    return name if row["group"] == "static" else f"{name}, {row['workers']} workers"
+    return name if row["group"] in ("static", "tls-static") else f"{name}, {row['workers']} workers"
 
 
 HEAD = ("case", "conc", "stack", "req/s median (min-max)", "p50 ms", "p99 ms",

@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from . import net, procs, stacks, wrk
+from . import h2load, net, procs, stacks, wrk
 
 BUSY_CLIENT = 0.9      # wrk using this much of its core: the client is the limit
 
@@ -18,6 +18,7 @@ class Case:
     path: str
     check: bytes        # the response body must contain this
     concs: list
+    kind: str = "wrk"   # "wrk"; "close": wrk, a new connection per request; "h2": h2load, 100 streams
 
 
 @dataclass
@@ -91,8 +92,13 @@ class Runner:
         pids = stack.all_pids()
         cpu0 = procs.cpu_seconds(pids)
         try:
-            fig, raw, busy = wrk.run(stack.url(case.path), conc, self.o.duration,
-                                        self.o.threads, self.o.client_cpus)
+            if case.kind == "h2":
+                fig, raw, busy = h2load.run(stack.url(case.path), conc, self.o.duration,
+                                            self.o.threads, self.o.client_cpus)
+            else:
+                fig, raw, busy = wrk.run(stack.url(case.path), conc, self.o.duration,
+                                         self.o.threads, self.o.client_cpus,
+                                         headers=("Connection: close",) if case.kind == "close" else ())
         except ValueError as e:
             entry["failures"].append(str(e)[:500])
             log(f"      {case.label} c={conc}: wrk failed: {str(e)[:200]}")

@@ -6,6 +6,7 @@ down. Where a default would refuse the benchmark's 1024 connections (accept
 backlogs, nginx worker_connections) it is raised, as production setups do."""
 import os
 import signal
+import subprocess
 import textwrap
 
 from . import net, procs
@@ -24,6 +25,21 @@ class Context:
         self.workdir = workdir
         self.server_cpus = server_cpus     # taskset list, or None
         self.seq = 0
+        self._tls = None
+
+    def tls(self):
+        """(certificate, key): one ECDSA P-256 pair for every TLS stack of
+        the run, made with the openssl command on first use."""
+        if not self._tls:
+            d = os.path.join(self.workdir, "tls")
+            os.makedirs(d, exist_ok=True)
+            cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                            "-nodes", "-keyout", key, "-out", cert, "-days", "7", "-subj", "/CN=localhost",
+                            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                           check=True, capture_output=True, timeout=60)
+            self._tls = (cert, key)
+        return self._tls
 
     def prog(self, name):
         return os.path.join(self.builddir, name)
@@ -60,8 +76,10 @@ class Stack:
         self.proxy = None       # Proc of the front, if any
         self.master = None      # Proc of the app server, if any
 
+    scheme = "http"
+
     def url(self, path="/"):
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def spawn(self, name, argv, stop_signal=signal.SIGTERM, env=None, cwd=None):
         p = procs.Proc(name, argv, os.path.join(self.dir, name + ".log"),
@@ -268,11 +286,22 @@ PASS_TO_UWSGI = """
 
 
 class _Nginx(Stack):
+    tls = False
+
     def start_nginx(self, app_block):
         os.makedirs(os.path.join(self.dir, "tmp"))
         static = (self.app.static_dir or os.path.join(self.dir, "nostatic")).rstrip("/")
-        conf = self.write("nginx.conf", NGINX_CONF.format(
-            d=self.dir, port=self.port, static=static, app=app_block))
+        text = NGINX_CONF.format(d=self.dir, port=self.port, static=static, app=app_block)
+        if self.tls:
+            # The same certificate and protocol as appstack's TLS rows, and
+            # as many front processes (one).
+            cert, key = self.ctx.tls()
+            text = text.replace("worker_processes auto;", "worker_processes 1;")
+            text = text.replace(f"listen 127.0.0.1:{self.port} backlog=4096;",
+                                f"listen 127.0.0.1:{self.port} ssl http2 backlog=4096;\n"
+                                f"        ssl_certificate {cert};\n        ssl_certificate_key {key};\n"
+                                f"        ssl_protocols TLSv1.3;")
+        conf = self.write("nginx.conf", text)
         self.proxy = self.spawn("nginx", ["nginx", "-p", self.dir, "-c", conf,
                                           "-e", f"{self.dir}/nginx-error.log"])
 
@@ -339,10 +368,53 @@ class AppstackVhosts(AppstackFront):
         return path
 
 
+# ---- HTTPS and HTTP/2 -------------------------------------------------------
+# One front process on each side (appstack-proxy is one process), TLS 1.3,
+# the same ECDSA P-256 certificate; HTTP/2 by ALPN on both.
+
+class _AppstackTls:
+    scheme = "https"
+
+    def ini(self, supervisor_listen, proxy=False):
+        path = super().ini(supervisor_listen, proxy)
+        if proxy:
+            cert, key = self.ctx.tls()
+            with open(path) as f:
+                text = f.read()
+            text = text.replace(f"listen = 127.0.0.1:{self.port}\n",
+                                f"listen = 127.0.0.1:{self.port} ssl\ncertificate = {cert}\n"
+                                f"certificate_key = {key}\ntls_protocols = TLSv1.3\n")
+            with open(path, "w") as f:
+                f.write(text)
+        return path
+
+
+class AppstackFrontTls(_AppstackTls, AppstackFront):
+    key, label = "appstack-tls", "appstack-proxy+appstackd, TLS"
+
+
+class AppstackStaticTls(_AppstackTls, AppstackStatic):
+    key, label = "appstack-proxy-tls", "appstack-proxy, TLS"
+
+
+class NginxGunicornTls(NginxGunicorn):
+    key, label, scheme, tls = "nginx-tls+gunicorn", "nginx (TLS)+gunicorn", "https", True
+
+
+class NginxUwsgiTls(NginxUwsgi):
+    key, label, scheme, tls = "nginx-tls+uwsgi", "nginx (TLS)+uWSGI", "https", True
+
+
+class NginxStaticTls(NginxStatic):
+    key, label, scheme, tls = "nginx-tls", "nginx, TLS", "https", True
+
+
 DIRECT = (AppstackDirect, GunicornDirect, UwsgiDirect)
 VHOST = (AppstackVhosts, AppstackOneSite)
 FRONT = (AppstackFront, NginxGunicorn, NginxUwsgi)
 STATIC = (AppstackStatic, NginxStatic)
+TLS_FRONT = (AppstackFrontTls, NginxGunicornTls, NginxUwsgiTls)
+TLS_STATIC = (AppstackStaticTls, NginxStaticTls)
 
 
 def available(cls, builddir):

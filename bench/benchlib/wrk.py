@@ -48,11 +48,13 @@ def parse(out):
     return res
 
 
-def run(url, conc, duration, threads, cpus=None, timeout=10):
-    """Runs wrk once; returns (figures, raw output, CPUs' worth of time wrk used)."""
+def run(url, conc, duration, threads, cpus=None, timeout=10, headers=()):
+    """Runs wrk once; returns (figures, raw output, CPUs' worth of time wrk used).
+    With "Connection: close" in HEADERS every request is a new connection
+    (over https: a full handshake, wrk resumes no session)."""
     duration = max(1, round(duration))     # wrk takes whole seconds only
     argv = ["wrk", f"-t{threads}", f"-c{max(conc, threads)}", f"-d{duration}s",
-            f"--timeout={timeout}s", "--latency", url]
+            f"--timeout={timeout}s", "--latency", *[a for h in headers for a in ("-H", h)], url]
     if cpus:
         argv = ["taskset", "-c", cpus] + argv
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
