@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 
 enum kind { K_STR, K_LIST, K_INT, K_SIZE, K_DURATION, K_BOOL, K_ADDRS, K_LEVEL, K_HOSTS, K_LISTEN, K_CERT,
-             K_CERT_KEY, K_TLS_PROTOCOLS, K_NETS };
+             K_CERT_KEY, K_TLS_PROTOCOLS, K_NETS, K_ADDR };
 
 struct key {
     const char *name;
@@ -63,6 +63,7 @@ static const struct key supervisor_keys[] = {
     { "limit_request_field_size", K_INT, F(limit_request_field_size), 64, 1 << 20 },
     { "keepalive", K_DURATION, F(keepalive), 0, 0 },
     { "forwarded_allow_ips", K_NETS, F(forwarded_allow_ips), 1, 0 },
+    { "metrics", K_ADDR, F(metrics), 0, 0 },
     { NULL, 0, 0, 0, 0 }
 };
 
@@ -89,6 +90,7 @@ static const struct key proxy_keys[] = {
     { "hsts", K_DURATION, F(hsts), 0, 0 },
     { "real_ip_from", K_NETS, F(real_ip_from), 0, 0 },
     { "proxy_buffer_size", K_SIZE, F(proxy_buffer_size), 0, 0 },
+    { "metrics", K_ADDR, F(proxy_metrics), 0, 0 },
     { NULL, 0, 0, 0, 0 }
 };
 
@@ -522,6 +524,15 @@ static bool set_value(struct loader *ld, char *base, const struct key *k, const 
         return set_tls_file(ld, k, value);
     case K_TLS_PROTOCOLS:
         return set_tls_protocols(ld, value);
+    case K_ADDR:
+        if (!as_addr_parse(value, &addr, err, sizeof err)) {
+            err_at(ld, ld->lineno, "%s: %s", k->name, err);
+            return false;
+        }
+        free(*(char **)(base + k->off));
+        *(char **)(base + k->off) = xstrdup(value);
+        *(k->off == F(metrics) ? &ld->cfg->metrics_line : &ld->cfg->proxy_metrics_line) = ld->lineno;
+        return true;
     case K_INT:
         if (!as_parse_long(value, k->min, k->max, &l)) {
             err_at(ld, ld->lineno, "%s: \"%s\" is not a whole number from %ld to %ld", k->name, value, k->min, k->max);
@@ -875,6 +886,8 @@ void as_config_free(struct as_config *c)
     free(c->group);
     free(c->proxy_user);
     free(c->proxy_group);
+    free(c->metrics);
+    free(c->proxy_metrics);
     list_free(&c->pythonpath);
     list_free(&c->env);
     list_free(&c->listen);

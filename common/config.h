@@ -86,6 +86,8 @@ struct as_config {
     long limit_request_field_size;  /* bytes of one header line; 431 beyond */
     double keepalive;               /* worker idle keep-alive timeout, s */
     struct as_strlist forwarded_allow_ips;  /* addresses, networks, "unix", "*" */
+    char *metrics;                  /* Prometheus /metrics and /healthz listen; NULL = off */
+    int metrics_line;
 
     /* [proxy] */
     struct as_strlist proxy_listen;     /* the addresses */
@@ -113,6 +115,8 @@ struct as_config {
     bool redirect_https;
     double hsts;                    /* Strict-Transport-Security max-age, s; 0 = none */
     struct as_strlist real_ip_from; /* front servers whose X-Forwarded-* are kept */
+    char *proxy_metrics;            /* NULL = off */
+    int proxy_metrics_line;
 
     /* The [location] sections before any [site]: the default site's. */
     struct as_location *locations;

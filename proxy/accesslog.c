@@ -128,15 +128,13 @@ void access_log(struct exchange *x)
     const char *upstream = x->static_req ? "-" : x->upstream ? x->upstream->name : "-";
     /* A request refused before its Host was read has no site. */
     const char *site = x->site ? x->site->name : "-";
-    long long usec = (long long)((ev_time() - x->t0) * 1e6);
+    long long usec = (long long)x->usec;
     char line[LINE_MAX_LEN];
     struct fmt f = { line, line + sizeof line - 1 };
     size_t plen = 0, tlen;
 
     if (x->site ? !x->site->access_log : !x->rt->cfg.access_log)
         return;
-    if (usec < 0)
-        usec = 0;
     if (parsed)
         for (plen = 0; plen < r->target_len && r->target[plen] != '?'; plen++)
             ;

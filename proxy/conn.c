@@ -6,6 +6,7 @@
 #include "http_reply.h"
 #include "linger.h"
 #include "tls.h"
+#include "metrics.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -62,6 +63,7 @@ void conn_close(struct conn *c)
         c->next->prev = c->prev;
     free(c);
     srv.n_conns--;
+    PM_DEC(open);
     if (srv.stopping && srv.n_conns == 0)
         ev_break(srv.loop, EVBREAK_ALL);
 }
@@ -116,6 +118,7 @@ static void reject(int fd)
     char msg[AS_HTTP_REPLY_MAX], sink[4096];
     size_t n = as_http_reply(msg, sizeof msg, 503, proxy_date(), false, false, false, NULL);
 
+    PM_INC(refused);
     if (send(fd, msg, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         as_debug("503 to an excess connection: %s", strerror(errno));
     /* Unread request bytes would turn our close into a reset that may
@@ -147,6 +150,8 @@ static void conn_new(int fd, const struct sockaddr_storage *ss, unsigned lflags)
         srv.conns->prev = c;
     srv.conns = c;
     srv.n_conns++;
+    PM_INC(accepted);
+    PM_INC(open);
     c->tp = &transport_plain;
     c->proto = &protocol_h1;
     c->lflags = (uint8_t)lflags;

@@ -93,6 +93,7 @@ struct conn {
     bool writing;           /* io watches EV_WRITE */
     struct block *in;       /* read buffer, only while a request is read */
     struct exchange *x;     /* the exchange in progress, NULL between requests */
+    unsigned n_exchanges;   /* in progress (exchange.c): active while > 0 */
     bool fresh;             /* no request yet: an h2c preface may come */
 
     /* HTTP/2 (h2.c) */

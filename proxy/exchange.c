@@ -4,6 +4,7 @@
  * request. */
 #include "exchange.h"
 #include "site.h"
+#include "metrics.h"
 
 #include <stdio.h>
 #include <sys/socket.h>
@@ -82,6 +83,8 @@ struct exchange *exchange_new(struct conn *c)
         spool_init(&x->out, RESP_MEM_LIMIT, false);
     }
     x->c = c;
+    if (c->n_exchanges++ == 0)
+        PM_INC(active);
     x->rt = runtime_get(srv.rt);
     x->site = NULL;
     x->req = parser_get(&x->rt->limits);
@@ -99,6 +102,12 @@ struct exchange *exchange_new(struct conn *c)
 
 void exchange_finish(struct exchange *x, bool completed)
 {
+    double t = ev_time() - x->t0;
+
+    x->usec = t > 0 ? (uint64_t)(t * 1e6) : 0;
+    pm_exchange_done(x, completed, x->usec);
+    if (--x->c->n_exchanges == 0)
+        PM_DEC(active);
     if (completed) {
         srv.requests++;
         access_log(x);

@@ -23,6 +23,8 @@ struct exchange {
     int tries;                  /* upstream attempts */
     int status;
     ev_tstamp t0;
+    ev_tstamp t_forward;        /* the request was read whole and went to forward_start */
+    uint64_t usec;              /* its duration, once finished (access log, metrics) */
     bool head_only;             /* HEAD: the response has no body */
     bool http10;                /* the client spoke HTTP/1.0 */
     bool keep_alive;            /* the connection may serve another request after this one */

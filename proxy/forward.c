@@ -5,6 +5,7 @@
 #include "upstream.h"
 #include "headw.h"
 #include "site.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -173,6 +174,7 @@ void forward_broken(struct exchange *x, int err, bool connect_failed)
             connect_failed ? "connect" : "no response", err ? strerror(err) : "connection closed");
     forward_detach(x);
     if (connect_failed) {
+        PM_INC(up_connect_errors);
         upstream_failed(up);
         if (x->tries < (int)x->site->ups.n + 1) {
             attempt(x, true, up);   /* nothing was sent: any method may go elsewhere */
@@ -194,6 +196,8 @@ static void attempt(struct exchange *x, bool fresh, struct upstream *avoid)
 
     /* A refused connect costs nothing to retry elsewhere: nothing was sent. */
     for (;;) {
+        if (x->tries > 0)
+            PM_INC(up_retries);
         x->upstream = upstream_pick(&x->site->ups, avoid);
         u = upstream_take(x->rt, x->upstream, fresh);
         x->tries++;
@@ -220,6 +224,7 @@ void forward_start(struct exchange *x)
     hw_flush(&w);
     spool_prepend(&x->body, &head);
     x->tries = 0;
+    x->t_forward = ev_time();
     attempt(x, false, NULL);
 }
 
@@ -230,7 +235,9 @@ void forward_response_head(struct exchange *x, struct upconn *u)
     int status = u->parser.status_code;
     bool has_len = u->parser.flags & F_CONTENT_LENGTH, own_hsts = x->rt->hsts != NULL;
     struct headw w;
+    double wait = ev_time() - x->t_forward;
 
+    pm_upstream_wait(wait > 0 ? (uint64_t)(wait * 1e6) : 0);
     resp_head_begin(x, &w, status, b + u->st_off, u->st_len);
     for (int i = 0; i < u->n_hdr; i++) {
         const char *name = b + u->hdr[i].no;

@@ -7,6 +7,7 @@
 #include "exchange.h"
 #include "http_reply.h"
 #include "linger.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <string.h>
@@ -287,6 +288,7 @@ static void h1_readable(struct conn *c)
         return;
     }
     c->in->end += (size_t)n;
+    PM_ADD(bytes_in, (uint64_t)n);
     if (c->fresh && h2c_preface(c))
         return;
     begin_request(c);

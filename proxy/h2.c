@@ -18,6 +18,7 @@
  * no more frames taken from nghttp2 while H2_OUT_HIGH bytes wait for the
  * socket, and no reading while they wait (a slow reader holds little). */
 #include "exchange.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <nghttp2/nghttp2.h>
@@ -108,6 +109,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;           /* trailers: read and dropped */
     x = exchange_new(c);
+    PM_INC(h2_streams);
     x->h2 = true;
     x->keep_alive = true;
     x->stream_id = f->hd.stream_id;
@@ -518,6 +520,7 @@ static void h2_readable(struct conn *c)
         conn_close(c);
         return;
     }
+    PM_ADD(bytes_in, (uint64_t)n);
     if (recv_bytes(c, buf, (size_t)n))
         h2_flush(c);
 }

@@ -2,6 +2,7 @@
 #include "proxy.h"
 #include "http_date.h"
 #include "tls.h"
+#include "metrics.h"
 #include "mime.h"
 
 #include <errno.h>
@@ -130,6 +131,7 @@ static void reload(void)
     }
     if (rt) {
         srv.rt = rt;
+        pm_server_reloaded(rt->cfg.proxy_metrics);
         upstream_close_idle(old);
         runtime_put(old);
         as_info("reloaded %s: %zu locations, %zu upstreams", srv.config_path, rt->n_locs, rt->n_ups);
@@ -244,7 +246,9 @@ static int run(const char *path)
         const char *tmp = getenv("TMPDIR");
         spool_set_tmpdir(tmp && *tmp ? tmp : "/var/tmp");
     }
-    if (!open_listeners(&srv.rt->cfg) || !drop_privileges(&srv.rt->cfg))
+    if (!pm_init(1))
+        as_warn("metrics: no shared memory for the counters: %s", strerror(errno));
+    if (!open_listeners(&srv.rt->cfg) || !pm_server_open() || !drop_privileges(&srv.rt->cfg))
         return 1;
     srv.accepting = true;
     srv.last_status = srv.last_watchdog = ev_now(srv.loop);
@@ -253,6 +257,7 @@ static int run(const char *path)
                    srv.rt->n_ups);
     as_info("ready: %zu locations, %zu upstreams", srv.rt->n_locs, srv.rt->n_ups);
     ev_run(srv.loop, 0);
+    pm_server_close();
     access_log_flush();
     as_info("stopped after %llu requests", (unsigned long long)srv.requests);
     return 0;

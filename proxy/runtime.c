@@ -237,6 +237,20 @@ static int own_listen(const struct as_config *cfg, const struct as_strlist *ups)
     return errors;
 }
 
+static int metrics_upstream(const struct as_config *cfg, const struct as_strlist *ups)
+{
+    int errors = 0;
+
+    for (size_t i = 0; cfg->proxy_metrics && i < ups->n; i++) {
+        if (!strcmp(cfg->proxy_metrics, ups->v[i])) {
+            fprintf(stderr, "%s:%d: metrics: %s is an upstream\n", cfg->path, cfg->proxy_metrics_line,
+                    cfg->proxy_metrics);
+            errors++;
+        }
+    }
+    return errors;
+}
+
 /* What the proxy needs beyond a syntactically valid file. */
 static int proxy_errors(const struct as_config *cfg)
 {
@@ -268,6 +282,14 @@ static int proxy_errors(const struct as_config *cfg)
         fprintf(stderr, "%s:%d: proxy_buffer_size must be from 1k to 64m\n", cfg->path, line);
         errors++;
     }
+    for (size_t j = 0; cfg->proxy_metrics && j < cfg->proxy_listen.n; j++) {
+        if (!strcmp(cfg->proxy_metrics, cfg->proxy_listen.v[j])) {
+            fprintf(stderr, "%s:%d: metrics: %s is a listen address of the proxy; the metrics need one of their own\n",
+                    cfg->path, cfg->proxy_metrics_line, cfg->proxy_metrics);
+            errors++;
+        }
+    }
+    errors += metrics_upstream(cfg, &cfg->upstream);
     errors += own_listen(cfg, &cfg->upstream);
     for (size_t i = 0; i < cfg->n_sites; i++) {
         const struct as_site *site = &cfg->sites[i];
@@ -277,6 +299,7 @@ static int proxy_errors(const struct as_config *cfg)
             errors++;
         }
         errors += own_listen(cfg, &site->upstream);
+        errors += metrics_upstream(cfg, &site->upstream);
     }
     return errors;
 }

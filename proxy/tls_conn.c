@@ -10,6 +10,7 @@
  * unless the kernel does TLS (kTLS): then SSL_sendfile sends them without
  * a copy through user space. */
 #include "tls.h"
+#include "metrics.h"
 #include "exchange.h"
 
 #include <errno.h>
@@ -202,6 +203,7 @@ static void hs_step(struct conn *c)
     ERR_clear_error();
     r = SSL_do_handshake(c->ssl);
     if (r == 1) {
+        PM_INC(tls_handshakes);
         handshake_done(c);
         return;
     }
@@ -218,6 +220,7 @@ static void hs_step(struct conn *c)
         as_debug("TLS handshake with %s: %s", c->peer,
                  ERR_peek_last_error() ? ERR_reason_error_string(ERR_peek_last_error()) : strerror(errno));
         ERR_clear_error();
+        PM_INC(tls_handshake_errors);
         c->tls_shut = true;
         conn_close(c);
     }
@@ -231,6 +234,7 @@ static void hs_start(struct conn *c)
 
 static void hs_timeout(struct conn *c)
 {
+    PM_INC(tls_handshake_errors);
     c->tls_shut = true;
     conn_close(c);
 }

@@ -1,6 +1,7 @@
 /* Upstream choice (round robin, passive health) and connections to the
  * workers, with a bounded keep-alive pool per upstream. */
 #include "upstream.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 
 void upstream_failed(struct upstream *u)
 {
+    PM_INC(up_marked_down);
     u->down_until = ev_now(srv.loop) + UPSTREAM_FAIL_SECONDS;
 }
 
@@ -52,6 +54,7 @@ static void close_upconn(struct upconn *u)
     free(u->hdr);
     runtime_put(u->rt);
     free(u);
+    PM_DEC(up_open);
 }
 
 static void pool_remove(struct upconn *u)
@@ -62,6 +65,7 @@ static void pool_remove(struct upconn *u)
         if (*p == u) {
             *p = u->pool_next;
             u->u->n_idle--;
+            PM_DEC(up_idle);
             return;
         }
     }
@@ -93,10 +97,13 @@ static struct upconn *connect_new(struct runtime *rt, struct upstream *up)
     u->fd = fd;
     u->u = up;
     u->rt = runtime_get(rt);
+    PM_INC(up_open);
+    PM_INC(up_connects);
     upconn_init(u);
     if (connect(fd, (const struct sockaddr *)&up->addr.sa, up->addr.len) < 0) {
         if (errno != EINPROGRESS) {
             int e = errno;
+            PM_INC(up_connect_errors);
             as_warn("upstream %s: connect: %s", up->name, strerror(e));
             close_upconn(u);
             errno = e;
@@ -115,6 +122,7 @@ struct upconn *upstream_take(struct runtime *rt, struct upstream *up, bool fresh
         u = up->idle;
         up->idle = u->pool_next;
         up->n_idle--;
+        PM_DEC(up_idle);
         u->pool_next = NULL;
         u->reused = true;       /* its read watcher stays on: no epoll_ctl */
         return u;
@@ -141,6 +149,7 @@ void upstream_release(struct upconn *u, bool reusable)
     u->pool_next = up->idle;
     up->idle = u;
     up->n_idle++;
+    PM_INC(up_idle);
     /* Readable while idle means the worker closed it. */
     if (!ev_is_active(&u->io) || (u->io.events & (EV_READ | EV_WRITE)) != EV_READ) {
         ev_io_stop(srv.loop, &u->io);
@@ -157,6 +166,7 @@ void upstream_close_idle(struct runtime *rt)
             struct upconn *u = up->idle;
             up->idle = u->pool_next;
             up->n_idle--;
+            PM_DEC(up_idle);
             close_upconn(u);
         }
     }

@@ -81,6 +81,12 @@ static int check_supervisor(const struct as_config *c)
     if (c->control[0] != '/' || strlen(c->control) >= sizeof un.sun_path)
         errors += complain(c, line_of(c->path, "supervisor", "control"),
                            "control: \"%s\" must be an absolute path shorter than %zu bytes", c->control, sizeof un.sun_path);
+    for (size_t i = 0; c->metrics && i < c->listen.n; i++)
+        if (!strcmp(c->metrics, c->listen.v[i]))
+            errors += complain(c, c->metrics_line, "metrics: %s is the app's listen address; the metrics need one of their own",
+                               c->metrics);
+    if (c->metrics && !strncmp(c->metrics, "unix:", 5) && !strcmp(c->metrics + 5, c->control))
+        errors += complain(c, c->metrics_line, "metrics: %s is the control socket", c->metrics);
     if (c->max_requests_jitter && !c->max_requests)
         errors += complain(c, line_of(c->path, "supervisor", "max_requests_jitter"),
                            "max_requests_jitter needs max_requests");

@@ -165,6 +165,7 @@ static void cleanup(struct master *m)
     unavailable_close();
     control_stop_done(m);
     control_close(m);
+    sup_metrics_close(m);
     lifecycle_free(m);
     listen_queue_close();
     close_sockets(m);
@@ -190,7 +191,7 @@ int master_run(struct master *m)
     }
     m->started = ev_time();
     if (signal(SIGPIPE, SIG_IGN) == SIG_ERR || !stdio_init() || !spawn_prepare(m) || !open_sockets(m) || !open_scoreboard(m) ||
-        !control_open(m))
+        !control_open(m) || !sup_metrics_open(m))
         goto out;
     start_watchers(m);
     lifecycle_init(m);

@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "generation.h"
+#include "metrics_server.h"
 #include "scoreboard.h"
 #include "worker.h"
 
@@ -87,6 +88,7 @@ struct master {
 
     int control_fd;
     ev_io control_w;
+    struct metrics_server metrics;  /* metrics = ADDR; fd -1 when off */
     struct conn *conns;     /* open control connections */
 
     ev_timer heartbeat_w;
@@ -128,6 +130,13 @@ pid_t spawn_process(struct master *m, const struct worker *w, unsigned generatio
 bool control_open(struct master *m);
 void control_close(struct master *m);
 void control_stop_done(struct master *m);
+
+/* metrics.c: /metrics and /healthz */
+bool sup_metrics_open(struct master *m);
+void sup_metrics_close(struct master *m);
+/* A generation serves: not before the first one is complete, nor while
+ * stopping; WHY says what is missing. */
+bool sup_ready(struct master *m, const char **why);
 
 /* notify.c */
 void notify_init(struct master *m);

@@ -24,12 +24,12 @@ struct wview {
     int n_req;                  /* requests in progress */
 };
 
-static const char *const restart_cause[LAST_RESTART_CAUSE + 1] = {
+const char *const status_restart_cause[LAST_RESTART_CAUSE + 1] = {
     [END_CRASH] = "crash", [END_TIMEOUT] = "timeout", [END_HEARTBEAT] = "heartbeat",
     [END_MAX_REQUESTS] = "max_requests", [END_MAX_RSS] = "max_rss",
 };
 
-static const char *state_name(const struct worker *w, bool busy)
+const char *status_state_name(const struct worker *w, bool busy)
 {
     switch (w->state) {
     case W_LOADING: return "loading";
@@ -44,11 +44,11 @@ static const char *state_name(const struct worker *w, bool busy)
 static const char *why_name(const struct worker *w)
 {
     if (w->end >= END_CRASH && w->end <= LAST_RESTART_CAUSE)
-        return restart_cause[w->end];
+        return status_restart_cause[w->end];
     if (w->end == END_RETIRED)
         return "retired";   /* reload, scale-down, stop */
     if (w->state == W_SERVING && slot_wants_recycle(w))
-        return restart_cause[END_MAX_REQUESTS];
+        return status_restart_cause[END_MAX_REQUESTS];
     return NULL;
 }
 
@@ -58,7 +58,7 @@ static void view(const struct worker *w, uint64_t now_us, struct wview *v)
     v->pid = (int)w->pid;
     v->generation = worker_generation(w);
     v->n_req = slot_requests(w, now_us, v->req, SLOT_MAX_REQUESTS);
-    v->state = state_name(w, v->n_req > 0);
+    v->state = status_state_name(w, v->n_req > 0);
     v->why = why_name(w);
     v->requests = slot_served(w);
     v->rss = proc_rss(w->pid);
@@ -136,7 +136,7 @@ static void text_header(struct sbuf *b, struct master *m, ev_tstamp now)
     }
     sbuf_printf(b, "restarts:");
     for (int i = END_CRASH; i <= LAST_RESTART_CAUSE; i++)
-        sbuf_printf(b, " %s %llu", restart_cause[i], (unsigned long long)c->restarts[i]);
+        sbuf_printf(b, " %s %llu", status_restart_cause[i], (unsigned long long)c->restarts[i]);
     sbuf_printf(b, "; reloads: %llu ok, %llu failed\n", (unsigned long long)c->reloads_ok,
                 (unsigned long long)c->reloads_failed);
     if (m->pending)
@@ -167,7 +167,7 @@ static void json_header(struct sbuf *b, struct master *m, ev_tstamp now)
                 m->stopping ? "true" : "false", lifecycle_serves(m) ? "true" : "false",
                 unavailable_on() ? "true" : "false");
     for (int i = END_CRASH; i <= LAST_RESTART_CAUSE; i++)
-        sbuf_printf(b, "%s\"%s\":%llu", i > END_CRASH ? "," : "", restart_cause[i],
+        sbuf_printf(b, "%s\"%s\":%llu", i > END_CRASH ? "," : "", status_restart_cause[i],
                     (unsigned long long)c->restarts[i]);
     sbuf_printf(b, "},\"listen_queue\":%ld", queued(m));
     sbuf_printf(b, ",\"reloads\":{\"ok\":%llu,\"failed\":%llu},\"listen\":[", (unsigned long long)c->reloads_ok,

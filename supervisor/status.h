@@ -11,6 +11,11 @@
 char *status_report(struct master *m, bool json);
 /* "worker N (pid P, generation G, busy: GET /path for 1.2 s)", malloc'ed. */
 char *status_worker_head(const struct worker *w);
+/* A worker's state as status, top and metrics name it: loading, idle,
+ * busy (BUSY: a request in progress), recycling, stopping. */
+const char *status_state_name(const struct worker *w, bool busy);
+/* "crash", "timeout", ... by enum worker_end (the restart causes). */
+extern const char *const status_restart_cause[LAST_RESTART_CAUSE + 1];
 /* The one-line summary for systemd's STATUS=. */
 void status_summary(struct master *m, char *text, size_t n);
 
