@@ -162,8 +162,9 @@ static int target(struct as_http_request *r, bool options)
         r->authority_off = keep(r, host, r->authority_len);
     }
     if (r->path_len == 0) {
-        /* "http://h" means "/", and "*" with OPTIONS (RFC 9112 3.2.4) */
-        r->path_off = keep(r, options ? "*" : "/", 1);
+        /* "http://h" means "/", and "*" with OPTIONS when there is no query
+         * either (RFC 9112 3.2.4) */
+        r->path_off = keep(r, options && !r->has_query ? "*" : "/", 1);
         r->path_len = 1;
     }
     return 0;

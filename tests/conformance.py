@@ -51,7 +51,7 @@ def origin_of(target, method):
         cut = min([i for i in (rest.find("/"), rest.find("?")) if i >= 0], default=len(rest))
         t = rest[cut:]
         if not t or t.startswith("?"):
-            t = ("*" if method == "OPTIONS" else "/") + t
+            t = ("*" if method == "OPTIONS" and not t else "/") + t
     return t
 
 
@@ -194,6 +194,9 @@ ok("options-asterisk", "9112 3.2.4", "OPTIONS *", head("OPTIONS * HTTP/1.1", "Ho
    target="*")
 ok("options-absolute", "9112 3.2.4", "OPTIONS http://h:8001 means *", head("OPTIONS http://h.example:8001 HTTP/1.1"),
    method="OPTIONS", target="http://h.example:8001", path="*", fields={"HTTP_HOST": "h.example:8001"})
+ok("options-absolute-query", "9112 3.2.4", "OPTIONS http://h?q means /?q, not *",
+   head("OPTIONS http://h.example?q HTTP/1.1"), method="OPTIONS", target="http://h.example?q", path="/", query="q",
+   fields={"HTTP_HOST": "h.example"})
 bad("asterisk-get", "9112 3.2.4", "* with GET", get("*"))
 bad("authority-get", "9112 3.2.3", "authority-form with GET", get("example.com:443"))
 bad("relative", "9112 3.2", "a relative reference", get("foo/bar"))

@@ -578,3 +578,8 @@ def test_other_trailers_are_read_and_dropped():
     m = ok(TE + b"5\r\nhello\r\n0\r\nVary: *\r\nContent-Type: text/plain\r\nX-Checksum: 1\r\n"
            + b"X-" + b"L" * 100 + b": 1\r\n\r\n")
     assert m["body"] == "hello" and m["headers"] == [["Transfer-Encoding", "chunked"]]
+
+
+def test_options_absolute_form_with_a_query_is_not_asterisk():
+    m = ok(b"OPTIONS http://h.example?q HTTP/1.1\r\n\r\n")
+    assert (m["path"], m["query"]) == ("/", "q")    # RFC 9112 3.2.4: "*" only without a query
