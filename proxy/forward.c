@@ -15,53 +15,29 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fwd_head.h"
 #include "http_fields.h"
 
-/* Request fields the proxy does not pass on: hop-by-hop ones (the table
- * in common/http_fields.c), those it writes itself (Content-Length, the
- * X-Forwarded trio) and Expect (it answered 100 Continue itself). */
-static bool dropped_request_field(const char *name, size_t len)
-{
-    return as_http_hop_by_hop(name, len) || as_http_name_is(name, len, "Content-Length") ||
-           as_http_name_is(name, len, "Expect") || as_http_name_is(name, len, "X-Forwarded-For") ||
-           as_http_name_is(name, len, "X-Forwarded-Proto") || as_http_name_is(name, len, "X-Forwarded-Host");
-}
-
-/* Named by the client's Connection field: hop-by-hop for this hop too. */
-static bool connection_option(const struct as_http_header *conn, const char *name, size_t len)
-{
-    return conn && as_http_list_has_n(conn->value, conn->value_len, name, len);
-}
-
-/* "host:port" of the address the client reached, for a request that named
- * no Host (HTTP/1.0 may omit it; the upstream hop is HTTP/1.1, which must
- * carry one, RFC 9112 3.2). */
-static void local_host(const struct exchange *x, struct headw *h)
+/* "host:port" of the address the client reached, into BUF, for a request
+ * that named no Host (fwd_head.h). */
+static const char *local_host(const struct exchange *x, char *buf, size_t size)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     char addr[INET6_ADDRSTRLEN];
-    uint16_t port;
 
-    if (getsockname(x->c->fd, (struct sockaddr *)&ss, &len) < 0 || ss.ss_family == AF_UNIX) {
-        hw_str(h, "localhost");
-        return;
-    }
+    if (getsockname(x->c->fd, (struct sockaddr *)&ss, &len) < 0 || ss.ss_family == AF_UNIX)
+        return "localhost";
     if (ss.ss_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
         inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof addr);
-        port = ntohs(in6->sin6_port);
-        hw_char(h, '[');
-        hw_str(h, addr);
-        hw_char(h, ']');
+        snprintf(buf, size, "[%s]:%u", addr, ntohs(in6->sin6_port));
     } else {
         const struct sockaddr_in *in4 = (const struct sockaddr_in *)&ss;
         inet_ntop(AF_INET, &in4->sin_addr, addr, sizeof addr);
-        port = ntohs(in4->sin_port);
-        hw_str(h, addr);
+        snprintf(buf, size, "%s:%u", addr, ntohs(in4->sin_port));
     }
-    hw_char(h, ':');
-    hw_u64(h, port);
+    return buf;
 }
 
 static bool idempotent(const char *m)
@@ -81,9 +57,10 @@ static bool from_front(const struct exchange *x)
     return x->rt->n_fronts && as_nets_match_text(x->rt->fronts, x->rt->n_fronts, x->c->peer, strlen(x->c->peer));
 }
 
-/* The request line and cleaned headers, then the X-Forwarded-* trio: a
- * front server's values kept (its X-Forwarded-For with the front's own
- * address appended), anyone else's replaced by ours. */
+/* The request line and the client's fields (fwd_head.c), then the
+ * X-Forwarded-* trio (a front server's values kept, its X-Forwarded-For
+ * with the front's own address appended; anyone else's replaced by ours)
+ * and the Content-Length. */
 static void build_head(struct exchange *x, struct headw *h)
 {
     const struct as_http_request *r = x->req;
@@ -94,28 +71,9 @@ static void build_head(struct exchange *x, struct headw *h)
     const struct as_http_header *xfp = front ? as_http_header(r, "X-Forwarded-Proto") : NULL;
     const struct as_http_header *xfh = front ? as_http_header(r, "X-Forwarded-Host") : NULL;
     uint64_t len = x->body.total;
+    char lh[INET6_ADDRSTRLEN + 8];
 
-    /* origin-form: the parser cut the fragment and took the authority of
-     * an absolute-form target into Host */
-    hw_str(h, r->method);
-    hw_put(h, " ", 1);
-    hw_put(h, r->path, r->path_len);
-    if (r->query) {
-        hw_char(h, '?');
-        hw_put(h, r->query, r->query_len);
-    }
-    hw_put(h, " HTTP/1.1\r\n", 11);
-    if (!host) {
-        hw_put(h, "Host: ", 6);
-        local_host(x, h);
-        hw_put(h, "\r\n", 2);
-    }
-    for (size_t i = 0; i < r->n_headers; i++) {
-        const struct as_http_header *hd = &r->headers[i];
-        if (dropped_request_field(hd->name, hd->name_len) || connection_option(conn_h, hd->name, hd->name_len))
-            continue;
-        hw_header(h, hd->name, hd->name_len, hd->value, hd->value_len);
-    }
+    fwd_request_head(h, r, conn_h, host ? NULL : local_host(x, lh, sizeof lh));
     hw_put(h, "X-Forwarded-For: ", 17);
     if (xff && xff->value_len) {
         hw_put(h, xff->value, xff->value_len);

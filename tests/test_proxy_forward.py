@@ -321,12 +321,15 @@ def test_request_line_forwarded_in_origin_form_with_a_host(tmpdir_short):
             (b"GET /old HTTP/1.0\r\n", "/old", [f"127.0.0.1:{proxy.port}"]),
             (b"GET /noh HTTP/1.1\r\n", "/noh", [f"127.0.0.1:{proxy.port}"]),
             (b"QUERY /caf\xc3\xa9 HTTP/1.1\r\nHost: h\r\n", "/caf\xc3\xa9", ["h"]),
+            # a client cannot take the Host away through Connection
+            (b"GET /c HTTP/1.1\r\nHost: h\r\nConnection: Host, X-A\r\nX-A: 1\r\n", "/c", ["h"]),
         ]
         for head, target, host in cases:
             r = raw_request(proxy.port, head + b"Connection: close\r\n\r\n")
             req = up.requests[-1]
             assert r.status == 200, head
             assert (req.target, req.header("Host")) == (target, host), head
+            assert req.header("X-A") == []
     finally:
         proxy.stop()
         up.close()
