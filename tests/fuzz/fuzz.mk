@@ -8,7 +8,7 @@
 # project's compiler (tests/test_hostile_fuzz.py).
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
-FUZZ_TARGETS = http_parse chunked static_path config stdio_entry site_host
+FUZZ_TARGETS = http_parse chunked differential static_path config stdio_entry site_host
 
 FUZZ_FLAGS = -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer -include $(top_builddir)/build-config.h -I$(top_srcdir)/common \
@@ -38,6 +38,12 @@ fuzz/fuzz_http_parse: $(top_srcdir)/tests/fuzz/fuzz_http_parse.c $(FUZZ_HTTP) $(
 fuzz/fuzz_chunked: $(top_srcdir)/tests/fuzz/fuzz_chunked.c $(FUZZ_HTTP) $(FUZZ_HTTP_H)
 	$(AM_V_GEN)$(MKDIR_P) fuzz && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
 	  $(top_srcdir)/tests/fuzz/fuzz_chunked.c $(FUZZ_HTTP) $(FUZZ_LLHTTP) $(FUZZ_LLHTTP_LIBS)
+FUZZ_DIFF = $(top_srcdir)/proxy/fwd_head.c $(top_srcdir)/proxy/buf.c
+FUZZ_DIFF_H = $(top_srcdir)/proxy/fwd_head.h $(top_srcdir)/proxy/headw.h $(top_srcdir)/proxy/buf.h
+fuzz/fuzz_differential: $(top_srcdir)/tests/fuzz/fuzz_differential.c $(FUZZ_HTTP) $(FUZZ_HTTP_H) $(FUZZ_DIFF) \
+	  $(FUZZ_DIFF_H)
+	$(AM_V_GEN)$(MKDIR_P) fuzz && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
+	  $(top_srcdir)/tests/fuzz/fuzz_differential.c $(FUZZ_HTTP) $(FUZZ_DIFF) $(FUZZ_LLHTTP) $(FUZZ_LLHTTP_LIBS)
 fuzz/fuzz_static_path: $(top_srcdir)/tests/fuzz/fuzz_static_path.c $(top_srcdir)/proxy/static_path.c \
 	  $(top_srcdir)/proxy/static_path.h $(top_srcdir)/common/http_uri.c $(top_srcdir)/common/http_uri.h
 	$(AM_V_GEN)$(MKDIR_P) fuzz && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
@@ -56,7 +62,7 @@ fuzz/fuzz_site_host: $(top_srcdir)/tests/fuzz/fuzz_site_host.c $(top_srcdir)/pro
 	$(AM_V_GEN)$(MKDIR_P) fuzz && $(FUZZ_CC) $(FUZZ_FLAGS) $(LIBEV_CFLAGS) -o $@ \
 	  $(top_srcdir)/tests/fuzz/fuzz_site_host.c $(top_srcdir)/proxy/site.c
 
-fuzz-build: fuzz/fuzz_http_parse fuzz/fuzz_chunked fuzz/fuzz_static_path fuzz/fuzz_config \
+fuzz-build: fuzz/fuzz_http_parse fuzz/fuzz_chunked fuzz/fuzz_differential fuzz/fuzz_static_path fuzz/fuzz_config \
 	fuzz/fuzz_stdio_entry fuzz/fuzz_site_host
 
 # Each target gets its dictionary when there is one (tests/fuzz/TARGET.dict).
@@ -85,7 +91,7 @@ fuzz-clean:
 
 # The same targets without libFuzzer (tests/fuzz/replay.c gives them a
 # main), built by `make check` with the project's compiler and flags.
-check_PROGRAMS += tests/fuzz/replay_http_parse tests/fuzz/replay_chunked \
+check_PROGRAMS += tests/fuzz/replay_http_parse tests/fuzz/replay_chunked tests/fuzz/replay_differential \
 	tests/fuzz/replay_static_path tests/fuzz/replay_config tests/fuzz/replay_stdio_entry \
 	tests/fuzz/replay_site_host
 tests_fuzz_replay_http_parse_SOURCES = tests/fuzz/fuzz_http_parse.c tests/fuzz/replay.c
@@ -94,6 +100,10 @@ tests_fuzz_replay_http_parse_LDADD = libappstack.a $(LLHTTP_LDADD)
 tests_fuzz_replay_chunked_SOURCES = tests/fuzz/fuzz_chunked.c tests/fuzz/replay.c
 tests_fuzz_replay_chunked_CPPFLAGS = $(AM_CPPFLAGS) $(LLHTTP_CFLAGS)
 tests_fuzz_replay_chunked_LDADD = libappstack.a $(LLHTTP_LDADD)
+tests_fuzz_replay_differential_SOURCES = tests/fuzz/fuzz_differential.c proxy/fwd_head.c proxy/fwd_head.h \
+	proxy/buf.c proxy/buf.h proxy/headw.h tests/fuzz/replay.c
+tests_fuzz_replay_differential_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/proxy $(LLHTTP_CFLAGS)
+tests_fuzz_replay_differential_LDADD = libappstack.a $(LLHTTP_LDADD)
 tests_fuzz_replay_static_path_SOURCES = tests/fuzz/fuzz_static_path.c proxy/static_path.c proxy/static_path.h \
 	tests/fuzz/replay.c
 tests_fuzz_replay_static_path_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/proxy
