@@ -337,6 +337,8 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
     return n;
 }
 
+/* HTTP/2 has no status line and no reason phrase: x->status becomes
+ * :status in h2_head_end. */
 static void h2_head_begin(struct exchange *x, struct headw *w, int status, const char *reason, size_t reason_len)
 {
 }
