@@ -97,7 +97,9 @@ static int start_line(struct as_http_guard *g, const struct as_http_limits *l,
 static size_t line_room(const struct as_http_guard *g, const struct as_http_limits *l,
                         int *status, const char **error)
 {
-    size_t max = g->in_request_line ? l->max_request_line : l->max_field_size;
+    /* a field line counts with its CRLF, as gunicorn's
+     * limit_request_field_size does; the request line without */
+    size_t max = g->in_request_line ? l->max_request_line : l->max_field_size > 2 ? l->max_field_size - 2 : 1;
     size_t room;
 
     if (g->line_len >= max) {

@@ -77,7 +77,8 @@ struct as_http_limits {
     size_t max_request_line;   /* "METHOD target HTTP/1.1": 414 beyond */
     size_t max_fields;         /* header count: 431 beyond (at most
                                   AS_HTTP_MAX_HEADERS_HARD) */
-    size_t max_field_size;     /* one "Name: value" line: 431 beyond */
+    size_t max_field_size;     /* one "Name: value" line with its CRLF:
+                                  431 beyond */
     size_t max_header_bytes;   /* header lines after the request line, each
                                   with its CRLF, plus the final empty line:
                                   431 beyond; also bounds chunked trailers */
