@@ -44,6 +44,7 @@ static const struct key app_keys[] = {
     { "env", K_LIST, F(env), 0, 0 },
     { "script_name", K_STR, F(script_name), 0, 0 },
     { "stderr_level", K_LEVEL, F(stderr_level), 0, 0 },
+    { "preload", K_BOOL, F(preload), 0, 0 },
     { NULL, 0, 0, 0, 0 }
 };
 

@@ -69,6 +69,7 @@ struct as_config {
     struct as_strlist env;          /* "NAME=value" */
     char *script_name;              /* mount point for SCRIPT_NAME, "" = root */
     int stderr_level;               /* LOG_* of the app's stderr lines without "<N>" */
+    bool preload;                   /* a template process imports the app once and forks the workers */
 
     /* [supervisor] */
     struct as_strlist listen;

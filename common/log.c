@@ -81,6 +81,12 @@ void as_log_add_global_field(const char *field)
     }
 }
 
+void as_log_clear_global_fields(void)
+{
+    while (lg.n_global > 0)
+        free(lg.global[--lg.n_global]);
+}
+
 int as_log_to_journal(void)
 {
     return lg.journal;

@@ -13,6 +13,8 @@ void as_log_init(const char *ident);
 /* A field ("NAME=value") added to every later message of this process,
  * e.g. APPSTACK_WORKER=3. At most 8. */
 void as_log_add_global_field(const char *field);
+/* Forgets them (a process that becomes another one: a forked worker). */
+void as_log_clear_global_fields(void);
 
 /* True when messages go to the journal. */
 int as_log_to_journal(void);

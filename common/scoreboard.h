@@ -50,6 +50,8 @@ struct as_scoreboard {
                                                     * pipes to appstackd (supervisor/stdio_capture.c) */
 
 #define AS_ENV_DUMP_FD     "APPSTACK_DUMP_FD"      /* pipe to appstackd for stack dumps */
+#define AS_ENV_TEMPLATE    "APPSTACK_TEMPLATE"     /* "1": the template of a generation ([app] preload):
+                                                    * no id, slot, dump pipe or max_requests of its own */
 
 /* Stack dumps: on AS_SIG_DUMP the worker writes the Python stack of every
  * thread to the APPSTACK_DUMP_FD pipe, then a NUL byte. appstackd starts
@@ -71,5 +73,19 @@ struct as_scoreboard {
  * master) has nobody to replace it and exits 0 at its limit instead. */
 #define AS_MSG_READY  "READY"
 #define AS_MSG_FAILED "FAILED\n"
+
+/* [app] preload = on: the template (worker/template.c) imports the app,
+ * says READY (or FAILED) like a worker, and then forks a worker for each
+ *   "FORK <id> <slot> <max_requests>"   master -> template
+ * that carries, as SCM_RIGHTS, the new worker's channel, dump pipe, stdout
+ * and stderr (AS_FORK_FDS, in that order). The worker is forked twice so
+ * that it becomes appstackd's child (appstackd is a child subreaper); its
+ * first message on its own channel is
+ *   "PID <pid>"                         forked worker -> master
+ * and from then on it is an ordinary worker. A worker the template cannot
+ * fork never writes: the master sees its channel close instead. */
+#define AS_MSG_FORK   "FORK "
+#define AS_MSG_PID    "PID "
+#define AS_FORK_FDS   4
 
 #endif

@@ -21,6 +21,7 @@ struct generation *gen_new(struct master *m, unsigned id, int target, bool fallb
     g->id = id;
     g->target = target;
     g->fallback = fallback;
+    g->preload = m->cfg.preload;
     g->phase = G_LOADING;
     if (fallback)
         g->deadline = ev_now(m->loop) + load_timeout(m);
@@ -39,13 +40,14 @@ void gen_free(struct generation *g)
     if (*p)
         *p = g->next;
     waiters_done(&g->waiters, false, "appstackd is stopping\n");
+    template_free(&g->tmpl);
     free(g->error);
     free(g);
 }
 
 bool gen_empty(const struct generation *g)
 {
-    return !g->workers;
+    return !g->workers && g->tmpl.state == T_NONE;
 }
 
 static void adopt(struct generation *g, struct worker *w)
@@ -135,7 +137,7 @@ static void fail(struct generation *g, const char *why)
 /* Whether a new start may be tried now (backing off: one at a time). */
 static bool may_start(const struct generation *g)
 {
-    if (g->frozen || g->phase == G_RETIRING)
+    if (g->frozen || g->phase == G_RETIRING || (g->preload && g->tmpl.state != T_READY))
         return false;
     return g->failures == 0 || (ev_now(g->m->loop) >= g->next_spawn && !any_loading(g));
 }
@@ -148,7 +150,10 @@ static struct worker *start_worker(struct generation *g)
 
     if (!w)
         return NULL;
-    pid = spawn_process(g->m, w, g->id, &chan, &dump);
+    if (g->preload)
+        pid = spawn_fork(g->m, w, g->tmpl.chan, g->id, &chan, &dump) ? 0 : -1;
+    else
+        pid = spawn_process(g->m, w, g->id, &chan, &dump);
     if (pid < 0)
         return NULL;
     worker_started(w, g, pid, chan, dump);
@@ -231,6 +236,12 @@ static enum gen_outcome exited(struct generation *g, struct worker *w)
 
 enum gen_outcome gen_event(struct generation *g, struct worker *w, const struct wevent *ev)
 {
+    /* A worker its template has not forked within the load timeout: the
+     * template no longer forks. Its death closes the worker's channel. */
+    if (ev->kind == WEV_LOAD_TIMEOUT && !w->pid && w->state == W_LOADING) {
+        struct tevent te = { .kind = TEV_STUCK, .worker = w->id };
+        template_step(&g->tmpl, &te);
+    }
     switch (worker_step(w, ev)) {
     case WO_NONE:
         break;
@@ -253,6 +264,64 @@ enum gen_outcome gen_event(struct generation *g, struct worker *w, const struct 
     return GO_NONE;
 }
 
+enum gen_outcome gen_template_event(struct generation *g, const struct tevent *ev)
+{
+    struct template *t = &g->tmpl;
+    bool counts = g->phase != G_RETIRING && !g->fallback;
+
+    switch (template_step(t, ev)) {
+    case TO_NONE:
+        break;
+    case TO_READY:
+        g->failures = 0;    /* a template that loads ends the backoff, as a worker does */
+        g->next_spawn = 0;
+        break;
+    case TO_LOAD_FAILED:
+        note_failure(g, t->error ? t->error : "the template failed to load the app");
+        if (g->fallback && g->phase == G_LOADING) {
+            fail(g, t->error ? t->error : "the template failed to load the app");
+            return GO_FAILED;
+        }
+        break;
+    case TO_EXITED:
+        if (g->fallback && g->phase == G_LOADING && !t->retired)
+            fail(g, t->error ? t->error : "the template of the new generation ended");
+        else if (t->start_failed && counts)
+            count_failure(g, t->error);
+        if (g->error)
+            return GO_FAILED;
+        return g->phase == G_RETIRING && gen_empty(g) ? GO_EMPTY : GO_NONE;
+    }
+    return GO_NONE;
+}
+
+/* Preload: workers fork from the template, so it must be ready first; one
+ * that is gone is started again at once (after a failed start, when the
+ * backoff allows), so that the next respawn is a fork again. Returns
+ * whether workers can start now; *WAIT: the backoff left. */
+static bool template_ready(struct generation *g, ev_tstamp now, ev_tstamp *wait)
+{
+    struct template *t = &g->tmpl;
+
+    if (!g->preload || t->state == T_READY)
+        return true;
+    if (t->state != T_NONE)
+        return false;   /* loading or going: its news calls us again */
+    if (g->failures > 0 && now < g->next_spawn) {
+        *wait = g->next_spawn - now;
+        return false;
+    }
+    if (!template_start(t)) {
+        if (g->fallback) {
+            fail(g, "cannot start the template of the new generation (see the log)");
+        } else {
+            count_failure(g, "cannot start the template (see the log)");
+            *wait = g->next_spawn - now;
+        }
+    }
+    return false;
+}
+
 static struct worker *newest(struct generation *g)
 {
     struct worker *best = NULL;
@@ -266,7 +335,7 @@ static struct worker *newest(struct generation *g)
 ev_tstamp gen_maintain(struct generation *g)
 {
     struct wevent retire = { .kind = WEV_RETIRE };
-    ev_tstamp now = ev_now(g->m->loop);
+    ev_tstamp now = ev_now(g->m->loop), wait = 0;
     int live;
 
     if (g->frozen || g->phase == G_RETIRING)
@@ -279,6 +348,8 @@ ev_tstamp gen_maintain(struct generation *g)
         if (old)
             worker_step(old, &retire);  /* a hand-over pair is one worker: both go */
     }
+    if (!template_ready(g, now, &wait))
+        return wait;
     if (live >= g->target)
         return 0;
     if (g->failures > 0) {
@@ -306,8 +377,10 @@ ev_tstamp gen_maintain(struct generation *g)
 void gen_retire(struct generation *g, bool quick)
 {
     struct wevent ev = { .kind = quick ? WEV_QUIT : WEV_RETIRE };
+    struct tevent te = { .kind = TEV_RETIRE };
 
     g->phase = G_RETIRING;
+    template_step(&g->tmpl, &te);   /* no more workers to fork */
     for (struct worker *w = g->workers; w; w = w->gen_next) {
         unpair(w);
         worker_step(w, &ev);

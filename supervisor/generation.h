@@ -9,6 +9,7 @@
 #include <ev.h>
 #include <stdbool.h>
 
+#include "template.h"
 #include "worker.h"
 
 enum gen_phase {
@@ -38,6 +39,11 @@ struct generation {
     bool frozen;
     ev_tstamp deadline;         /* fallback: serving by then, else failed */
     struct worker *workers;     /* every worker it owns, in start order */
+    /* [app] preload as this generation read it: its workers are forked by
+     * its template, which lives as long as the generation may start
+     * workers (template_init() by lifecycle.c, which owns the callback). */
+    bool preload;
+    struct template tmpl;
     int failures;               /* consecutive failed starts */
     ev_tstamp next_spawn;       /* backoff: no start before this */
     char *error;                /* fallback: why it failed */
@@ -54,6 +60,7 @@ enum gen_outcome {
 struct generation *gen_new(struct master *m, unsigned id, int target, bool fallback);
 void gen_free(struct generation *g);
 enum gen_outcome gen_event(struct generation *g, struct worker *w, const struct wevent *ev);
+enum gen_outcome gen_template_event(struct generation *g, const struct tevent *ev);
 /* Starts or retires workers toward the target; returns the s after which
  * it wants to be called again (backoff), 0 when it does not. */
 ev_tstamp gen_maintain(struct generation *g);
@@ -62,6 +69,7 @@ void gen_retire(struct generation *g, bool quick);
 int gen_count(const struct generation *g, bool ready_only);
 /* No worker of this retiring generation waits on the listening sockets. */
 bool gen_left_sockets(const struct generation *g);
+/* No worker and no template process left. */
 bool gen_empty(const struct generation *g);
 
 void waiter_add(struct waiter **list, struct waiter *wt);

@@ -72,6 +72,9 @@ static bool all_gone(const struct master *m)
     for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++)
         if (m->w[i].state != W_FREE)
             return false;
+    for (const struct generation *g = m->gens; g; g = g->next)
+        if (g->tmpl.state != T_NONE)
+            return false;
     return true;
 }
 
@@ -255,11 +258,9 @@ static void settle(struct master *m)
     send_status(m);
 }
 
-static void deliver(struct master *m, struct worker *w, const struct wevent *ev)
+static void outcome(struct master *m, struct generation *g, enum gen_outcome o)
 {
-    struct generation *g = w->gen;
-
-    switch (gen_event(g, w, ev)) {
+    switch (o) {
     case GO_NONE:
     case GO_EMPTY:      /* forget_empty() */
         break;
@@ -268,6 +269,18 @@ static void deliver(struct master *m, struct worker *w, const struct wevent *ev)
             rollback(m);
         break;
     }
+}
+
+static void deliver(struct master *m, struct worker *w, const struct wevent *ev)
+{
+    struct generation *g = w->gen;
+
+    outcome(m, g, gen_event(g, w, ev));
+}
+
+static void deliver_template(struct master *m, struct generation *g, const struct tevent *ev)
+{
+    outcome(m, g, gen_template_event(g, ev));
 }
 
 /* One message from the worker; false when there was none. */
@@ -281,6 +294,10 @@ static bool read_message(struct master *m, struct worker *w)
         return false;
     if (!strcmp(buf, AS_MSG_READY)) {
         deliver(m, w, &ev);
+    } else if (!strncmp(buf, AS_MSG_PID, strlen(AS_MSG_PID))) {
+        long pid;
+        if (as_parse_long(buf + strlen(AS_MSG_PID), 1, INT32_MAX, &pid))
+            worker_forked(w, (pid_t)pid);
     } else if (!strncmp(buf, AS_MSG_FAILED, strlen(AS_MSG_FAILED))) {
         ev.kind = WEV_FAILED;
         ev.text = buf + strlen(AS_MSG_FAILED);
@@ -291,6 +308,16 @@ static bool read_message(struct master *m, struct worker *w)
     return true;
 }
 
+/* A worker its template was asked to fork that never said its pid: the
+ * closed channel is all there will be of it (worker/template.c). */
+static void check_unforked(struct master *m, struct worker *w)
+{
+    struct wevent ev = { .kind = WEV_NOT_FORKED };
+
+    if (w->state != W_FREE && !w->pid && w->chan < 0)
+        deliver(m, w, &ev);
+}
+
 static void chan_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct worker *w = io->data;
@@ -299,16 +326,86 @@ static void chan_cb(struct ev_loop *loop, ev_io *io, int revents)
     (void)loop;
     (void)revents;
     read_message(m, w);
+    check_unforked(m, w);
     settle(m);
+}
+
+/* One message from the template; false when there was none. */
+static bool read_template_message(struct master *m, struct template *t)
+{
+    static char buf[65536];
+    struct tevent ev = { .kind = TEV_READY };
+    ssize_t n = template_recv(t, buf, sizeof buf);
+
+    if (n <= 0)
+        return false;
+    if (!strncmp(buf, AS_MSG_FAILED, strlen(AS_MSG_FAILED))) {
+        ev.kind = TEV_FAILED;
+        ev.text = buf + strlen(AS_MSG_FAILED);
+    } else if (strcmp(buf, AS_MSG_READY)) {
+        as_warn("the template (pid %d) sent an unknown message (%zd bytes)", (int)t->pid, n);
+        return true;
+    }
+    deliver_template(m, t->gen, &ev);
+    return true;
+}
+
+static void template_chan_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct template *t = io->data;
+
+    (void)loop;
+    (void)revents;
+    read_template_message(t->m, t);
+    settle(t->m);
+}
+
+/* Generations are made here only, so their templates' news comes here. */
+static struct generation *new_generation(struct master *m, unsigned id, int target, bool fallback)
+{
+    struct generation *g = gen_new(m, id, target, fallback);
+
+    if (g)
+        template_init(&g->tmpl, g, template_chan_cb);
+    return g;
+}
+
+static struct generation *template_owner(struct master *m, pid_t pid)
+{
+    for (struct generation *g = m->gens; g; g = g->next)
+        if (g->tmpl.state != T_NONE && g->tmpl.pid == pid)
+            return g;
+    return NULL;
 }
 
 void lifecycle_child_exited(struct master *m, pid_t pid, int status)
 {
     struct worker *w = worker_by_pid(m, pid);
+    struct generation *g;
     struct wevent ev = { .kind = WEV_EXITED, .status = status };
+    struct tevent tev = { .kind = TEV_EXITED, .status = status };
 
+    if (!w && (g = template_owner(m, pid))) {
+        /* Its channel may still hold FAILED and the traceback. */
+        while (g->tmpl.chan >= 0 && read_template_message(m, &g->tmpl))
+            ;
+        deliver_template(m, g, &tev);
+        settle(m);
+        return;
+    }
+    if (!w) {
+        /* A forked worker may end before its PID message was read. */
+        for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++) {
+            if (m->w[i].state == W_FREE || m->w[i].pid)
+                continue;
+            while (m->w[i].chan >= 0 && !m->w[i].pid && read_message(m, &m->w[i]))
+                ;
+            check_unforked(m, &m->w[i]);
+        }
+        w = worker_by_pid(m, pid);
+    }
     if (!w)
-        return;     /* not a worker (nothing else is forked; be safe) */
+        return;     /* not ours: an orphan appstackd adopted as a subreaper */
     /* The channel may still hold the last messages (FAILED) sent before exit. */
     while (w->chan >= 0 && read_message(m, w))
         ;
@@ -360,11 +457,16 @@ void lifecycle_tick(struct master *m)
     /* RSS costs a read of /proc per worker: once a second is enough. */
     bool rss_due = m->cfg.max_rss > 0 && now - m->rss_checked >= SUP_RSS_EVERY;
 
+    struct tevent tev;
+
     if (rss_due)
         m->rss_checked = now;
     for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++)
         if (m->w[i].state != W_FREE && check(&m->w[i], now, now_us, rss_due, &ev, &req))
             deliver(m, &m->w[i], &ev);
+    for (struct generation *g = m->gens; g; g = g->next)
+        if (template_check(&g->tmpl, now, &tev))
+            deliver_template(m, g, &tev);
     settle(m);
 }
 
@@ -391,7 +493,7 @@ static void start_reload(struct master *m)
         return;
     }
     target = workers ? workers : m->serving->target;   /* else a scale made at run time stays */
-    g = gen_new(m, ++m->last_generation, target, true);
+    g = new_generation(m, ++m->last_generation, target, true);
     if (!g) {
         reload_done(m, &m->next_waiters, false, "out of memory\n");
         return;
@@ -499,7 +601,7 @@ void lifecycle_init(struct master *m)
 void lifecycle_start(struct master *m)
 {
     m->last_generation = 1;
-    m->serving = gen_new(m, 1, m->cfg.workers, false);
+    m->serving = new_generation(m, 1, m->cfg.workers, false);
     if (!m->serving) {
         as_err("out of memory");
         ev_break(m->loop, EVBREAK_ALL);

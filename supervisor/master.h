@@ -7,9 +7,10 @@
  * through return values or callbacks set from above):
  *   main -> master (loop, signals, timers) -> lifecycle (events, reload,
  *   scale, stop) -> generation (target, backoff, hand-over) -> worker (one
- *   state, worker_step) -> dump (stacks) ; generation -> spawn (fork +
- *   exec) ; control (supctl) -> lifecycle, status, dump ; status ->
- *   generation, worker, slot. */
+ *   state, worker_step) -> dump (stacks) ; generation -> template (its
+ *   template process with preload, template_step) ; generation, template
+ *   -> spawn (fork + exec, or a fork by the template) ; control (supctl)
+ *   -> lifecycle, status, dump ; status -> generation, worker, slot. */
 #ifndef APPSTACK_MASTER_H
 #define APPSTACK_MASTER_H
 
@@ -125,6 +126,13 @@ bool spawn_prepare(struct master *m);
 /* Forks and execs appstack-worker for W of GENERATION: its pid, and the
  * master's ends of its channel and dump pipe; -1 on failure (logged). */
 pid_t spawn_process(struct master *m, const struct worker *w, unsigned generation, int *chan, int *dump);
+/* Forks and execs the template of GENERATION: its pid and the master's end
+ * of its channel; -1 on failure (logged). */
+pid_t spawn_template(struct master *m, unsigned generation, int *chan);
+/* Asks the template on TMPL_CHAN to fork W: the master's ends of W's
+ * channel and dump pipe; false on failure (logged). The pid comes later
+ * (worker_forked). */
+bool spawn_fork(struct master *m, const struct worker *w, int tmpl_chan, unsigned generation, int *chan, int *dump);
 
 /* control.c */
 bool control_open(struct master *m);

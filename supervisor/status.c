@@ -139,6 +139,10 @@ static void text_header(struct sbuf *b, struct master *m, ev_tstamp now)
         sbuf_printf(b, " %s %llu", status_restart_cause[i], (unsigned long long)c->restarts[i]);
     sbuf_printf(b, "; reloads: %llu ok, %llu failed\n", (unsigned long long)c->reloads_ok,
                 (unsigned long long)c->reloads_failed);
+    for (const struct generation *g = m->gens; g; g = g->next)
+        if (g->tmpl.state != T_NONE)
+            sbuf_printf(b, "template of generation %u: pid %d, %s\n", g->id, (int)g->tmpl.pid,
+                        template_state_name(&g->tmpl));
     if (m->pending)
         sbuf_printf(b, "reloading: generation %u, %d of %d workers ready\n", m->pending->id,
                     gen_count(m->pending, true), m->pending->target);
@@ -159,6 +163,7 @@ static void text_header(struct sbuf *b, struct master *m, ev_tstamp now)
 static void json_header(struct sbuf *b, struct master *m, ev_tstamp now)
 {
     const struct sup_counters *c = &m->counters;
+    int n = 0;
 
     sbuf_printf(b, "{\"pid\":%d,\"uptime\":%.3f,\"generation\":%u,\"workers_ready\":%d,\"target\":%d,\"requests\":%llu,"
                 "\"reloading\":%s,\"stopping\":%s,\"serving\":%s,\"answering_503\":%s,\"restarts\":{",
@@ -191,7 +196,12 @@ static void json_header(struct sbuf *b, struct master *m, ev_tstamp now)
     } else {
         sbuf_printf(b, "null");
     }
-    sbuf_printf(b, ",\"workers\":[");
+    sbuf_printf(b, ",\"templates\":[");
+    for (const struct generation *g = m->gens; g; g = g->next)
+        if (g->tmpl.state != T_NONE)
+            sbuf_printf(b, "%s{\"generation\":%u,\"pid\":%d,\"state\":\"%s\"}", n++ ? "," : "", g->id,
+                        (int)g->tmpl.pid, template_state_name(&g->tmpl));
+    sbuf_printf(b, "],\"workers\":[");
 }
 
 static int by_id(const void *a, const void *b, void *arg)

@@ -175,7 +175,10 @@ static void watch(struct ev_loop *loop, int fd, int priority, const char *name, 
     }
     s->loop = loop;
     s->pid = pid;
-    snprintf(s->fields[0], sizeof s->fields[0], "APPSTACK_WORKER=%d", id);
+    if (id)
+        snprintf(s->fields[0], sizeof s->fields[0], "APPSTACK_WORKER=%d", id);
+    else
+        snprintf(s->fields[0], sizeof s->fields[0], "APPSTACK_WORKER=template");
     snprintf(s->fields[1], sizeof s->fields[1], "APPSTACK_GENERATION=%u", generation);
     snprintf(s->fields[2], sizeof s->fields[2], "APPSTACK_STREAM=%s", name);
     stdio_entry_init(&s->entry, priority, emit, s);
@@ -199,6 +202,17 @@ void stdio_watch(struct ev_loop *loop, struct stdio_pipes *p, int stderr_priorit
     watch(loop, p->out[0], LOG_INFO, "stdout", id, generation, pid);
     watch(loop, p->err[0], stderr_priority, "stderr", id, generation, pid);
     p->out[0] = p->out[1] = p->err[0] = p->err[1] = -1;
+}
+
+void stdio_set_pid(int id, unsigned generation, int pid)
+{
+    char f_id[48], f_gen[48];
+
+    snprintf(f_id, sizeof f_id, "APPSTACK_WORKER=%d", id);
+    snprintf(f_gen, sizeof f_gen, "APPSTACK_GENERATION=%u", generation);
+    for (struct stdio_stream *s = streams; s; s = s->next)
+        if (!s->pid && !strcmp(s->fields[0], f_id) && !strcmp(s->fields[1], f_gen))
+            s->pid = pid;
 }
 
 void stdio_drain_all(void)

@@ -26,6 +26,9 @@ bool stdio_child(const struct stdio_pipes *p);
 void stdio_watch(struct ev_loop *loop, struct stdio_pipes *p, int stderr_priority, int id, unsigned generation,
                  int pid);
 
+/* A worker watched with pid 0 (forked by a template) has this PID. */
+void stdio_set_pid(int id, unsigned generation, int pid);
+
 /* At exit: log what the pipes hold and close them. */
 void stdio_drain_all(void);
 

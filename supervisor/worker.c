@@ -14,9 +14,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "exits.h"
 #include "log.h"
 #include "sbuf.h"
 #include "slot.h"
+#include "stdio_capture.h"
 
 #define MAX_EXTRA_FIELDS 6
 
@@ -104,6 +106,7 @@ void worker_started(struct worker *w, struct generation *g, pid_t pid, int chan,
     w->start_failed = false;
     w->error = NULL;
     w->pid = pid;
+    w->pending_sig = 0;
     w->chan = chan;
     w->started = ev_now(w->m->loop);
     w->ready_at = w->deadline = 0;
@@ -113,12 +116,31 @@ void worker_started(struct worker *w, struct generation *g, pid_t pid, int chan,
     w->chan_w.data = w;
     ev_io_start(w->m->loop, &w->chan_w);
     dump_attach(w, dump);
-    as_info("worker %d (pid %d) starting, generation %u", w->id, (int)pid, g->id);
+    if (pid)
+        as_info("worker %d (pid %d) starting, generation %u", w->id, (int)pid, g->id);
+    else
+        as_info("worker %d forking from the template of generation %u", w->id, g->id);
 }
 
+void worker_forked(struct worker *w, pid_t pid)
+{
+    if (w->pid)
+        return;
+    w->pid = pid;
+    slot_of(w)->pid = pid;
+    stdio_set_pid(w->id, worker_generation(w), pid);
+    as_info("worker %d (pid %d) forked from the template, generation %u, in %.1f ms", w->id, (int)pid,
+            worker_generation(w), (ev_time() - w->started) * 1e3);
+    if (w->pending_sig)
+        worker_signal(w, w->pending_sig);
+}
+
+/* Before a forked worker has said its pid, a signal waits for it. */
 void worker_signal(struct worker *w, int sig)
 {
-    if (w->pid > 0 && kill(w->pid, sig) < 0 && errno != ESRCH)
+    if (!w->pid)
+        w->pending_sig = sig;
+    else if (kill(w->pid, sig) < 0 && errno != ESRCH)
         as_warn("cannot signal worker %d (pid %d): %s", w->id, (int)w->pid, strerror(errno));
 }
 
@@ -211,36 +233,9 @@ static void log_kill(struct worker *w, const char *stacks, const char *missing)
     sbuf_free(&b);
 }
 
-static void describe_exit(int status, char *buf, size_t n)
-{
-    if (WIFEXITED(status))
-        snprintf(buf, n, "exited with status %d", WEXITSTATUS(status));
-    else if (WIFSIGNALED(status))
-        snprintf(buf, n, "killed by SIG%s", sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
-    else
-        snprintf(buf, n, "ended with wait status %d", status);
-}
-
-/* Whether a death is the app's (or the worker's) own failure. A kill from
- * outside (an operator's kill -9, the OOM killer, a stray SIGTERM) says
- * nothing about the app. */
-static bool died_by_itself(int status)
-{
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status) != 0;
-    if (!WIFSIGNALED(status))
-        return false;
-    switch (WTERMSIG(status)) {
-    case SIGSEGV: case SIGABRT: case SIGBUS: case SIGFPE: case SIGILL:
-        return true;
-    default:
-        return false;
-    }
-}
-
 static void exited_loading(struct worker *w, int status, const char *how)
 {
-    if (w->start_failed || died_by_itself(status)) {
+    if (w->start_failed || exit_by_itself(status)) {
         worker_log(w, LOG_ERR, "worker %d (pid %d) %s before it had loaded the app", w->id, (int)w->pid, how);
         w->start_failed = true;
         set_error(w, "worker %d %s before it had loaded the app", w->id, how);
@@ -260,7 +255,7 @@ static void exited_serving(struct worker *w, int status, const char *how)
     } else {
         worker_log(w, LOG_ERR, "worker %d (pid %d) %s; replacing it", w->id, (int)w->pid, how);
         /* A crash right after READY is most likely the app's doing too. */
-        if (ev_now(w->m->loop) - w->ready_at < SUP_STABLE_UPTIME && died_by_itself(status)) {
+        if (ev_now(w->m->loop) - w->ready_at < SUP_STABLE_UPTIME && exit_by_itself(status)) {
             w->start_failed = true;
             set_error(w, "worker %d %s right after it got ready", w->id, how);
         }
@@ -283,7 +278,7 @@ static enum wout exited(struct worker *w, int status)
 {
     char how[64];
 
-    describe_exit(status, how, sizeof how);
+    exit_describe(status, how, sizeof how);
     close_chan(w);
     if (w->state == W_DUMPING) {
         /* It ended by itself before its stacks came: the kill is moot. */
@@ -300,6 +295,24 @@ static enum wout exited(struct worker *w, int status)
     case W_RECYCLING: exited_serving(w, status, how); break;
     case W_KILLED: exited_killed(w, how); break;
     default: worker_log(w, LOG_INFO, "worker %d (pid %d) stopped (%s)", w->id, (int)w->pid, how); break;
+    }
+    w->state = W_FREE;
+    return WO_EXITED;
+}
+
+/* Its template could not fork it, or died first: it never ran. */
+static enum wout not_forked(struct worker *w)
+{
+    close_chan(w);
+    dump_detach(w);
+    if (w->state == W_LOADING) {
+        worker_log(w, LOG_ERR, "worker %d could not be forked from the template of generation %u (see the "
+                   "template's log)", w->id, worker_generation(w));
+        w->start_failed = true;
+        set_error(w, "worker %d could not be forked from the template", w->id);
+        w->end = END_CRASH;
+    } else {
+        worker_log(w, LOG_INFO, "worker %d stopped before it was forked", w->id);
     }
     w->state = W_FREE;
     return WO_EXITED;
@@ -340,8 +353,11 @@ static enum wout load_timeout_passed(struct worker *w)
 
     if (w->state != W_LOADING)
         return WO_NONE;
-    worker_log(w, LOG_ERR, "worker %d (pid %d) killed: it did not load the app within %g s", w->id, (int)w->pid,
-               limit);
+    if (!w->pid)
+        worker_log(w, LOG_ERR, "worker %d was not forked from the template within %g s", w->id, limit);
+    else
+        worker_log(w, LOG_ERR, "worker %d (pid %d) killed: it did not load the app within %g s", w->id,
+                   (int)w->pid, limit);
     w->start_failed = true;
     set_error(w, "worker did not load the app within %g s", limit);
     kill_now(w, END_CRASH);
@@ -447,6 +463,7 @@ enum wout worker_step(struct worker *w, const struct wevent *ev)
     case WEV_TIMEOUT: return condemn(w, END_TIMEOUT, ev->req, 0);
     case WEV_HEARTBEAT: return condemn(w, END_HEARTBEAT, NULL, ev->age);
     case WEV_STACKS: return stacks_read(w, ev->text, ev->missing);
+    case WEV_NOT_FORKED: return w->pid ? WO_NONE : not_forked(w);
     case WEV_RECYCLE: return recycle(w, ev->cause, ev->rss);
     case WEV_REPLACED: return replaced(w);
     case WEV_RETIRE: return retire(w);

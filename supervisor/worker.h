@@ -51,6 +51,7 @@ enum wev {
     WEV_QUIT,           /* exit now (fast stop) */
     WEV_DEADLINE,       /* W_STOPPING past its deadline */
     WEV_STACKS,         /* the stacks asked for before a kill (text, or missing) */
+    WEV_NOT_FORKED,     /* its template will not fork it (its channel closed before PID) */
 };
 
 struct wevent {
@@ -81,7 +82,8 @@ struct worker {
     enum worker_end end;
     bool start_failed;      /* its end counts as a failed start (backoff) */
     char *error;            /* why it could not start (traceback), malloc'ed */
-    pid_t pid;
+    pid_t pid;              /* 0 while its template forks it ([app] preload) */
+    int pending_sig;        /* signalled while pid was 0: sent once it is known */
     int id;                 /* "worker N", lowest free number */
     int chan;               /* master's end of the channel; -1 once closed */
     ev_io chan_w;           /* callback set once by lifecycle_init() */
@@ -106,8 +108,11 @@ struct worker {
 
 /* Table entry for a new worker (lowest free id), or NULL when full. */
 struct worker *worker_alloc(struct master *m);
-/* The process runs: W_LOADING, channel and dump pipe watched. */
+/* The process runs (or its template forks it: PID 0): W_LOADING, channel
+ * and dump pipe watched. */
 void worker_started(struct worker *w, struct generation *g, pid_t pid, int chan, int dump);
+/* A worker forked by a template said who it is. */
+void worker_forked(struct worker *w, pid_t pid);
 enum wout worker_step(struct worker *w, const struct wevent *ev);
 
 bool worker_live(const struct worker *w);       /* loading or serving: counts toward a target */

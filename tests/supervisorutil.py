@@ -21,13 +21,14 @@ ENV.pop("LISTEN_FDS", None)
 
 
 def sup_config(tmpdir, port, app_dir=None, module="sup_app:application", workers=2, timeout=2,
-               graceful_timeout=5, extra=""):
+               graceful_timeout=5, extra="", app_extra=""):
     """An appstack.ini for appstackd on 127.0.0.1:PORT; EXTRA is appended
-    to [supervisor]. Returns its path."""
+    to [supervisor], APP_EXTRA to [app]. Returns its path."""
     return write_config(tmpdir, f"""\
         [app]
         module = {module}
         chdir = {app_dir or APPS}
+""" + "".join(f"        {line}\n" for line in app_extra.splitlines()) + f"""\
 
         [supervisor]
         listen = 127.0.0.1:{port}

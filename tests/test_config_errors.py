@@ -39,6 +39,8 @@ BAD = [
     ("line without =", GOOD + "just some words\n", 8, 'expected "key = value"'),
     ("key before any section", "workers = 3\n" + GOOD, 1, "outside of any section"),
     ("jitter without max_requests", GOOD + "max_requests_jitter = 10\n", 8, "needs max_requests"),
+    ("preload not on or off", GOOD.replace("[supervisor]", "preload = sometimes\n\n[supervisor]"), 4,
+     'preload: "sometimes" is not on or off'),
     ("relative control path", GOOD.replace("{d}/control.sock", "control.sock"), 7, "must be an absolute path"),
 ]
 

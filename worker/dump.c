@@ -81,3 +81,11 @@ bool wk_dump_init(void)
     }
     return true;
 }
+
+/* A worker forked from the template: its own pipe from now on (the signal
+ * is blocked while this changes). */
+void wk_dump_set_fd(int fd)
+{
+    dump_fd = fd;
+    to_master = true;
+}

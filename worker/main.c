@@ -188,8 +188,12 @@ int main(int argc, char **argv)
         fail_start("cannot set up the worker (see the log)");
     if (!setup_python())
         fail_start("cannot start Python (see the log)");
+    if (W.template && !wk_template_prepare())
+        fail_start("cannot set up the template (see the log)");
     if (!wk_python_load_app())
         exit(1);    /* the master has the traceback already */
+    if (W.template)
+        wk_template_run();  /* returns only in a worker it forked */
     if (!wk_loop_init())
         fail_start("cannot set up the event loop (see the log)");
     wk_slot_state(AS_SLOT_IDLE);

@@ -27,7 +27,7 @@ static bool env_long(const char *name, long min, long max, long *out)
     return true;
 }
 
-static bool map_scoreboard(long fd, long slot)
+static bool map_scoreboard(long fd)
 {
     void *p = mmap(NULL, sizeof(struct as_scoreboard), PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);
 
@@ -36,16 +36,35 @@ static bool map_scoreboard(long fd, long slot)
         return false;
     }
     close((int)fd);
-    W.slot = &((struct as_scoreboard *)p)->slot[slot];
+    W.sb = p;
+    return true;
+}
+
+/* appstackd's own stderr (maybe the journal), for our own messages. */
+static bool log_fd(void)
+{
+    long fd;
+
+    if (!getenv(AS_ENV_LOG_FD))
+        return true;
+    if (!env_long(AS_ENV_LOG_FD, 0, 1 << 20, &fd))
+        return false;
+    /* The app's subprocesses get fds 1 and 2, never this one. */
+    if (fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0) {
+        as_err("log fd %ld: %s", fd, strerror(errno));
+        return false;
+    }
+    as_log_set_fd((int)fd);
     return true;
 }
 
 /* Reads the APPSTACK_* environment. False when it is present but wrong;
- * W.standalone when it is absent. */
+ * W.standalone when it is absent. A template ([app] preload) has no
+ * worker id, slot or limit: the workers it forks get theirs from the
+ * master's FORK message (wk_master_bind). */
 bool wk_master_attach(void)
 {
-    long id, gen, slot, sb, chan, maxr = 0;
-    char field[64];
+    long id = 0, gen, slot = 0, sb, chan, maxr = 0;
 
     W.slot = &private_slot;
     W.channel_fd = -1;
@@ -53,42 +72,57 @@ bool wk_master_attach(void)
         W.standalone = true;
         return true;
     }
-    if (!env_long(AS_ENV_WORKER_ID, 0, 1000000, &id) || !env_long(AS_ENV_GENERATION, 0, 1L << 31, &gen) ||
-        !env_long(AS_ENV_SLOT, 0, AS_SCOREBOARD_SLOTS - 1, &slot) ||
-        !env_long(AS_ENV_SCOREBOARD, 0, 1 << 20, &sb) || !env_long(AS_ENV_CHANNEL, 0, 1 << 20, &chan))
+    W.template = getenv(AS_ENV_TEMPLATE) != NULL;
+    if (!env_long(AS_ENV_GENERATION, 0, 1L << 31, &gen) || !env_long(AS_ENV_SCOREBOARD, 0, 1 << 20, &sb) ||
+        !env_long(AS_ENV_CHANNEL, 0, 1 << 20, &chan))
         return false;
-    if (getenv(AS_ENV_MAX_REQUESTS) && !env_long(AS_ENV_MAX_REQUESTS, 0, 1L << 40, &maxr))
+    if (!W.template &&
+        (!env_long(AS_ENV_WORKER_ID, 0, 1000000, &id) || !env_long(AS_ENV_SLOT, 0, AS_SCOREBOARD_SLOTS - 1, &slot)))
         return false;
-    W.id = (int)id;
+    if (!W.template && getenv(AS_ENV_MAX_REQUESTS) && !env_long(AS_ENV_MAX_REQUESTS, 0, 1L << 40, &maxr))
+        return false;
     W.generation = (unsigned)gen;
     W.channel_fd = (int)chan;
+    W.master_pid = getppid();
     /* Whatever the app runs must not hold the master's channel open. */
     if (fcntl(W.channel_fd, F_SETFD, FD_CLOEXEC) < 0) {
         as_err("channel fd %d: %s", W.channel_fd, strerror(errno));
         return false;
     }
-    W.max_requests = (uint64_t)maxr;
-    if (getenv(AS_ENV_LOG_FD)) {
-        long fd;
-        if (!env_long(AS_ENV_LOG_FD, 0, 1 << 20, &fd))
-            return false;
-        /* The app's subprocesses get fds 1 and 2, never this one. */
-        if (fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0) {
-            as_err("log fd %ld: %s", fd, strerror(errno));
-            return false;
-        }
-        as_log_set_fd((int)fd);
+    if (!log_fd() || !map_scoreboard(sb))
+        return false;
+    if (W.template) {
+        as_log_add_global_field("APPSTACK_WORKER=template");
+        wk_log_generation();
+        return true;
     }
-    snprintf(field, sizeof field, "APPSTACK_WORKER=%d", W.id);
-    as_log_add_global_field(field);
+    wk_master_bind((int)id, (int)slot, (uint64_t)maxr);
+    return true;
+}
+
+void wk_log_generation(void)
+{
+    char field[64];
+
     snprintf(field, sizeof field, "APPSTACK_GENERATION=%u", W.generation);
     as_log_add_global_field(field);
-    if (!map_scoreboard(sb, slot))
-        return false;
+}
+
+/* From now on this process is worker ID in scoreboard slot SLOT. */
+void wk_master_bind(int id, int slot, uint64_t max_requests)
+{
+    char field[64];
+
+    W.id = id;
+    W.max_requests = max_requests;
+    W.slot = &W.sb->slot[slot];
+    as_log_clear_global_fields();
+    snprintf(field, sizeof field, "APPSTACK_WORKER=%d", W.id);
+    as_log_add_global_field(field);
+    wk_log_generation();
     W.slot->pid = (int32_t)getpid();
     W.slot->requests = 0;
     W.slot->request_start = 0;
-    return true;
 }
 
 /* One datagram to the master. A lost message is the master's timeout to

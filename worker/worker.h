@@ -49,9 +49,12 @@ struct wk_worker {
     const char *config_path;
     int id;
     unsigned generation;
-    struct as_slot *slot;       /* the scoreboard slot, or a private one */
+    struct as_scoreboard *sb;   /* the master's scoreboard; NULL standalone */
+    struct as_slot *slot;       /* our slot in it, or a private one */
     int channel_fd;             /* -1 when standalone */
     bool standalone;
+    bool template;              /* a generation's template ([app] preload): forks workers, never serves */
+    pid_t master_pid;           /* appstackd, our parent */
     uint64_t max_requests;      /* 0 = unlimited */
     bool recycle;               /* limit reached: the master is replacing us */
 
@@ -127,6 +130,8 @@ ssize_t wk_recv(int fd, char *buf, size_t len);
 
 /* master.c: scoreboard and channel */
 bool wk_master_attach(void);
+void wk_master_bind(int id, int slot, uint64_t max_requests);
+void wk_log_generation(void);
 void wk_master_send(const char *msg, size_t len);
 void wk_slot_state(enum as_slot_state st);
 void wk_slot_heartbeat(void);
@@ -143,6 +148,11 @@ void wk_log_exception(const char *what);
 
 /* dump.c */
 bool wk_dump_init(void);
+void wk_dump_set_fd(int fd);
+
+/* template.c: [app] preload */
+bool wk_template_prepare(void);
+void wk_template_run(void);
 
 /* pylog.c */
 bool wk_stdio_setup(void);
