@@ -28,6 +28,28 @@ ENV["PYTHONDONTWRITEBYTECODE"] = "1"
 # Worker states that serve ("recycling": at max_requests, until its replacement is ready).
 SERVING = ("idle", "busy", "recycling")
 
+# The ways appstackd can run the same app, as (section, key, value) lines:
+# the operations tests run in each ([app] preload forks workers from a
+# template).
+MODES = {
+    "plain": [],
+    "preload": [("app", "preload", "on")],
+}
+
+
+def mode_kw(mode, **kw):
+    """Stack kwargs for MODE, its config lines added to those of KW."""
+    out = dict(kw)
+    for section, key, value in MODES[mode]:
+        arg = {"app": "app_extra", "supervisor": "supervisor_extra"}[section]
+        out[arg] = (out.get(arg, "") + f"\n{key} = {value}").strip()
+    return out
+
+
+def mode_options(mode):
+    """MODE as bench/chaos options."""
+    return [f"--appstack-option={section}.{key}={value}" for section, key, value in MODES[mode]]
+
 
 class Stack:
     """appstackd + appstack-proxy on held sockets, in directory D."""

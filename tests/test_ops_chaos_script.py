@@ -4,7 +4,10 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from conftest import BUILDDIR, SRCDIR
+from opsutil import MODES, mode_options
 
 
 def _pids_with(text):
@@ -19,11 +22,13 @@ def _pids_with(text):
     return out
 
 
-def test_chaos_script_reload_appstack_and_gunicorn(tmpdir_short):
+@pytest.mark.parametrize("mode", MODES)
+def test_chaos_script_reload_appstack_and_gunicorn(tmpdir_short, mode):
     out = os.path.join(tmpdir_short, "results")
     r = subprocess.run([os.path.join(SRCDIR, "bench", "chaos"), "--builddir", BUILDDIR, "--duration", "5",
                         "--warmup", "0", "--apps", "hello", "--stacks", "appstack,gunicorn",
-                        "--scenarios", "reload", "--conc", "8", "--no-docs", "--out", out, "--tmp", tmpdir_short],
+                        "--scenarios", "reload", "--conc", "8", "--no-docs", "--out", out, "--tmp", tmpdir_short,
+                        *mode_options(mode)],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     with open(os.path.join(out, "results.json")) as f:

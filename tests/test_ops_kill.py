@@ -1,12 +1,15 @@
 """kill -9 of workers under load: the proxy retries what a dead
 worker did not answer, appstackd replaces it; no GET or HEAD fails."""
-from opsutil import assert_no_failures, kill_random, ops_stack, under_load  # noqa: F401
+import pytest
+
+from opsutil import MODES, mode_kw, assert_no_failures, kill_random, ops_stack, under_load  # noqa: F401
 
 
-def test_kill_9_any_worker_every_half_second(ops_stack):
+@pytest.mark.parametrize("mode", MODES)
+def test_kill_9_any_worker_every_half_second(ops_stack, mode):
     # The victim may be busy, idle, still loading the app, or a replacement
     # that has served for a few milliseconds only.
-    s = ops_stack(workers=2)
+    s = ops_stack(**mode_kw(mode, workers=2))
     killed = []
 
     def kill(i):

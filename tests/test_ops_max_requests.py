@@ -1,10 +1,13 @@
 """Workers recycled after max_requests = 50 under load: no GET or HEAD fails."""
+import pytest
+
 from conftest import wait_for
-from opsutil import assert_no_failures, ops_stack, under_load  # noqa: F401
+from opsutil import MODES, mode_kw, assert_no_failures, ops_stack, under_load  # noqa: F401
 
 
-def test_max_requests_recycles_without_failures(ops_stack):
-    s = ops_stack(workers=2, supervisor_extra="max_requests = 50")
+@pytest.mark.parametrize("mode", MODES)
+def test_max_requests_recycles_without_failures(ops_stack, mode):
+    s = ops_stack(**mode_kw(mode, workers=2, supervisor_extra="max_requests = 50"))
     first = set(s.serving_pids())
     res, _ = under_load(s, 5, 5, lambda i: None)
     st = s.status()

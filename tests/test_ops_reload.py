@@ -1,12 +1,15 @@
 """supctl reload under load, through the proxy: no request fails."""
-from opsutil import assert_no_failures, ops_stack, under_load  # noqa: F401
+import pytest
+
+from opsutil import MODES, mode_kw, assert_no_failures, ops_stack, under_load  # noqa: F401
 
 
-def test_reload_every_second_under_load(ops_stack):
+@pytest.mark.parametrize("mode", MODES)
+def test_reload_every_second_under_load(ops_stack, mode):
     # SPEC: "No request is refused or fails" during a reload, whatever its
     # method: a POST cannot be retried, so none may reach a worker that is
     # about to close its connection without reading it.
-    s = ops_stack(workers=2)
+    s = ops_stack(**mode_kw(mode, workers=2))
     gen0 = s.status()["generation"]
     codes = []
     res, n = under_load(s, 6, 1.0, lambda i: codes.append(s.supctl("reload").returncode),

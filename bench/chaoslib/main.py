@@ -5,6 +5,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -57,6 +58,9 @@ def parse_args(argv):
                    help="kill -9 only workers at least this old, in s, so that the app had time "
                    "to load (default 1; 0: any worker)")
     p.add_argument("--start-timeout", type=float, default=60.0)
+    p.add_argument("--appstack-option", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="one more line of appstack's INI, e.g. app.preload=on or supervisor.threads=4 "
+                   "(may repeat)")
     p.add_argument("--tmp", default="/tmp", help="where to make the work directory (configs, "
                    "sockets, logs); keep it short for unix socket paths (default /tmp)")
     p.add_argument("--out", help="results directory (default bench/results/chaos-<date-time>)")
@@ -66,6 +70,9 @@ def parse_args(argv):
                    help="run nothing: print (and with --docs write) the table of earlier runs' "
                    "results.json files, later files replacing the same app/stack/scenario")
     o = p.parse_args(argv)
+    for opt in o.appstack_option:
+        if not re.fullmatch(r"(app|supervisor)\.\w+=.+", opt):
+            p.error(f"--appstack-option: expected app.KEY=VALUE or supervisor.KEY=VALUE, got {opt!r}")
     if o.quick:
         o.duration = min(o.duration, 10)
     if o.docs is None:

@@ -15,6 +15,7 @@ def run(ctx, cls, app, workers, sc, o):
     stack.max_requests = sc.max_requests
     stack.graceful_timeout = o.graceful_timeout
     stack.kill_min_age = o.kill_min_age
+    stack.options = getattr(o, "appstack_option", [])
     out = {"stack": cls.key, "label": cls.label, "app": app.name, "scenario": sc.key,
            "title": sc.label, "events": 0, "event_errors": []}
     path = app.paths[0][1]

@@ -35,6 +35,7 @@ def age_s(pid):
 
 class _Chaos:
     max_requests = 0
+    options = ()            # appstack only: "SECTION.KEY=VALUE" lines for its INI
     graceful_timeout = 30
     kill_min_age = 1.0      # s: kill workers that had time to load the app
 
@@ -63,7 +64,12 @@ class Appstack(_Chaos, stacks.AppstackFront):
         extra = f"graceful_timeout = {self.graceful_timeout}\n"
         if self.max_requests:
             extra += f"max_requests = {self.max_requests}\n"
-        self.ini_path = self.write("appstack.ini", text.replace("[supervisor]\n", "[supervisor]\n" + extra, 1))
+        text = text.replace("[supervisor]\n", "[supervisor]\n" + extra, 1)
+        for opt in self.options:
+            section, _, line = opt.partition(".")
+            key, _, value = line.partition("=")
+            text = text.replace(f"[{section}]\n", f"[{section}]\n{key} = {value}\n", 1)
+        self.ini_path = self.write("appstack.ini", text)
         self.app_sock = HeldSocket(f"unix:{self.dir}/app.sock", "app")
         self.http_sock = HeldSocket(f"127.0.0.1:{self.port}", "http")
         self._start_master()
