@@ -19,7 +19,7 @@ NOTES = (
 PLOTS = {"throughput.png": "bench-throughput.png", "p99.png": "bench-p99.png"}
 
 
-def markdown(info, rows, life, problems, plots):
+def markdown(info, rows, life, problems, plots, mem=(), mem_workers=0):
     v = info["versions"]
     pin = (f"wrk (`-t{info['wrk_threads']}`) pinned to CPU {info['client_cpus']}, every server "
            f"process pinned to CPU {info['server_cpus']}" if info["pin"] == "split"
@@ -45,6 +45,11 @@ def markdown(info, rows, life, problems, plots):
                 *[n + "  " for n in NOTES], ""]
     if life:
         out += [report.md_table(report.LIFE_HEAD, report.life_rows(life)), ""]
+    if mem:
+        out += [report.md_table(report.memory_head(mem_workers), report.memory_rows(mem)), "",
+                "PSS: proportional set size (a page shared by N processes counts 1/N in each), "
+                "summed over the app server's processes (master, workers and, with preload, "
+                "the template), directly on loopback without a front.", ""]
     for p in plots:
         name = PLOTS.get(os.path.basename(p), os.path.basename(p))
         out += [f"![{name}]({name})", ""]

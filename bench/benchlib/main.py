@@ -12,7 +12,8 @@ import time
 from . import apps, deps, docs, host, plan, procs, report, stacks
 from .runner import Results, Runner, log
 
-GROUPS = ("hello-direct", "hello-front", "static", "django", "lifecycle", "vhosts", "tls")
+GROUPS = ("hello-direct", "hello-front", "static", "django", "lifecycle", "vhosts", "tls", "memory")
+MEMORY_WORKERS = 8      # the pool whose memory the "memory" group compares
 
 
 def _ints(text):
@@ -161,7 +162,7 @@ def _keep_logs(workdir, outdir):
 def run(o, builddir, outdir, rawdir, workdir):
     files_dir, static_paths = apps.static_files(workdir)
     hello = apps.hello(files_dir)
-    need_django = {"django", "lifecycle"} & set(o.only)
+    need_django = {"django", "lifecycle", "memory"} & set(o.only)
     django = apps.django(workdir, log) if need_django else None
     units = plan.plan(o, hello, django, static_paths)
     ctx = stacks.Context(builddir, workdir, o.server_cpus)
@@ -184,6 +185,8 @@ def run(o, builddir, outdir, rawdir, workdir):
                 runner.run_unit(unit, rep)
             if "lifecycle" in o.only:
                 runner.run_lifecycle(stacks.FRONT, django, rep)
+            if "memory" in o.only:
+                runner.run_memory(stacks.MEMORY, django, MEMORY_WORKERS, rep)
     except (KeyboardInterrupt, SystemExit):
         # A long run stopped by hand still reports what it measured.
         procs.stop_all()
@@ -205,18 +208,21 @@ def _finish_timed(o, outdir, results, builddir, django, workdir, t_start, partia
 def finish(o, outdir, results, info):
     rows = report.summarize(results)
     life = report.summarize_lifecycle(results)
+    mem = report.summarize_memory(results)
     text = report.text_table(report.HEAD, report.table_rows(rows)) if rows else ""
     if life:
         text += "\n\n" + report.text_table(report.LIFE_HEAD, report.life_rows(life))
-    problems = report.failures(rows, life, results.skipped)
+    if mem:
+        text += "\n\n" + report.text_table(report.memory_head(MEMORY_WORKERS), report.memory_rows(mem))
+    problems = report.failures(rows, life, results.skipped, mem)
     notes = "\n".join(docs.NOTES)
     print(text + "\n\n" + notes + ("\n\nProblems:\n  " + "\n  ".join(problems) if problems else ""))
-    report.write_json(os.path.join(outdir, "results.json"), info, rows, life, results)
+    report.write_json(os.path.join(outdir, "results.json"), info, rows, life, results, mem)
     report.write_csv(os.path.join(outdir, "results.csv"), results)
     with open(os.path.join(outdir, "table.txt"), "w") as f:
         f.write(text + "\n")
     plots = report.plot(rows, outdir)
-    md = docs.markdown(info, rows, life, problems, plots)
+    md = docs.markdown(info, rows, life, problems, plots, mem, MEMORY_WORKERS)
     with open(os.path.join(outdir, "table.md"), "w") as f:
         f.write(md)
     _link_latest(outdir)

@@ -56,4 +56,6 @@ def estimate(o, units):
     per_rep = cases * (o.duration + 0.3) + starts * (o.warmup + 2.5)
     if "lifecycle" in o.only:
         per_rep += len(stacks.FRONT) * 6
+    if "memory" in o.only:
+        per_rep += len(stacks.MEMORY) * 6
     return o.reps * per_rep

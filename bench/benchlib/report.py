@@ -70,6 +70,16 @@ def summarize_lifecycle(results):
     return out
 
 
+def summarize_memory(results):
+    out = []
+    for key, e in results.memory.items():
+        out.append({"key": key, "label": e["label"], "appstack": e["appstack"], "n": len(e["samples"]),
+                     "failures": e["failures"],
+                     "pss_total_kib": _stat([smp["pss_total_kib"] for smp in e["samples"]]),
+                     "processes": _stat([smp["processes"] for smp in e["samples"]])})
+    return out
+
+
 # ---- text and Markdown tables --------------------------------------------
 
 def _fmt_rps(s):
@@ -164,6 +174,32 @@ def life_rows(life):
     return out
 
 
+# The peers a pool's memory is compared with (stacks.MEMORY).
+MEMORY_PEERS = (("gunicorn", "gunicorn sync"), ("uwsgi", "uWSGI"))
+
+
+def memory_head(workers):
+    return ((f"stack (Django, {workers} workers, after 1 s of load)", "PSS total MiB", "processes")
+            + tuple(f"/ {label}" for _, label in MEMORY_PEERS))
+
+
+def memory_rows(mem):
+    by_key = {s["key"]: s for s in mem}
+    out = []
+    for s in mem:
+        st = s["pss_total_kib"]
+        if not st:
+            out.append((s["label"], "FAILED" if s["failures"] else "-", "-") + ("",) * len(MEMORY_PEERS))
+            continue
+        cells = [s["label"], f"{st['median'] / 1024:.1f} ({st['min'] / 1024:.1f}-{st['max'] / 1024:.1f})",
+                 f"{s['processes']['median']:.0f}"]
+        for key, _ in MEMORY_PEERS:
+            peer = by_key.get(key, {}).get("pss_total_kib")
+            cells.append(f"{st['median'] / peer['median']:.2f}x" if s["appstack"] and peer else "")
+        out.append(tuple(cells))
+    return out
+
+
 def text_table(head, rows):
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
     line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
@@ -178,7 +214,7 @@ def md_table(head, rows):
     return "\n".join(out)
 
 
-def failures(rows, life, skipped):
+def failures(rows, life, skipped, mem=()):
     out = [f"{k}: skipped, {why}" for k, why in sorted(skipped.items())]
     for row in rows:
         for s in row["stacks"]:
@@ -191,18 +227,22 @@ def failures(rows, life, skipped):
     for s in life:
         if s["failures"]:
             out.append(f"lifecycle / {s['label']}: {s['failures'][0].splitlines()[0]}")
+    for s in mem:
+        if s["failures"]:
+            out.append(f"memory / {s['label']}: {s['failures'][0].splitlines()[0]}")
     return sorted(set(out))
 
 
 # ---- files -----------------------------------------------------------------
 
-def write_json(path, meta, rows, life, results):
+def write_json(path, meta, rows, life, results, mem=()):
     raw = [{"group": g, "workers": w, "case": c, "conc": n, "stack": k, "samples": e["samples"],
             "failures": e["failures"]}
            for (g, w, c, n), row in results.rows.items() for k, e in row["stacks"].items()]
     with open(path, "w") as f:
         json.dump({"meta": meta, "rows": rows, "lifecycle": life, "raw": raw,
-                   "lifecycle_raw": results.lifecycle, "skipped": results.skipped}, f, indent=1)
+                   "lifecycle_raw": results.lifecycle, "memory": list(mem),
+                   "memory_raw": results.memory, "skipped": results.skipped}, f, indent=1)
 
 
 def write_csv(path, results):

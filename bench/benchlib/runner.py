@@ -37,6 +37,7 @@ class Results:
     def __init__(self):
         self.rows = {}
         self.lifecycle = {}
+        self.memory = {}
         self.skipped = {}
 
     def row(self, unit, case, conc):
@@ -146,6 +147,33 @@ class Runner:
             stack = cls(self.ctx, app, 1)
             try:
                 entry["samples"].append(self.lifecycle_sample(stack))
+            except (RuntimeError, ValueError, OSError) as e:
+                entry["failures"].append(f"{type(e).__name__}: {e}"[:1500])
+                log(f"      FAILED: {e}")
+            finally:
+                stack.stop()
+
+    def run_memory(self, classes, app, workers, rep):
+        """Total PSS of each stack's app server (master, workers and any
+        template) after a second of load."""
+        for cls in _rotate(classes, rep):
+            why = stacks.available(cls, self.ctx.builddir)
+            if why:
+                self.res.skipped[cls.key] = why
+                continue
+            entry = self.res.memory.setdefault(cls.key, {
+                "label": cls.label, "appstack": cls.appstack, "samples": [], "failures": []})
+            log(f"  [{rep + 1}] memory ({app.name}, {workers} workers): {cls.label}")
+            stack = cls(self.ctx, app, workers)
+            try:
+                stack.start()
+                stack.wait_ready("/", timeout=self.o.start_timeout)
+                wrk.run(stack.url("/"), 2 * workers, 1, 1, self.o.client_cpus)
+                pids = stack.all_pids()
+                entry["samples"].append({"pss_total_kib": sum(procs.pss_kib(p) for p in pids),
+                                         "processes": len(pids)})
+                log(f"      PSS {entry['samples'][-1]['pss_total_kib'] / 1024:.1f} MiB in {len(pids)} "
+                    f"processes")
             except (RuntimeError, ValueError, OSError) as e:
                 entry["failures"].append(f"{type(e).__name__}: {e}"[:1500])
                 log(f"      FAILED: {e}")

@@ -121,6 +121,8 @@ class Stack:
 
 class _Appstack(Stack):
     appstack = True
+    app_options = ""            # more [app] lines, e.g. "preload = on\n"
+    supervisor_options = ""     # more [supervisor] lines
 
     def ini(self, supervisor_listen, proxy=False):
         """The one INI file (SPEC.md) both appstackd and appstack-proxy read;
@@ -129,9 +131,9 @@ class _Appstack(Stack):
         env = "".join(f"env = {k}={v}\n" for k, v in sorted(a.env.items()))
         text = ""
         if supervisor_listen:
-            text += (f"[app]\nmodule = {a.module}\nchdir = {a.chdir}\n{env}\n"
+            text += (f"[app]\nmodule = {a.module}\nchdir = {a.chdir}\n{env}{self.app_options}\n"
                      f"[supervisor]\nlisten = {supervisor_listen}\nworkers = {self.workers}\n"
-                     f"control = {self.dir}/control.sock\n\n")
+                     f"control = {self.dir}/control.sock\n{self.supervisor_options}\n")
         if proxy:
             text += (f"[proxy]\nlisten = 127.0.0.1:{self.port}\n"
                      f"upstream = unix:{self.dir}/app.sock\n")
@@ -166,6 +168,11 @@ class AppstackDirect(_Appstack):
 
     def start(self):
         self.start_master(self.ini(f"127.0.0.1:{self.port}"))
+
+
+class AppstackDirectPreload(AppstackDirect):
+    key, label = "appstack-worker-preload", "appstack workers, preload"
+    app_options = "preload = on\n"
 
 
 class AppstackFront(_Appstack):
@@ -410,6 +417,10 @@ class NginxStaticTls(NginxStatic):
 
 
 DIRECT = (AppstackDirect, GunicornDirect, UwsgiDirect)
+# Memory of a pool: appstack with and without preload against the peers'
+# defaults (gunicorn imports the app in each worker, uWSGI forks them from
+# its master after the import).
+MEMORY = (AppstackDirectPreload, AppstackDirect, GunicornDirect, UwsgiDirect)
 VHOST = (AppstackVhosts, AppstackOneSite)
 FRONT = (AppstackFront, NginxGunicorn, NginxUwsgi)
 STATIC = (AppstackStatic, NginxStatic)
