@@ -7,8 +7,8 @@
  * The choice is a lookup in a hash table of the exact names, then of the
  * Host's parent domains among the wildcards ("*.example.com" is stored as
  * ".example.com"), longest first: a few hashes per request whatever the
- * number of sites. A TLS handshake's server name is looked up the same way
- * (site_for_host). */
+ * number of sites. (A TLS handshake's certificate is chosen by the
+ * certificates' own names, tls_ctx.c, not here.) */
 #ifndef APPSTACK_PROXY_SITE_H
 #define APPSTACK_PROXY_SITE_H
 
@@ -42,9 +42,8 @@ struct site_name {
 };
 
 
-/* The site for a Host value or a TLS server name (port, trailing dot and
- * case do not matter); NULL when none matches and there is no default
- * site. */
+/* The site for a Host value (port, trailing dot and case do not matter);
+ * NULL when none matches and there is no default site. */
 struct site *site_for_host(const struct runtime *rt, const char *host, size_t len);
 
 /* Builds RT's sites from its config, once its locations and upstreams are
