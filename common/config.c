@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 
 enum kind { K_STR, K_LIST, K_INT, K_SIZE, K_DURATION, K_BOOL, K_ADDRS, K_LEVEL, K_HOSTS, K_LISTEN, K_CERT,
-             K_CERT_KEY, K_TLS_PROTOCOLS, K_NETS, K_ADDR };
+             K_CERT_KEY, K_TLS_PROTOCOLS, K_NETS, K_ADDR, K_LOG_FORMAT };
 
 struct key {
     const char *name;
@@ -65,6 +65,8 @@ static const struct key supervisor_keys[] = {
     { "keepalive", K_DURATION, F(keepalive), 0, 0 },
     { "forwarded_allow_ips", K_NETS, F(forwarded_allow_ips), 1, 0 },
     { "metrics", K_ADDR, F(metrics), 0, 0 },
+
+    { "log_format", K_LOG_FORMAT, F(log_format), 0, 0 },
     { NULL, 0, 0, 0, 0 }
 };
 
@@ -92,6 +94,8 @@ static const struct key proxy_keys[] = {
     { "real_ip_from", K_NETS, F(real_ip_from), 0, 0 },
     { "proxy_buffer_size", K_SIZE, F(proxy_buffer_size), 0, 0 },
     { "metrics", K_ADDR, F(proxy_metrics), 0, 0 },
+
+    { "log_format", K_LOG_FORMAT, F(proxy_log_format), 0, 0 },
     { NULL, 0, 0, 0, 0 }
 };
 
@@ -574,6 +578,13 @@ static bool set_value(struct loader *ld, char *base, const struct key *k, const 
             list_add((struct as_strlist *)(base + k->off), value, ld->lineno);
         return ok;
     }
+    case K_LOG_FORMAT:
+        if (strcmp(value, "text") && strcmp(value, "json")) {
+            err_at(ld, ld->lineno, "%s: \"%s\" is not text or json", k->name, value);
+            return false;
+        }
+        *(int *)(base + k->off) = strcmp(value, "json") ? AS_LOG_TEXT : AS_LOG_JSON;
+        return true;
     case K_LEVEL:
         if ((l = as_log_level_parse(value)) < 0) {
             err_at(ld, ld->lineno, "%s: \"%s\" is not a log level (emerg, alert, crit, err, warning, notice, info, debug)",

@@ -90,6 +90,8 @@ struct as_config {
     char *metrics;                  /* Prometheus /metrics and /healthz listen; NULL = off */
     int metrics_line;
 
+    int log_format;                 /* enum as_log_format (log.h): appstackd and its workers */
+
     /* [proxy] */
     struct as_strlist proxy_listen;     /* the addresses */
     unsigned *proxy_listen_flags;       /* AS_LISTEN_* of each */
@@ -106,6 +108,7 @@ struct as_config {
     size_t proxy_buffer_size;       /* largest upstream response head; 502 beyond */
     char *proxy_user;
     char *proxy_group;
+    int proxy_log_format;           /* enum as_log_format */
     int proxy_line;                 /* of the [proxy] header, 0 = none */
     struct as_tls_pair *tls_pairs;
     size_t n_tls_pairs;

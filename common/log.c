@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <sys/un.h>
 #include <systemd/sd-journal.h>
 #include <unistd.h>
@@ -28,6 +29,7 @@ static struct {
     char *global[MAX_GLOBAL];
     int n_global;
     int fd;                     /* stderr, or what as_log_set_fd() named */
+    enum as_log_format format;
 } lg = { .ident = "appstack", .fd = STDERR_FILENO };
 
 static bool stderr_is_journal(void)
@@ -90,6 +92,194 @@ void as_log_clear_global_fields(void)
 int as_log_to_journal(void)
 {
     return lg.journal;
+}
+
+void as_log_set_format(enum as_log_format format)
+{
+    lg.format = format;
+}
+
+enum as_log_format as_log_format(void)
+{
+    return lg.format;
+}
+
+/* Length of the valid UTF-8 sequence at S (N bytes left), 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    size_t need;
+    uint32_t cp;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        need = 2, cp = s[0] & 0x1f;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        need = 3, cp = s[0] & 0x0f;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        need = 4, cp = s[0] & 0x07;
+    else
+        return 0;
+    if (n < need)
+        return 0;
+    for (size_t i = 1; i < need; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    /* overlong forms, surrogates, beyond U+10FFFF */
+    if ((need == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (need == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return need;
+}
+
+bool as_json_str(char *out, size_t cap, size_t *len, const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t o = *len;
+
+    if (o + 2 > cap)
+        return false;
+    out[o++] = '"';
+    for (size_t i = 0; i < n; ) {
+        size_t k = utf8_len(s + i, n - i);
+        char esc[8];
+        const char *add = esc;
+        size_t alen;
+
+        if (k == 0) {
+            add = "\\ufffd";          /* not UTF-8: replaced, so that the line stays JSON */
+            alen = 6;
+            k = 1;
+        } else if (s[i] == '"' || s[i] == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)s[i];
+            alen = 2;
+        } else if (s[i] == '\n') {
+            add = "\\n";
+            alen = 2;
+        } else if (s[i] == '\t') {
+            add = "\\t";
+            alen = 2;
+        } else if (s[i] < 0x20 || s[i] == 0x7f) {
+            alen = (size_t)snprintf(esc, sizeof esc, "\\u%04x", s[i]);
+        } else {
+            add = (const char *)s + i;
+            alen = k;
+        }
+        if (o + alen + 1 > cap)
+            return false;
+        memcpy(out + o, add, alen);
+        o += alen;
+        i += k;
+    }
+    out[o++] = '"';
+    *len = o;
+    return true;
+}
+
+/* ,"NAME":"VALUE" */
+static bool json_kv(char *out, size_t cap, size_t *len, const char *name, size_t nlen, const char *v, size_t vlen)
+{
+    size_t o = *len;
+
+    if (o + 1 > cap)
+        return false;
+    out[o++] = ',';
+    if (!as_json_str(out, cap, &o, name, nlen) || o + 1 > cap)
+        return false;
+    out[o++] = ':';
+    if (!as_json_str(out, cap, &o, v, vlen))
+        return false;
+    *len = o;
+    return true;
+}
+
+/* A journal field "NAME=value" as ,"NAME":"value". */
+static bool json_field(char *out, size_t cap, size_t *len, const char *field)
+{
+    const char *eq = strchr(field, '=');
+
+    if (!eq)
+        return true;            /* not a field: nothing to say */
+    return json_kv(out, cap, len, field, (size_t)(eq - field), eq + 1, strlen(eq + 1));
+}
+
+/* The entry as one JSON object into OUT; false when CAP is too small. */
+static bool json_entry(char *out, size_t cap, size_t *len, int priority, const char *ident, int self, int pid,
+                       const char *message, size_t mlen, bool globals, const char *const *fields, int n)
+{
+    struct timespec ts;
+    char head[128], num[24];
+    size_t o;
+    int hl;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    hl = snprintf(head, sizeof head, "{\"__REALTIME_TIMESTAMP\":\"%llu\",\"PRIORITY\":\"%d\",\"_PID\":\"%d\"",
+                  (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000, priority & 7,
+                  self);
+    if (hl < 0 || (size_t)hl >= cap)
+        return false;
+    memcpy(out, head, (size_t)hl);
+    o = (size_t)hl;
+    if (!json_kv(out, cap, &o, "SYSLOG_IDENTIFIER", 17, ident, strlen(ident)))
+        return false;
+    if (pid != self) {
+        snprintf(num, sizeof num, "%d", pid);
+        if (!json_kv(out, cap, &o, "SYSLOG_PID", 10, num, strlen(num)))
+            return false;
+    }
+    for (int i = 0; globals && i < lg.n_global; i++)
+        if (!json_field(out, cap, &o, lg.global[i]))
+            return false;
+    for (int i = 0; i < n && i < MAX_FIELDS; i++)
+        if (!json_field(out, cap, &o, fields[i]))
+            return false;
+    if (!json_kv(out, cap, &o, "MESSAGE", 7, message, mlen) || o + 2 > cap)
+        return false;
+    out[o++] = '}';
+    out[o++] = '\n';
+    *len = o;
+    return true;
+}
+
+/* One JSON object per entry, written at once so that the lines of
+ * concurrent processes do not interleave. IDENT and PID are the entry's
+ * origin; GLOBALS: our global fields belong to it. */
+static void to_json(int priority, const char *ident, int pid, const char *message, size_t len, bool globals,
+                    const char *const *fields, int n)
+{
+    char stack[8192], *buf = stack;
+    size_t o = 0, cap = sizeof stack;
+    int saved = errno, self = (int)getpid();
+
+    if (!json_entry(buf, cap, &o, priority, ident, self, pid, message, len, globals, fields, n)) {
+        cap = 6 * len + (64u << 10);    /* an escape is at most 6 bytes per byte */
+        buf = malloc(cap);
+        if (!buf || !json_entry(buf, cap, &o, priority, ident, self, pid, message, len, globals, fields, n))
+            o = 0;
+    }
+    for (size_t off = 0; off < o; ) {
+        ssize_t w = write(lg.fd, buf + off, o - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;              /* nowhere to log */
+        off += (size_t)w;
+    }
+    if (buf != stack)
+        free(buf);
+    errno = saved;
+}
+
+bool as_log_json(char *out, size_t cap, size_t *len, int priority, const char *message, size_t mlen,
+                 const char *const *fields, int n)
+{
+    static int self;
+
+    if (!self)
+        self = (int)getpid();   /* a syscall per entry otherwise; the proxy never forks */
+    return json_entry(out, cap, len, priority, lg.ident, self, self, message, mlen, true, fields, n);
 }
 
 static void to_stderr_as(int priority, const char *ident, int pid, const char *message, size_t len)
@@ -299,7 +489,10 @@ void as_log_fields(int priority, const char *message, const char *const *fields,
     int k = 0, saved = errno;
 
     if (!lg.journal) {
-        to_stderr(priority, message);
+        if (lg.format == AS_LOG_JSON)
+            to_json(priority, lg.ident, (int)getpid(), message, strlen(message), true, fields, n);
+        else
+            to_stderr(priority, message);
         return;
     }
     if (asprintf(&msg, "MESSAGE=%s", message) < 0) {
@@ -327,6 +520,10 @@ void as_log_relay(int priority, const char *ident, int pid, const char *message,
     char prio[16], idf[96], pidf[32], *msg;
     int k = 0, saved = errno;
 
+    if (!lg.journal && lg.format == AS_LOG_JSON) {
+        to_json(priority, ident, pid, message, len, false, fields, n);
+        return;
+    }
     if (!lg.journal || !(msg = malloc(len + 8))) {
         to_stderr_as(priority, ident, pid, message, len);
         return;

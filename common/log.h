@@ -4,6 +4,7 @@
 #define APPSTACK_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <syslog.h>
 
@@ -37,6 +38,28 @@ void as_log_relay(int priority, const char *ident, int pid, const char *message,
  * instead of stderr (a worker whose fd 2 is a pipe to appstackd logs its
  * own messages on the descriptor appstackd handed it). */
 void as_log_set_fd(int fd);
+
+/* How entries look outside the journal (log_format): a line of text
+ * "IDENT[PID]: message", or one JSON object per line with the fields the
+ * journal would have (MESSAGE, PRIORITY, SYSLOG_IDENTIFIER, _PID,
+ * __REALTIME_TIMESTAMP, the global and the entry's own fields), every value
+ * a string as in "journalctl -o json". The journal, when stderr is one,
+ * is used either way. */
+enum as_log_format { AS_LOG_TEXT, AS_LOG_JSON };
+void as_log_set_format(enum as_log_format format);
+enum as_log_format as_log_format(void);
+
+/* The JSON line (newline included) that log_format = json writes for an
+ * entry of ours, into OUT (CAP bytes; *LEN set to its length): for a
+ * caller that batches its writes (the proxy's access log) in a process
+ * that does not fork. False when CAP is too small. */
+bool as_log_json(char *out, size_t cap, size_t *len, int priority, const char *message, size_t mlen,
+                 const char *const *fields, int n);
+
+/* Appends to OUT (CAP bytes, *LEN used) the JSON string of S (LEN bytes):
+ * quotes, escapes, invalid UTF-8 as U+FFFD. False when it does not fit
+ * (then *LEN is unchanged). */
+bool as_json_str(char *out, size_t cap, size_t *len, const char *s, size_t n);
 
 /* "err", "warning", "info", ... or "0".."7" -> LOG_*; -1 when unknown. */
 int as_log_level_parse(const char *name);

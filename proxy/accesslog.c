@@ -4,7 +4,8 @@
  * Every request pays for this, so it avoids printf and localtime (the date
  * is formatted once a second), and on stderr (no journal) the lines of one
  * loop turn go out in one write just before the loop waits again, in the
- * common logger's line format, instead of one write per request. */
+ * common logger's line format (text or JSON lines), instead of one write
+ * per request. */
 #include "exchange.h"
 #include "fmt.h"
 #include "site.h"
@@ -102,13 +103,16 @@ static void add_field(struct fmt *f, const char **field, const char *name, const
     fmt_char(f, '\0');
 }
 
-static void to_journal(const struct exchange *x, const char *msg, const char *method, size_t plen, long long usec,
-                       const char *upstream, const char *site)
+/* The entry with its fields: to the journal, or as a JSON line
+ * (log_format = json) among the lines of this loop turn. */
+static void with_fields(const struct exchange *x, const char *msg, size_t mlen, const char *method, size_t plen,
+                        long long usec, const char *upstream, const char *site)
 {
-    char buf[2048], num[20];
+    char buf[2048], num[20], entry[16384];
     struct fmt f = { buf, buf + sizeof buf - 1 };
     const char *fields[6];
     const char *path = plen ? x->req->target : "";
+    size_t len;
 
     add_field(&f, &fields[0], "HTTP_METHOD=", method, strlen(method));
     add_field(&f, &fields[1], "HTTP_PATH=", path, plen < TARGET_MAX ? plen : TARGET_MAX);
@@ -117,7 +121,16 @@ static void to_journal(const struct exchange *x, const char *msg, const char *me
     add_field(&f, &fields[4], "APPSTACK_UPSTREAM=", upstream, strlen(upstream));
     add_field(&f, &fields[5], "APPSTACK_SITE=", site, strlen(site));
     *f.p = '\0';
-    as_log_fields(LOG_INFO, msg, fields, 6);
+    if (al.journal) {
+        as_log_fields(LOG_INFO, msg, fields, 6);
+        return;
+    }
+    if (!as_log_json(entry, sizeof entry, &len, LOG_INFO, msg, mlen, fields, 6))
+        return;                 /* cannot happen: the line and the fields are bounded */
+    if (al.len + len > sizeof al.buf)
+        access_log_flush();
+    memcpy(al.buf + al.len, entry, len);
+    al.len += len;
 }
 
 void access_log(struct exchange *x)
@@ -174,9 +187,9 @@ void access_log(struct exchange *x)
         fmt_char(&f, ' ');      /* with [site]s, which one answered */
         fmt_str(&f, site);
     }
-    if (al.journal) {
+    if (al.journal || as_log_format() == AS_LOG_JSON) {
         *f.p = '\0';
-        to_journal(x, line, method, plen, usec, upstream, site);
+        with_fields(x, line, (size_t)(f.p - line), method, plen, usec, upstream, site);
         return;
     }
     if (al.len + al.prefix_len + (size_t)(f.p - line) + 1 > sizeof al.buf)

@@ -132,6 +132,8 @@ static void reload(void)
     if (rt) {
         srv.rt = rt;
         pm_server_reloaded(rt->cfg.proxy_metrics);
+
+        as_log_set_format(rt->cfg.proxy_log_format);
         upstream_close_idle(old);
         runtime_put(old);
         as_info("reloaded %s: %zu locations, %zu upstreams", srv.config_path, rt->n_locs, rt->n_ups);
@@ -236,6 +238,7 @@ static int run(const char *path)
     srv.rt = runtime_load(path, true);
     if (!srv.rt)
         return 1;
+    as_log_set_format(srv.rt->cfg.proxy_log_format);
     setup_loop();
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();

@@ -81,6 +81,7 @@ int main(int argc, char **argv)
         as_config_free(&master.cfg);
         return rc;
     }
+    as_log_set_format(master.cfg.log_format);
     sup_resolve_creds(&master.cfg, &creds);  /* checked by sup_config_load */
     master.uid = creds.uid;
     master.gid = creds.gid;

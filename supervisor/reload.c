@@ -75,5 +75,6 @@ bool reload_config(struct master *m, char **errors, int *workers)
         as_config_free(&next);
         return false;
     }
+    as_log_set_format(m->cfg.log_format);
     return true;
 }

@@ -181,6 +181,7 @@ int main(int argc, char **argv)
     wk_slot_state(AS_SLOT_LOADING);
     if (as_config_load(W.config_path, &W.cfg) != 0)
         fail_start("invalid configuration (see the log)");
+    as_log_set_format(W.cfg.log_format);
     set_limits();
     W.idle_head.next = W.idle_head.prev = &W.idle_head;
     W.rbuf = malloc(WK_RBUF_SIZE);

@@ -1,5 +1,6 @@
-"""A WSGI app for the journal tests: writes to stdout, to stderr through
-logging, raises, and floods stdout on request."""
+"""A WSGI app for the journal tests: writes to stdout (also bytes that are
+not UTF-8), to stderr through logging, raises, and floods stdout on
+request."""
 import logging
 import sys
 
@@ -12,6 +13,10 @@ def application(environ, start_response):
     path, arg = environ["PATH_INFO"], environ.get("QUERY_STRING", "")
     if path == "/print":
         print("app-print " + arg)
+    elif path == "/bytes":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(b"app-print " + arg.encode() + b" \xff\xfe\n")
+        sys.stdout.buffer.flush()
     elif path == "/log":
         log.warning("app-log %s", arg)
     elif path == "/raise":
