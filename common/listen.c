@@ -4,6 +4,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -278,6 +280,52 @@ int as_listen_open(const char *spec, const char *name_hint, int backlog,
     }
     *inherited = false;
     return bind_new(spec, &a, backlog, err, errlen);
+}
+
+static int family_of(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+
+    return getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ? -1 : ss.ss_family;
+}
+
+bool as_listen_refuse_new(int fd)
+{
+    /* A socket filter that keeps nothing: it sees the SYNs of new
+     * connections, not the queued ones, which are sockets of their own. */
+    static struct sock_filter drop_all[] = { BPF_STMT(BPF_RET | BPF_K, 0) };
+    static const struct sock_fprog prog = { .len = 1, .filter = drop_all };
+
+    switch (family_of(fd)) {
+    case AF_UNIX:
+        /* connect() to a Unix socket shut down for reading is refused;
+         * accept() still returns what is queued. */
+        return shutdown(fd, SHUT_RD) == 0;
+    case AF_INET:
+    case AF_INET6:
+        return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) == 0;
+    default:
+        errno = ENOTSOCK;
+        return false;
+    }
+}
+
+bool as_listen_refusing(int fd)
+{
+    struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+    socklen_t n = 0;
+
+    switch (family_of(fd)) {
+    case AF_UNIX:
+        return poll(&p, 1, 0) == 1 && (p.revents & POLLRDHUP);
+    case AF_INET:
+    case AF_INET6:
+        /* Only as_listen_refuse_new() attaches a filter to our sockets. */
+        return getsockopt(fd, SOL_SOCKET, SO_GET_FILTER, NULL, &n) == 0 && n > 0;
+    default:
+        return false;
+    }
 }
 
 size_t as_inherited_unclaimed(int *fds, size_t max)

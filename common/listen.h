@@ -34,4 +34,17 @@ int as_listen_open(const char *spec, const char *name_hint, int backlog,
 /* Inherited sockets not claimed by any as_listen_open call (for warnings). */
 size_t as_inherited_unclaimed(int *fds, size_t max);
 
+/* A graceful stop of a listening socket this process bound: from now on no
+ * new connection enters its queue (a Unix socket refuses it; a TCP socket
+ * drops its SYN, and once closed refuses the retry), while the connections
+ * already queued can still be accepted: the stopping server serves them
+ * instead of leaving them to be reset when it closes the socket. Not for a
+ * socket systemd holds: its queue outlives us and waits for the next start.
+ * False with errno when the socket cannot be told. */
+bool as_listen_refuse_new(int fd);
+
+/* True once as_listen_refuse_new() was applied to FD, by any process that
+ * shares the socket (a worker asks about its master's). */
+bool as_listen_refusing(int fd);
+
 #endif

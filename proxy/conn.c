@@ -184,6 +184,19 @@ static void accept_pause(void)
     ev_timer_start(srv.loop, &resume);
 }
 
+/* An accepted connection: served, or refused over max_connections. */
+static void admit(int fd, const struct sockaddr_storage *ss, unsigned lflags)
+{
+    if (srv.n_conns >= srv.rt->cfg.max_connections) {
+        if (lflags & AS_LISTEN_SSL)
+            close(fd);          /* no plain answer a TLS client could read */
+        else
+            reject(fd);
+    } else {
+        conn_new(fd, ss, lflags);
+    }
+}
+
 void conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     static struct as_accept_pause shortage;
@@ -206,15 +219,40 @@ void conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 return;
             }
         }
-        if (srv.n_conns >= srv.rt->cfg.max_connections) {
-            if (lflags & AS_LISTEN_SSL)
-                close(fd);      /* no plain answer a TLS client could read */
-            else
-                reject(fd);
-        } else {
-            conn_new(fd, &ss, lflags);
-        }
+        admit(fd, &ss, lflags);
     }
+}
+
+void conns_take_queued(void)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    long taken = 0;
+    int fd;
+
+    for (int i = 0; i < srv.n_listen; i++) {
+        if (srv.linherited[i] || srv.lfd[i] < 0)
+            continue;           /* systemd keeps it, and its queue, for the next start */
+        if (!as_listen_refuse_new(srv.lfd[i]))
+            as_warn("stopping: cannot close listen socket %d to new connections: %s", srv.lfd[i],
+                    strerror(errno));
+        for (;;) {
+            len = sizeof ss;
+            fd = accept4(srv.lfd[i], (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EINTR || errno == ECONNABORTED)
+                    continue;
+                break;          /* EAGAIN: the queue is empty; anything else: nothing to take */
+            }
+            taken++;
+            admit(fd, &ss, srv.lflags[i]);
+        }
+        if (close(srv.lfd[i]) < 0)
+            as_warn("stopping: close listen socket: %s", strerror(errno));
+        srv.lfd[i] = -1;
+    }
+    if (taken)
+        as_info("stopping: %ld connections taken from the listen queues", taken);
 }
 
 void conns_stop(void)

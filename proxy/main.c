@@ -86,6 +86,7 @@ static void begin_stop(void)
     srv.accepting = false;
     for (int i = 0; i < srv.n_listen; i++)
         ev_io_stop(srv.loop, &srv.lio[i]);
+    conns_take_queued();
     conns_stop();
     upstream_close_idle(srv.rt);
     if (srv.n_conns == 0) {
@@ -165,6 +166,7 @@ static bool open_listeners(const struct as_config *cfg)
             return false;
         }
         srv.lfd[srv.n_listen] = fd;
+        srv.linherited[srv.n_listen] = inherited;
         srv.lflags[srv.n_listen] = cfg->proxy_listen_flags[i];
         ev_io_init(&srv.lio[srv.n_listen], conn_accept_cb, fd, EV_READ);
         ev_io_start(srv.loop, &srv.lio[srv.n_listen]);
@@ -219,10 +221,17 @@ static void setup_loop(void)
     srv.loop = ev_default_loop(EVFLAG_AUTO);
     ev_signal_init(&sig_term, signal_cb, SIGTERM);
     ev_signal_init(&sig_int, signal_cb, SIGINT);
+    /* A stop seen in the same loop turn as new connections comes first:
+     * they are then taken as the stopping server's (conns_take_queued). */
+    ev_set_priority(&sig_term, EV_MAXPRI);
+    ev_set_priority(&sig_int, EV_MAXPRI);
     ev_signal_init(&sig_hup, hup_cb, SIGHUP);
     ev_signal_start(srv.loop, &sig_term);
     ev_signal_start(srv.loop, &sig_int);
     ev_signal_start(srv.loop, &sig_hup);
+    /* As PID 1 of a container the proxy inherits every orphan of its PID
+     * namespace (what "podman exec" leaves behind): the default loop's own
+     * SIGCHLD watcher reaps any child, so none stays a zombie. */
     ev_timer_init(&srv.tick, tick_cb, 1.0, 1.0);
     ev_timer_start(srv.loop, &srv.tick);
     srv.notify = getenv("NOTIFY_SOCKET") != NULL;

@@ -87,6 +87,7 @@ struct server {
     struct runtime *rt;
     const char *config_path;
     int lfd[MAX_LISTEN];
+    bool linherited[MAX_LISTEN];    /* from systemd: its queue outlives us */
     unsigned lflags[MAX_LISTEN];    /* AS_LISTEN_* as opened: fixed until a restart */
     ev_io lio[MAX_LISTEN];
     int n_listen;
@@ -113,6 +114,9 @@ int proxy_check(const char *path);
 /* conn.c */
 void conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents);
 void conns_stop(void);
+/* TERM: the connections waiting in the queues of the sockets we bound are
+ * accepted (none joins them any more), then those sockets are closed. */
+void conns_take_queued(void);
 
 /* forward.c */
 void forward_init(void);

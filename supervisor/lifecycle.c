@@ -556,6 +556,8 @@ void lifecycle_stop(struct master *m, bool fast)
         as_notice(fast ? "fast stop: telling all workers to exit now"
                        : "graceful stop: telling all workers to finish their requests");
         notify_stopping();
+        if (!fast)
+            master_refuse_new(m);   /* before the workers hear of it: they serve the queue */
     }
     m->stopping = true;
     m->fast_stop = fast;

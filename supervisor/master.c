@@ -147,6 +147,13 @@ static void start_watchers(struct master *m)
     notify_init(m);
 }
 
+void master_refuse_new(struct master *m)
+{
+    for (int i = 0; i < m->n_listen; i++)
+        if (!m->listen_inherited[i] && !as_listen_refuse_new(m->listen_fd[i]))
+            as_warn("%s: cannot stop new connections: %s", m->listen_name[i], strerror(errno));
+}
+
 /* Only what appstackd bound itself is removed; systemd's sockets outlive us. */
 static void close_sockets(struct master *m)
 {

@@ -102,6 +102,10 @@ struct master {
 
 /* master.c */
 int master_run(struct master *m);
+/* A graceful stop: the sockets appstackd bound take no new connection, so
+ * that the workers can serve every one queued before they leave (systemd's
+ * sockets are left alone: their queues wait for the next start). */
+void master_refuse_new(struct master *m);
 
 /* lifecycle.c: every event about workers enters here */
 void lifecycle_init(struct master *m);

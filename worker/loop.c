@@ -13,10 +13,12 @@
 #include <unistd.h>
 
 #include "accept_pause.h"
+#include "listen.h"
 #include "log.h"
 
 #define MAX_EVENTS 64
 #define DRAIN_GRACE 2.0   /* s a stopping worker waits for a first request */
+#define TAKE_QUEUED_MAX 100000  /* bound on a queue that should not refill */
 
 static enum wk_item sig_item = WK_SIGNAL, chan_item = WK_CHANNEL;
 
@@ -175,6 +177,21 @@ static void stop_listening(void)
             as_warn("epoll_ctl(DEL listening socket %d): %s", W.lst[i].fd, strerror(errno));
 }
 
+/* The whole server stops gracefully: the master has closed its sockets to
+ * new connections (as_listen_refusing), and those still queued would be
+ * reset when it closes them, so they are served now, each with Connection:
+ * close. A worker that stops alone (reload, scale-down, max_requests)
+ * leaves the queue to the workers that stay. */
+static void take_queued(void)
+{
+    for (int i = 0; i < W.n_lst; i++) {
+        if (!as_listen_refusing(W.lst[i].fd))
+            continue;
+        for (int n = 0; n < TAKE_QUEUED_MAX && wk_conn_accept(&W.lst[i]); n++)
+            ;
+    }
+}
+
 /* Gives connections accepted but not yet spoken on a short time to send
  * their request, serving each with Connection: close. */
 static void drain(void)
@@ -229,6 +246,8 @@ int wk_loop_run(void)
             dispatch(&ev[i]);
     }
     W.stopping = true;
+    if (W.term)
+        take_queued();
     stop_listening();
     wk_slot_state(AS_SLOT_STOPPING);   /* the master's reload waits for this */
     drain();

@@ -1,0 +1,132 @@
+"""TERM is a graceful stop also for connections nobody has accepted yet:
+when appstackd or appstack-proxy bound the socket itself (a container, no
+systemd), the connections waiting in its listen queue at TERM are served,
+never reset, and later ones are refused (a balancer can retry elsewhere)."""
+import os
+import platform
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import free_port, prog, wait_for
+from proxyutil import Proxy, Upstream, ok, proxy_config, read_response
+from supervisorutil import ENV, Supervisor, sup_config
+
+QUEUED = 12
+
+
+def send_requests(connect, n, path):
+    """N connections, each with its request sent; returns them with their
+    sockets connected (the server may not have accepted any yet)."""
+    socks = []
+    for _ in range(n):
+        s = connect()
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        socks.append(s)
+    return socks
+
+
+def answers(socks):
+    """The status of each connection's response, or the error instead."""
+    out = []
+    for s in socks:
+        try:
+            with s.makefile("rb") as f:
+                r = read_response(f)
+            out.append(r.status if r else "closed without an answer")
+        except OSError as e:
+            out.append(type(e).__name__)
+        finally:
+            s.close()
+    return out
+
+
+def in_epoll_wait(pid):
+    """The process sleeps in epoll_wait (x86-64: 232) or epoll_pwait (281)
+    and has nothing else to do."""
+    if platform.machine() != "x86_64":
+        time.sleep(0.5)         # no syscall numbers for it here: let it settle
+        return True
+    with open(f"/proc/{pid}/syscall") as f:
+        nr = f.read().split()[0]
+    return nr in ("232", "281", "441")
+
+
+def connect_after(connect):
+    """What a client that comes after TERM meets."""
+    try:
+        s = connect()
+    except (ConnectionRefusedError, socket.timeout, TimeoutError):
+        return "refused"
+    try:
+        s.sendall(b"GET /sleep?0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        with s.makefile("rb") as f:
+            r = read_response(f)
+        return r.status if r else "closed"
+    except OSError as e:
+        return type(e).__name__
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_appstackd_serves_its_listen_queue_at_term(tmpdir_short, kind):
+    port = free_port()
+    cfg = sup_config(tmpdir_short, port, workers=1, graceful_timeout=20)
+    if kind == "unix":
+        path = os.path.join(tmpdir_short, "app.sock")
+        with open(cfg) as f:
+            text = f.read().replace(f"listen = 127.0.0.1:{port}", f"listen = unix:{path}")
+        with open(cfg, "w") as f:
+            f.write(text)
+
+        def connect():
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(20)
+            s.connect(path)
+            return s
+    else:
+        def connect():
+            return socket.create_connection(("127.0.0.1", port), timeout=20)
+    sup = Supervisor(cfg, port)
+    sup.wait_control()
+    wait_for(lambda: sup.status()["workers_ready"] == 1, timeout=30, what="the worker")
+    # One worker, 0.3 s a request: most of these wait in the queue.
+    socks = send_requests(connect, QUEUED, "/sleep?0.3")
+    time.sleep(0.2)
+    sup.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.1)
+    late = connect_after(connect)
+    got = answers(socks)
+    assert sup.proc.wait(timeout=30) == 0
+    assert got == [200] * QUEUED, got
+    assert late in ("refused", 200), late
+
+
+def test_proxy_serves_its_listen_queue_at_term(tmpdir_short):
+    up = Upstream(lambda req: ok(b"fine"))
+    port = free_port()
+    proxy = Proxy(proxy_config(tmpdir_short, port, [up.addr]), port)
+    try:
+        # Stopped, the proxy accepts nothing: the connections queue up. It
+        # is stopped while it waits for events, so it has not seen them.
+        wait_for(lambda: in_epoll_wait(proxy.proc.pid), timeout=5, what="the proxy waiting in epoll_wait")
+        proxy.proc.send_signal(signal.SIGSTOP)
+        wait_for(lambda: open(f"/proc/{proxy.proc.pid}/stat").read().split(")")[1].split()[0] == "T",
+                 timeout=5, what="the proxy stopped")
+        socks = send_requests(lambda: socket.create_connection(("127.0.0.1", port), timeout=20), QUEUED, "/q")
+        proxy.proc.send_signal(signal.SIGTERM)
+        proxy.proc.send_signal(signal.SIGCONT)
+        got = answers(socks)
+        assert proxy.proc.wait(timeout=30) == 0
+        assert got == [200] * QUEUED, got
+        assert connect_after(lambda: socket.create_connection(("127.0.0.1", port), timeout=3)) == "refused"
+        assert "connections taken from the listen queues" in proxy.log_text(), proxy.log_text()
+    finally:
+        proxy.proc.send_signal(signal.SIGCONT)
+        proxy.stop()
+        up.close()
