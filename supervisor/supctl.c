@@ -2,6 +2,7 @@
  * answer. Exit 0 when appstackd says OK, 1 otherwise, 2 on a usage error. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,8 @@ static void usage(FILE *out)
             "  scale N|+K|-K      run N workers (K more, K fewer)\n"
             "  dump [ID]          Python stacks of every thread of the workers (or of worker ID),\n"
             "                     without stopping them\n"
-            "  stop               graceful stop of appstackd\n\n"
+            "  stop               graceful stop of appstackd\n"
+            "  init DIR [...]     write the configuration of a Django project (appstack init)\n\n"
             "Options:\n"
             "  -c, --config FILE  find the control socket in FILE (default %s, or $APPSTACK_CONFIG)\n"
             "  -a, --app NAME     instance NAME (appstack@NAME): %s/NAME.ini\n"
@@ -270,6 +272,46 @@ static bool is_status_all(int argc, char **argv, bool *json)
     return all;
 }
 
+/* "supctl init ..." is "appstack init ...": the program next to supctl (as
+ * installed, or in the build tree), else the one in BINDIR. supctl's -c
+ * FILE and -a NAME become its -c FILE and --name NAME. */
+static int exec_init(int argc, char **argv, const char *config, const char *app)
+{
+    char self[PATH_MAX], *prog = NULL, *slash;
+    const char **args;
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    int k = 0;
+
+    if (n > 0) {
+        self[n] = '\0';
+        slash = strrchr(self, '/');
+        if (slash && asprintf(&prog, "%.*s/appstack", (int)(slash - self), self) >= 0 && access(prog, X_OK) < 0) {
+            free(prog);
+            prog = NULL;
+        }
+    }
+    args = calloc((size_t)argc + 6, sizeof *args);
+    if ((!prog && !(prog = strdup(BINDIR "/appstack"))) || !args) {
+        perror("supctl");
+        return 1;
+    }
+    args[k++] = "appstack";
+    args[k++] = "init";
+    if (config) {
+        args[k++] = "-c";
+        args[k++] = config;
+    }
+    if (app) {
+        args[k++] = "--name";
+        args[k++] = app;
+    }
+    for (int i = 1; i < argc; i++)
+        args[k++] = argv[i];
+    execv(prog, (char *const *)args);
+    fprintf(stderr, "supctl: init: cannot run %s: %s\n", prog, strerror(errno));
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -298,6 +340,8 @@ int main(int argc, char **argv)
                 "not \"appstack\")\n", app);
         return 2;
     }
+    if (optind < argc && !strcmp(argv[optind], "init"))
+        return exec_init(argc - optind, argv + optind, config, app);
     if (optind < argc && is_status_all(argc - optind, argv + optind, &json)) {
         if (config || app || sock) {
             fprintf(stderr, "supctl: status --all looks at every instance: no -c, -a or -s with it\n");

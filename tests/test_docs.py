@@ -25,7 +25,8 @@ from conftest import BUILDDIR, SRCDIR, prog
 
 MAN_SRC = os.path.join(SRCDIR, "docs", "man")
 INI_DOC = os.path.join(MAN_SRC, "appstack.ini.5.rst")
-PAGES = ["appstack.7", "appstack.ini.5", "appstackd.8", "appstack-proxy.8", "appstack-worker.8", "supctl.8"]
+PAGES = ["appstack.7", "appstack.ini.5", "appstackd.8", "appstack-proxy.8", "appstack-worker.8", "supctl.8",
+         "appstack-init.8"]
 CHECKERS = ["appstackd", "appstack-proxy"]
 
 
@@ -156,11 +157,14 @@ def test_every_option_has_default_unit_and_a_valid_example(docs, ini):
 
 
 def help_options(name):
-    out = subprocess.run([prog(name), "--help"], capture_output=True, text=True, timeout=10).stdout
+    # appstack-init(8) is "appstack init": its options and appstack's own.
+    commands = [["appstack", "--help"], ["appstack", "init", "--help"]] if name == "appstack-init" else [[name, "--help"]]
+    out = "".join(subprocess.run([prog(c[0]), *c[1:]], capture_output=True, text=True, timeout=30).stdout
+                  for c in commands)
     return out, set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", out))
 
 
-@pytest.mark.parametrize("name", ["appstackd", "appstack-proxy", "appstack-worker", "supctl"])
+@pytest.mark.parametrize("name", ["appstackd", "appstack-proxy", "appstack-worker", "supctl", "appstack-init"])
 def test_man_page_options_match_help(name):
     page = os.path.join(MAN_SRC, f"{name}.8.rst")
     sections = top_sections(parse_rst(page))
