@@ -9,6 +9,8 @@ import socket
 import tempfile
 import time
 
+import pytest
+
 from conftest import APPS, free_port
 from proxyutil import Proxy, proxy_config
 from workerutil import Worker, worker_config
@@ -64,6 +66,16 @@ class Stack:
             if p is not None:
                 p.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    """A Stack for a test module (import it into the module to use it)."""
+    s = Stack()
+    try:
+        yield s
+    finally:
+        s.close()
 
 
 def exchange(port, data, timeout=8, parts=None, pause=0.05):

@@ -14,7 +14,7 @@ import hashlib
 
 import pytest
 
-from hostileutil import SMUGGLED, Stack, exchange, says_close, split_responses, statuses
+from hostileutil import SMUGGLED, exchange, says_close, split_responses, stack, statuses  # noqa: F401 (stack: a fixture)
 
 SMUG = b"GET " + SMUGGLED.encode() + b" HTTP/1.1\r\nHost: h\r\n\r\n"
 LAST = b"GET /last HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
@@ -151,15 +151,6 @@ EITHER = [pytest.param(*c, id=c[0]) for c in [
     ("upgrade-h2c", HEAD + b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQA\r\n"
      b"Content-Length: %d\r\n\r\n" % len(SMUG) + SMUG, SMUG),
 ]]
-
-
-@pytest.fixture(scope="module")
-def stack():
-    s = Stack()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 @pytest.mark.parametrize("target", ["worker", "proxy"])

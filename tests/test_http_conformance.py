@@ -10,20 +10,11 @@ import hashlib
 import pytest
 
 from conformance import CASES, via_proxy
-from hostileutil import Stack, exchange, says_close
+from hostileutil import exchange, says_close, stack  # noqa: F401 (stack: a fixture)
 
 LAST = b"GET /last HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
 # Owned by the forwarding rules (test_proxy_forward.py), not by HTTP/1.1.
 SKIP_KEYS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST")
-
-
-@pytest.fixture(scope="module")
-def stack():
-    s = Stack()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def responses(data, head_first):
