@@ -10,7 +10,8 @@ import pytest
 
 from conftest import BUILDDIR, SRCDIR
 
-TARGETS = ["http_parse", "chunked", "differential", "static_path", "config", "stdio_entry", "site_host"]
+TARGETS = ["http_parse", "chunked", "differential", "static_path", "config", "stdio_entry", "site_host",
+           "worker_ident"]
 FUZZ = os.path.join(SRCDIR, "tests", "fuzz")
 
 # Reproducers whose bug is not fixed yet: file name -> why.

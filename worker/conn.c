@@ -7,12 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "accept_pause.h"
 #include "linger.h"
 #include "log.h"
+#include "worker_ident.h"
 
 static void list_remove(struct wk_conn *c)
 {
@@ -121,6 +123,26 @@ static void call_app(struct wk_conn *c)
     Py_DECREF(environ);
 }
 
+/* Tells the proxy that asked which worker holds this connection
+ * (worker_ident.h). The answer is made once: the token lasts as long as
+ * the process. */
+static bool identify(struct wk_conn *c)
+{
+    static char msg[AS_WORKER_ANSWER_MAX];
+    static size_t len;
+    struct iovec iov;
+
+    if (!len) {
+        uint64_t token;
+        if (getrandom(&token, sizeof token, 0) != (ssize_t)sizeof token)
+            token = ((uint64_t)getpid() << 40) ^ wk_now_usec();     /* still unique enough on one host */
+        len = as_worker_ident_answer(msg, sizeof msg, token, 1);
+    }
+    iov.iov_base = msg;
+    iov.iov_len = len;
+    return wk_send_all(c->fd, &iov, 1);
+}
+
 /* Serves the request whose header section was just parsed. Returns whether
  * the connection may carry another one. */
 static bool serve(struct wk_conn *c)
@@ -137,6 +159,11 @@ static bool serve(struct wk_conn *c)
     R.body_done = r->state == AS_HTTP_DONE;
     R.continue_pending = r->expect_continue && R.http11 && !R.body_done;
     R.must_close = r->upgrade;  /* we do not switch protocols */
+    /* Only a trusted proxy gets to know, and only once per connection. */
+    if (c->served == 0 && c->trusted && R.http11 && as_http_header(r, AS_WORKER_FIELD) && !identify(c)) {
+        R.client_gone = true;
+        return false;
+    }
     W.req_seq++;
     c->served++;
     R.active = true;

@@ -425,6 +425,8 @@ PyObject *wk_environ_build(struct wk_conn *c)
             rc = set_latin1(env, k_ctype, h->value, h->value_len);
         else if (name_is(h, "content-length", 14))
             rc = set_latin1(env, k_clen, h->value, h->value_len);
+        else if (c->trusted && name_is(h, "appstack-worker", 15))
+            rc = 0;     /* the proxy's question to the worker (worker_ident.h), not the app's */
         else
             rc = add_header(env, h);
         if (rc < 0)
