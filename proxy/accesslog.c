@@ -6,7 +6,7 @@
  * loop turn go out in one write just before the loop waits again, in the
  * common logger's line format (text or JSON lines), instead of one write
  * per request. */
-#include "exchange.h"
+#include "upstream.h"
 #include "fmt.h"
 #include "site.h"
 #include "http_date.h"
@@ -106,11 +106,12 @@ static void add_field(struct fmt *f, const char **field, const char *name, const
 /* The entry with its fields: to the journal, or as a JSON line
  * (log_format = json) among the lines of this loop turn. */
 static void with_fields(const struct exchange *x, const char *msg, size_t mlen, const char *method, size_t plen,
-                        long long usec, const char *upstream, const char *site)
+                        long long usec, const char *upstream, const char *site, long long queue_usec)
 {
     char buf[2048], num[20], entry[16384];
     struct fmt f = { buf, buf + sizeof buf - 1 };
-    const char *fields[6];
+    const char *fields[7];
+    size_t n = 6;
     const char *path = plen ? x->req->target : "";
     size_t len;
 
@@ -120,12 +121,14 @@ static void with_fields(const struct exchange *x, const char *msg, size_t mlen, 
     add_field(&f, &fields[3], "HTTP_DURATION_USEC=", num, fmt_utoa((uint64_t)usec, num));
     add_field(&f, &fields[4], "APPSTACK_UPSTREAM=", upstream, strlen(upstream));
     add_field(&f, &fields[5], "APPSTACK_SITE=", site, strlen(site));
+    if (queue_usec >= 0)
+        add_field(&f, &fields[n++], "APPSTACK_QUEUE_USEC=", num, fmt_utoa((uint64_t)queue_usec, num));
     *f.p = '\0';
     if (al.journal) {
-        as_log_fields(LOG_INFO, msg, fields, 6);
+        as_log_fields(LOG_INFO, msg, fields, n);
         return;
     }
-    if (!as_log_json(entry, sizeof entry, &len, LOG_INFO, msg, mlen, fields, 6))
+    if (!as_log_json(entry, sizeof entry, &len, LOG_INFO, msg, mlen, fields, n))
         return;                 /* cannot happen: the line and the fields are bounded */
     if (al.len + len > sizeof al.buf)
         access_log_flush();
@@ -142,6 +145,8 @@ void access_log(struct exchange *x)
     /* A request refused before its Host was read has no site. */
     const char *site = x->site ? x->site->name : "-";
     long long usec = (long long)x->usec;
+    /* How long it waited for a worker; -1: it never went to one */
+    long long queue_usec = x->static_req || !x->upstream ? -1 : (long long)(x->queue_wait * 1e6);
     char line[LINE_MAX_LEN];
     struct fmt f = { line, line + sizeof line - 1 };
     size_t plen = 0, tlen;
@@ -182,6 +187,11 @@ void access_log(struct exchange *x)
     fmt_char(&f, ' ');
     put_seconds(&f, usec);
     fmt_char(&f, ' ');
+    if (queue_usec >= 0)
+        put_seconds(&f, queue_usec);
+    else
+        fmt_char(&f, '-');
+    fmt_char(&f, ' ');
     fmt_str(&f, upstream);
     if (x->rt->cfg.n_sites) {
         fmt_char(&f, ' ');      /* with [site]s, which one answered */
@@ -189,7 +199,7 @@ void access_log(struct exchange *x)
     }
     if (al.journal || as_log_format() == AS_LOG_JSON) {
         *f.p = '\0';
-        with_fields(x, line, (size_t)(f.p - line), method, plen, usec, upstream, site);
+        with_fields(x, line, (size_t)(f.p - line), method, plen, usec, upstream, site, queue_usec);
         return;
     }
     if (al.len + al.prefix_len + (size_t)(f.p - line) + 1 > sizeof al.buf)

@@ -91,6 +91,8 @@ struct exchange *exchange_new(struct conn *c)
     x->up = NULL;
     x->upstream = NULL;
     x->tries = 0;
+    x->q_bal = NULL;
+    x->queue_wait = 0;
     x->status = 0;
     x->t0 = ev_time();
     x->head_only = x->http10 = x->keep_alive = x->static_req = false;
@@ -112,7 +114,7 @@ void exchange_finish(struct exchange *x, bool completed)
         srv.requests++;
         access_log(x);
     }
-    forward_detach(x);
+    forward_end(x);
     spool_free(&x->body);
     spool_free(&x->out);
     parser_put(x->req);

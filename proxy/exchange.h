@@ -19,8 +19,20 @@ struct exchange {
     struct spool body;          /* request body (with the upstream head in front while forwarded) */
     struct spool out;           /* response bytes for the protocol to send */
     struct upconn *up;          /* while forwarded */
-    struct upstream *upstream;  /* the last one tried: APPSTACK_UPSTREAM */
+    struct upstream *upstream;  /* the last one tried (referenced): APPSTACK_UPSTREAM */
     int tries;                  /* upstream attempts */
+    struct balancer *q_bal;     /* while it waits for a worker (balancer.c) */
+    struct exchange *q_next, *q_prev;
+    struct upstream *q_avoid;   /* a retry waits for another upstream than this one */
+    ev_tstamp queued_at;
+    ev_tstamp fwd_start;        /* forwarding began */
+    ev_tstamp started;          /* a worker began on it (0: not known) */
+    ev_tstamp queue_wait;       /* until then: APPSTACK_QUEUE_USEC */
+    uint64_t path_key;          /* pathtime.h */
+    struct exchange *pipe_next; /* pipelined on the same upstream connection */
+    bool pipelinable;           /* GET or HEAD without a body */
+    bool slow;                  /* expected to take BALANCER_SLOW or more */
+    bool slow_counted;          /* in its upstream's slow_busy */
     int status;
     ev_tstamp t0;
     ev_tstamp t_forward;        /* the request was read whole and went to forward_start */
@@ -90,6 +102,8 @@ void static_serve(struct exchange *x, const struct location_rt *loc, const char 
 void forward_start(struct exchange *x);
 /* Gives the upstream connection back (not reusable). */
 void forward_detach(struct exchange *x);
+/* The exchange ends: out of any queue, connection and upstream released. */
+void forward_end(struct exchange *x);
 
 /* accesslog.c */
 void access_log(struct exchange *x);

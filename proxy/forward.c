@@ -4,10 +4,13 @@
  * retries or an answer (502/504) while the client has seen nothing yet. */
 #include "upstream.h"
 #include "headw.h"
-#include "site.h"
 #include "metrics.h"
+#include "pathtime.h"
+#include "site.h"
+#include "worker_ident.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <arpa/inet.h>
@@ -89,6 +92,9 @@ static void build_head(struct exchange *x, struct headw *h)
         hw_header(h, "X-Forwarded-Host", 16, xfh->value, xfh->value_len);
     else if (host)
         hw_header(h, "X-Forwarded-Host", 16, host->value, host->value_len);
+    /* Which worker takes a new connection (balancer.c); answered once per
+     * connection, ignored by servers that do not know it. */
+    hw_put(h, AS_WORKER_FIELD ": ?\r\n", sizeof AS_WORKER_FIELD + 4);
     if (len || r->content_length >= 0 || r->chunked
         || (r->method[0] == 'P' && (!strcmp(r->method, "POST") || !strcmp(r->method, "PUT")
                                     || !strcmp(r->method, "PATCH")))) {
@@ -99,7 +105,11 @@ static void build_head(struct exchange *x, struct headw *h)
     hw_put(h, "\r\n", 2);
 }
 
-static void attempt(struct exchange *x, bool fresh, struct upstream *avoid);
+/* The balancer the exchange's requests go to. */
+static struct balancer *balancer_of(const struct exchange *x)
+{
+    return x->site->bal;
+}
 
 void forward_detach(struct exchange *x)
 {
@@ -108,7 +118,26 @@ void forward_detach(struct exchange *x)
     if (!u)
         return;
     x->up = NULL;
-    upstream_release(u, false);
+    if (u->x != x)
+        upstream_unpipeline(u, x);
+    else
+        upstream_release(u, false);
+}
+
+void forward_retry(struct exchange *x)
+{
+    if (x->tries < 4)
+        balancer_submit(balancer_of(x), x, NULL);
+    else
+        forward_fail(x, 502);
+}
+
+void forward_end(struct exchange *x)
+{
+    forward_detach(x);
+    balancer_cancel(x);
+    upstream_put(x->upstream);
+    x->upstream = NULL;
 }
 
 void forward_fail(struct exchange *x, int status)
@@ -127,6 +156,7 @@ void forward_broken(struct exchange *x, int err, bool connect_failed)
     struct upconn *u = x->up;
     struct upstream *up = u->u;
     bool reused = u->reused;
+    struct balancer *b = balancer_of(x);
 
     as_warn("upstream %s: %s %s: %s", up->name, x->req->method,
             connect_failed ? "connect" : "no response", err ? strerror(err) : "connection closed");
@@ -134,41 +164,18 @@ void forward_broken(struct exchange *x, int err, bool connect_failed)
     if (connect_failed) {
         PM_INC(up_connect_errors);
         upstream_failed(up);
-        if (x->tries < (int)x->site->ups.n + 1) {
-            attempt(x, true, up);   /* nothing was sent: any method may go elsewhere */
+        if (x->tries < (int)b->n + 1) {
+            balancer_submit(b, x, up);      /* nothing was sent: any method may go elsewhere */
             return;
         }
-    } else if (reused && x->tries < 2) {
-        attempt(x, true, NULL);     /* a pooled connection the worker had closed */
+    } else if (reused && x->tries < 4) {
+        balancer_submit(b, x, NULL);        /* a pooled connection the worker had closed */
         return;
     } else if (idempotent(x->req->method) && x->tries < 3) {
-        attempt(x, true, up);
+        balancer_submit(b, x, up);
         return;
     }
     forward_fail(x, 502);
-}
-
-static void attempt(struct exchange *x, bool fresh, struct upstream *avoid)
-{
-    struct upconn *u;
-
-    /* A refused connect costs nothing to retry elsewhere: nothing was sent. */
-    for (;;) {
-        if (x->tries > 0)
-            PM_INC(up_retries);
-        x->upstream = upstream_pick(&x->site->ups, avoid);
-        u = upstream_take(x->rt, x->upstream, fresh);
-        x->tries++;
-        if (u)
-            break;
-        if (x->tries > (int)x->site->ups.n) {
-            forward_fail(x, 502);
-            return;
-        }
-        avoid = x->upstream;
-        fresh = true;
-    }
-    upconn_start(u, x);
 }
 
 void forward_start(struct exchange *x)
@@ -176,6 +183,8 @@ void forward_start(struct exchange *x)
     struct spool head;
     struct headw w;
 
+    /* Only what may be sent again is sent behind another request. */
+    x->pipelinable = x->body.total == 0 && (!strcmp(x->req->method, "GET") || x->head_only);
     spool_init(&head, SIZE_MAX, false);
     hw_init(&w, &head);
     build_head(x, &w);
@@ -183,7 +192,12 @@ void forward_start(struct exchange *x)
     spool_prepend(&x->body, &head);
     x->tries = 0;
     x->t_forward = ev_time();
-    attempt(x, false, NULL);
+    x->fwd_start = ev_now(srv.loop);
+    x->started = 0;
+    x->path_key = pathtime_key(x->req->method, x->req->target, x->req->target_len);
+    x->slow = pathtime_expect(x->path_key) >= BALANCER_SLOW && !isinf(pathtime_expect(x->path_key));
+    x->slow_counted = false;
+    balancer_submit(balancer_of(x), x, NULL);
 }
 
 /* The client's response head from the upstream's. */
@@ -199,7 +213,7 @@ void forward_response_head(struct exchange *x, struct upconn *u)
     resp_head_begin(x, &w, status, b + u->st_off, u->st_len);
     for (int i = 0; i < u->n_hdr; i++) {
         const char *name = b + u->hdr[i].no;
-        if (as_http_hop_by_hop(name, u->hdr[i].nl))
+        if (as_http_hop_by_hop(name, u->hdr[i].nl) || as_http_name_is(name, u->hdr[i].nl, AS_WORKER_FIELD))
             continue;
         if (own_hsts && u->hdr[i].nl == 25 && !strncasecmp(name, "Strict-Transport-Security", 25))
             continue;           /* hsts in the config wins */

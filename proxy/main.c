@@ -51,8 +51,8 @@ static void notify_status(void)
     srv.last_status = now;
     srv.status_requests = srv.requests;
     if (srv.notify)
-        sd_notifyf(0, "STATUS=%ld connections, %.1f req/s%s", srv.n_conns, rps,
-                   srv.stopping ? ", stopping" : "");
+        sd_notifyf(0, "STATUS=%ld connections, %.1f req/s, %zu waiting for a worker%s", srv.n_conns, rps,
+                   balancer_waiting(), srv.stopping ? ", stopping" : "");
 }
 
 static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -88,7 +88,7 @@ static void begin_stop(void)
         ev_io_stop(srv.loop, &srv.lio[i]);
     conns_take_queued();
     conns_stop();
-    upstream_close_idle(srv.rt);
+    upstream_close_all_idle();
     if (srv.n_conns == 0) {
         ev_break(srv.loop, EVBREAK_ALL);
         return;
@@ -135,9 +135,9 @@ static void reload(void)
         pm_server_reloaded(rt->cfg.proxy_metrics);
 
         as_log_set_format(rt->cfg.proxy_log_format);
-        upstream_close_idle(old);
+        runtime_retire(old, rt);
         runtime_put(old);
-        as_info("reloaded %s: %zu locations, %zu upstreams", srv.config_path, rt->n_locs, rt->n_ups);
+        as_info("reloaded %s: %zu locations, %zu upstreams", srv.config_path, rt->n_locs, upstream_listed());
     }
     if (srv.notify)
         sd_notify(0, "READY=1");
@@ -266,8 +266,8 @@ static int run(const char *path)
     srv.last_status = srv.last_watchdog = ev_now(srv.loop);
     if (srv.notify)
         sd_notifyf(0, "READY=1\nSTATUS=accepting on %zu sockets, %zu upstreams", (size_t)srv.n_listen,
-                   srv.rt->n_ups);
-    as_info("ready: %zu locations, %zu upstreams", srv.rt->n_locs, srv.rt->n_ups);
+                   upstream_listed());
+    as_info("ready: %zu locations, %zu upstreams", srv.rt->n_locs, upstream_listed());
     ev_run(srv.loop, 0);
     pm_server_close();
     access_log_flush();

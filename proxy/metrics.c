@@ -5,7 +5,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "exchange.h"
+#include "upstream.h"
 #include "metrics_server.h"
 
 static struct pm_counters fallback;     /* before pm_init, or without shared memory */
@@ -177,7 +177,6 @@ static void connections_text(const struct pm_counters *t, struct prom *p)
 
 static void upstream_text(const struct pm_counters *t, struct prom *p)
 {
-    const struct runtime *rt = srv.rt;
     ev_tstamp now = ev_now(srv.loop);
     char labels[300], esc[256];
 
@@ -194,14 +193,16 @@ static void upstream_text(const struct pm_counters *t, struct prom *p)
     prom_family(p, "appstack_proxy_upstream_failures_total", "counter",
                 "Times an upstream was marked failed (skipped for a while).");
     prom_u64(p, "appstack_proxy_upstream_failures_total", NULL, t->up_marked_down);
-    prom_family(p, "appstack_proxy_upstream_queue", "gauge", "Requests waiting for an upstream connection.");
+    prom_family(p, "appstack_proxy_upstream_queue", "gauge", "Requests waiting in the proxy for a free worker.");
     prom_u64(p, "appstack_proxy_upstream_queue", NULL, gauge(t->up_queued));
     prom_family(p, "appstack_proxy_upstream_up", "gauge",
                 "1 for an upstream in use, 0 while it is skipped after a failure (this process's view).");
-    for (size_t i = 0; rt && i < rt->n_ups; i++) {
-        prom_escape(rt->ups[i].name, esc, sizeof esc);
+    for (const struct upstream *u = upstream_registry(); u; u = u->reg_next) {
+        if (!u->listed)
+            continue;           /* draining after a reload */
+        prom_escape(u->name, esc, sizeof esc);
         snprintf(labels, sizeof labels, "upstream=\"%s\"", esc);
-        prom_u64(p, "appstack_proxy_upstream_up", labels, rt->ups[i].down_until <= now);
+        prom_u64(p, "appstack_proxy_upstream_up", labels, upstream_healthy(u, now));
     }
 }
 

@@ -21,10 +21,11 @@
 
 #define MAX_LISTEN 16
 #define RESP_MEM_LIMIT (256u << 10)     /* upstream response bytes in RAM before spooling */
-#define UPSTREAM_POOL_MAX 1024          /* idle keep-alive connections per upstream: one per
-                                           concurrent request up to this, so high concurrency
-                                           does not connect and close per request (workers
-                                           close idle ones after their keepalive) */
+#define UPSTREAM_POOL_MAX 1024          /* idle keep-alive connections per upstream whose workers
+                                           do not identify: one per concurrent request up to
+                                           this, so high concurrency does not connect and close
+                                           per request (workers close idle ones after their
+                                           keepalive) */
 #define UPSTREAM_FAIL_SECONDS 10.0      /* a failed upstream is skipped this long */
 
 struct location_rt {
@@ -40,21 +41,7 @@ struct upconn;
 struct conn;
 struct site;
 struct tls_rt;
-
-struct upstream {
-    char *name;             /* as written in the config: APPSTACK_UPSTREAM */
-    struct as_addr addr;
-    ev_tstamp down_until;   /* passive health: skip until then */
-    struct upconn *idle;    /* keep-alive pool */
-    int n_idle;
-};
-
-/* The upstreams one site balances over (its upstream lines, in order). */
-struct upstream_group {
-    struct upstream **v;    /* into the runtime's ups */
-    size_t n;
-    size_t rr;              /* round-robin cursor */
-};
+struct balancer;
 
 /* Everything HUP replaces. Connections hold a reference while they use it. */
 struct runtime {
@@ -64,8 +51,6 @@ struct runtime {
     struct location_rt *locs;   /* every site's, site after site */
     struct sp_location *sp;     /* the same locations, for static_resolve */
     size_t n_locs;
-    struct upstream *ups;       /* every distinct upstream of every site */
-    size_t n_ups;
     struct site *sites;         /* site.h; the default site first, if any */
     size_t n_sites;
     struct site *default_site;  /* NULL: a Host no server_name matches gets 421 */
@@ -108,6 +93,9 @@ extern struct server srv;
 struct runtime *runtime_load(const char *path, bool report_warnings);
 void runtime_put(struct runtime *rt);
 struct runtime *runtime_get(struct runtime *rt);
+/* RT replaces OLD (HUP): the requests waiting in OLD's sites go to the
+ * sites of the same name in RT, upstreams no site lists any more drain. */
+void runtime_retire(struct runtime *old, struct runtime *rt);
 void runtime_revalidate(struct runtime *rt);
 int proxy_check(const char *path);
 
@@ -121,8 +109,10 @@ void conns_take_queued(void);
 /* forward.c */
 void forward_init(void);
 
-/* upstream.c */
-void upstream_close_idle(struct runtime *rt);
+/* upstream.h, for main.c */
+void upstream_close_all_idle(void);
+size_t upstream_listed(void);
+size_t balancer_waiting(void);
 
 /* accesslog.c */
 void access_log_init(struct ev_loop *loop);

@@ -4,6 +4,7 @@
 #include "proxy.h"
 #include "site.h"
 #include "tls.h"
+#include "upstream.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -124,42 +125,31 @@ static void build_locations(struct runtime *rt, bool warn)
         add_locations(rt, cfg->sites[i].locations, cfg->sites[i].n_locations, warn);
 }
 
-/* One upstream per distinct address of any site: sites that share an
- * upstream share its pool and its health. */
-static bool add_upstreams(struct runtime *rt, const struct as_strlist *names)
+static bool check_addresses(const struct runtime *rt, const struct as_strlist *names)
 {
+    struct as_addr addr;
     char err[256];
+    bool ok = true;
 
     for (size_t i = 0; i < names->n; i++) {
-        struct upstream *u = rt->ups;
-        while (u < rt->ups + rt->n_ups && strcmp(u->name, names->v[i]))
-            u++;
-        if (u < rt->ups + rt->n_ups)
-            continue;
-        u->name = names->v[i];
-        if (!as_addr_parse(u->name, &u->addr, err, sizeof err)) {
+        if (!as_addr_parse(names->v[i], &addr, err, sizeof err)) {
             as_err("%s:%d: upstream: %s", rt->cfg.path, names->line[i], err);
-            return false;
+            ok = false;
         }
-        rt->n_ups++;
     }
-    return true;
+    return ok;
 }
 
+/* Every site's upstream addresses are valid (sites_build makes the
+ * balancers over them). */
 static bool build_upstreams(struct runtime *rt)
 {
     const struct as_config *cfg = &rt->cfg;
-    size_t n = cfg->upstream.n;
+    bool ok = check_addresses(rt, &cfg->upstream);
 
     for (size_t i = 0; i < cfg->n_sites; i++)
-        n += cfg->sites[i].upstream.n;
-    rt->ups = xcalloc(n, sizeof *rt->ups);
-    if (!add_upstreams(rt, &cfg->upstream))
-        return false;
-    for (size_t i = 0; i < cfg->n_sites; i++)
-        if (!add_upstreams(rt, &cfg->sites[i].upstream))
-            return false;
-    return true;
+        ok = check_addresses(rt, &cfg->sites[i].upstream) && ok;
+    return ok;
 }
 
 static void set_limits(struct runtime *rt)
@@ -206,8 +196,9 @@ static void runtime_free(struct runtime *rt)
             close(rt->locs[i].root_fd);
     free(rt->locs);
     free(rt->sp);
+    for (size_t i = 0; i < rt->n_sites; i++)
+        balancer_free(rt->sites[i].bal);
     sites_free(rt);
-    free(rt->ups);
     free(rt->fronts);
     as_config_free(&rt->cfg);
     free(rt);
@@ -349,7 +340,22 @@ struct runtime *runtime_load(const char *path, bool warn)
         return NULL;
     }
     sites_build(rt);
+    for (size_t i = 0; i < rt->n_sites; i++) {
+        const struct as_site *cs = rt->sites[i].cfg;
+        rt->sites[i].bal = balancer_build(cs ? &cs->upstream : &rt->cfg.upstream);
+    }
     return rt;
+}
+
+void runtime_retire(struct runtime *old, struct runtime *rt)
+{
+    for (size_t i = 0; i < old->n_sites; i++) {
+        struct site *heir = NULL;
+        for (size_t j = 0; j < rt->n_sites && !heir; j++)
+            if (!strcmp(rt->sites[j].name, old->sites[i].name))
+                heir = &rt->sites[j];
+        balancer_retire(old->sites[i].bal, heir ? heir->bal : NULL);
+    }
 }
 
 struct runtime *runtime_get(struct runtime *rt)

@@ -85,23 +85,6 @@ struct site *site_for_host(const struct runtime *rt, const char *host, size_t le
     return rt->default_site;
 }
 
-static struct upstream *upstream_named(struct runtime *rt, const char *name)
-{
-    for (size_t i = 0; i < rt->n_ups; i++)
-        if (!strcmp(rt->ups[i].name, name))
-            return &rt->ups[i];
-    abort();                    /* build_upstreams made one for every name */
-}
-
-static void group_build(struct runtime *rt, struct upstream_group *g, const struct as_strlist *names)
-{
-    g->n = names->n;
-    g->v = xcalloc(g->n, sizeof *g->v);
-    g->rr = 0;
-    for (size_t i = 0; i < g->n; i++)
-        g->v[i] = upstream_named(rt, names->v[i]);
-}
-
 void sites_build(struct runtime *rt)
 {
     const struct as_config *c = &rt->cfg;
@@ -118,7 +101,6 @@ void sites_build(struct runtime *rt)
         s->locs = rt->locs;
         s->sp = rt->sp;
         s->n_locs = c->n_locations;
-        group_build(rt, &s->ups, &c->upstream);
         s->max_body = c->client_max_body_size;
         s->body_buffer_size = c->client_body_buffer_size;
         s->access_log = c->access_log;
@@ -134,7 +116,6 @@ void sites_build(struct runtime *rt)
         s->sp = rt->sp + loc;
         s->n_locs = cs->n_locations;
         loc += cs->n_locations;
-        group_build(rt, &s->ups, &cs->upstream);
         s->max_body = cs->client_max_body_size;
         s->body_buffer_size = cs->client_body_buffer_size;
         s->access_log = cs->access_log;
@@ -159,8 +140,6 @@ void sites_build(struct runtime *rt)
 
 void sites_free(struct runtime *rt)
 {
-    for (size_t i = 0; i < rt->n_sites; i++)
-        free(rt->sites[i].ups.v);
     free(rt->sites);
     free(rt->names.slot);
 }

@@ -22,7 +22,7 @@ struct site {
     struct location_rt *locs;   /* a slice of the runtime's locations */
     struct sp_location *sp;     /* the same, for static_resolve */
     size_t n_locs;
-    struct upstream_group ups;
+    struct balancer *bal;       /* its upstreams (upstream.h; runtime.c makes it) */
     /* [proxy]'s values unless the site gives its own */
     uint64_t max_body;          /* 0 = unlimited */
     size_t body_buffer_size;

@@ -71,7 +71,6 @@ static struct site *reference(struct runtime *rt, const char *host, size_t len)
 
 static char *up_names[] = { (char *)"127.0.0.1:1" };
 static int up_lines[] = { 1 };
-static struct upstream up = { .name = (char *)"127.0.0.1:1" };
 static struct location_rt no_locs[1];    /* the sites have none, as runtime.c would make it */
 static struct sp_location no_sp[1];
 
@@ -131,8 +130,6 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     /* A spec starting with "!" has a default site too ([proxy]'s upstream). */
     if (speclen && data[0] == '!') {
         rt.cfg.upstream = (struct as_strlist){ up_names, up_lines, 1 };
-        rt.ups = &up;
-        rt.n_ups = 1;
     }
     sites_build(&rt);
     if (site_for_host(&rt, host, hostlen) != reference(&rt, host, hostlen))
