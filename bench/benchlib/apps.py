@@ -23,6 +23,16 @@ def hello(static_dir):
                paths=[("hello", "/", b"Hello, World!")])
 
 
+# 95 % of requests take 1 ms, 5 % take 200 ms (bench/apps/mixed.py): at this
+# many requests a second per worker the workers are about 70 % busy.
+MIXED_RATE_PER_WORKER = 0.7 / (0.95 * 0.0012 + 0.05 * 0.2005)
+
+
+def mixed():
+    return App("mixed", os.path.join(BENCH, "apps"), "mixed:application",
+               paths=[("mixed", "/", b" ")])
+
+
 def _site_env(workdir, settings):
     # The example reads MYSITE_*, the benchmark's own site BENCH_*.
     static_root = os.path.join(workdir, "django-static")

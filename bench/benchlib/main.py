@@ -12,7 +12,7 @@ import time
 from . import apps, deps, docs, host, plan, procs, report, stacks
 from .runner import Results, Runner, log
 
-GROUPS = ("hello-direct", "hello-front", "static", "django", "lifecycle", "vhosts", "tls", "memory")
+GROUPS = ("hello-direct", "hello-front", "static", "django", "mixed", "lifecycle", "vhosts", "tls", "memory")
 MEMORY_WORKERS = 8      # the pool whose memory the "memory" group compares
 
 
@@ -50,6 +50,8 @@ def parse_args(argv, prog, defaults):
                    help=f"groups to run (default all: {','.join(GROUPS)})")
     p.add_argument("--reps", type=int, help="repetitions (default 3; --quick 1)")
     p.add_argument("--duration", type=int, help="seconds per case (default 3; --quick 1)")
+    p.add_argument("--mixed-duration", type=int, help="seconds per case of the mixed group, "
+                   "whose p99 needs more requests (default 10; --quick 2)")
     p.add_argument("--warmup", type=int, help="seconds of discarded load after each start, "
                    "0 for none (default 1; --quick 0)")
     p.add_argument("--pin", choices=("split", "none"), default="split",
@@ -77,6 +79,7 @@ def parse_args(argv, prog, defaults):
     o.workers = o.workers or ([4] if o.quick else [2, 4])
     o.reps = o.reps or (1 if o.quick else 3)
     o.duration = o.duration or (1 if o.quick else 3)
+    o.mixed_duration = o.mixed_duration or (2 if o.quick else 10)
     o.warmup = o.warmup if o.warmup is not None else (0 if o.quick else 1)
     o.start_timeout = o.start_timeout or (20.0 if o.quick else 60.0)
     if o.docs is None:
@@ -164,7 +167,7 @@ def run(o, builddir, outdir, rawdir, workdir):
     hello = apps.hello(files_dir)
     need_django = {"django", "lifecycle", "memory"} & set(o.only)
     django = apps.django(workdir, log) if need_django else None
-    units = plan.plan(o, hello, django, static_paths)
+    units = plan.plan(o, hello, django, static_paths, apps.mixed())
     ctx = stacks.Context(builddir, workdir, o.server_cpus)
     results = Results()
     runner = Runner(o, ctx, results, rawdir)

@@ -197,14 +197,15 @@ def waits_beside_idle(samples, min_wait=0.1, min_idle=0.025, waited=None):
     return bad
 
 
-def run(port, client, conns, duration, cpus=None):
-    """One bench/run case in a child process (pinned to CPUS like wrk):
-    (figures, raw report, CPUs' worth of time the client used)."""
+def run(port, kind, rate, conns, duration, cpus=None):
+    """One bench/run case in a child process (pinned to CPUS like wrk): KIND
+    "open" at RATE, or "closed"; (figures, raw report, CPUs' worth of time
+    the client used)."""
     from . import procs
     argv = [sys.executable, "-m", "benchlib.mixed", "--port", str(port), "--conns", str(conns),
             "--duration", str(duration)]
-    if client[0] == "open":
-        argv += ["--rate", str(client[1])]
+    if kind == "open":
+        argv += ["--rate", str(rate)]
     if cpus:
         argv = ["taskset", "-c", cpus] + argv
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -1,13 +1,13 @@
 """What a run measures: the units (a group of stacks serving one app at one
 worker count) and their cases, and how long that should take."""
-from . import stacks
+from . import apps, stacks
 from .runner import Case, Unit
 
 
 H2_CONNECTIONS = 8     # h2load connections, 100 streams each
 
 
-def plan(o, hello, django, static_paths):
+def plan(o, hello, django, static_paths, mixed=None):
     units = []
     last = o.workers[-1]
 
@@ -26,6 +26,11 @@ def plan(o, hello, django, static_paths):
             paths = django.paths if w == last else django.paths[:1]
             units.append(Unit("django", "Django example via the front", stacks.FRONT, django, w,
                               [Case(*p, [o.base_conc]) for p in paths]))
+        if "mixed" in o.only:
+            rate = round(apps.MIXED_RATE_PER_WORKER * w)
+            units.append(Unit("mixed", "95/5 mixed load via the front, fast requests", stacks.FRONT,
+                              mixed, w, [Case(f"{rate} req/s (70% busy)", "/", b" ", [64], kind="open", rate=rate),
+                                         Case("saturated", "/", b" ", [32], kind="closed")]))
         if "vhosts" in o.only and w == last:
             units.append(Unit("vhosts", f"hello world via the front, {stacks.VHOSTS} [site]s vs none",
                               stacks.VHOST, hello, w, [Case(*hello.paths[0], [o.base_conc])]))
@@ -51,9 +56,11 @@ def plan(o, hello, django, static_paths):
 
 
 def estimate(o, units):
-    cases = sum(len(u.classes) * sum(len(c.concs) for c in u.cases) for u in units)
+    mixed_kinds = ("open", "closed")
+    cases = sum(len(u.classes) * sum(len(c.concs) for c in u.cases if c.kind not in mixed_kinds) for u in units)
+    mixed = sum(len(u.classes) * sum(len(c.concs) for c in u.cases if c.kind in mixed_kinds) for u in units)
     starts = sum(len(u.classes) for u in units)
-    per_rep = cases * (o.duration + 0.3) + starts * (o.warmup + 2.5)
+    per_rep = cases * (o.duration + 0.3) + mixed * (o.mixed_duration + 1) + starts * (o.warmup + 2.5)
     if "lifecycle" in o.only:
         per_rep += len(stacks.FRONT) * 6
     if "memory" in o.only:

@@ -106,12 +106,12 @@ class Proc:
 _short_lived = set()    # pids of run_capture children under way
 
 
-def run_capture(argv, timeout):
+def run_capture(argv, timeout, env=None):
     """Runs a short-lived program (wrk) like subprocess.run, but in its own
     session known to the reaper, so it cannot outlive the benchmark either.
     Returns (exit status, stdout+stderr text)."""
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                         stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env)
     _short_lived.add(p.pid)
     _tell_reaper(p.pid)
     try:

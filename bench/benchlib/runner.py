@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from . import h2load, net, procs, stacks, wrk
+from . import h2load, mixed, net, procs, stacks, wrk
 
 BUSY_CLIENT = 0.9      # wrk using this much of its core: the client is the limit
 
@@ -18,7 +18,10 @@ class Case:
     path: str
     check: bytes        # the response body must contain this
     concs: list
-    kind: str = "wrk"   # "wrk"; "close": wrk, a new connection per request; "h2": h2load, 100 streams
+    kind: str = "wrk"   # "wrk"; "close": wrk, a new connection per request; "h2": h2load, 100 streams;
+                        # "open", "closed": bench/benchlib/mixed.py's client, /fast and /slow at
+                        # RATE a second or back to back on each connection
+    rate: int = 0
 
 
 @dataclass
@@ -78,8 +81,14 @@ class Runner:
             for case in unit.cases:
                 _verify(stack, case)
             if self.o.warmup > 0:
-                wrk.run(stack.url(unit.cases[0].path), self.o.base_conc, self.o.warmup,
-                        self.o.threads, self.o.client_cpus)
+                first = unit.cases[0]
+                if first.kind in ("open", "closed"):
+                    # the same mix: a proxy that learns what is slow has learnt it
+                    mixed.run(stack.port, first.kind, first.rate, first.concs[0], self.o.warmup,
+                              self.o.client_cpus)
+                else:
+                    wrk.run(stack.url(first.path), self.o.base_conc, self.o.warmup,
+                            self.o.threads, self.o.client_cpus)
             for case in unit.cases:
                 for conc in case.concs:
                     self.measure(unit, case, conc, cls, stack, rep)
@@ -96,6 +105,9 @@ class Runner:
             if case.kind == "h2":
                 fig, raw, busy = h2load.run(stack.url(case.path), conc, self.o.duration,
                                             self.o.threads, self.o.client_cpus)
+            elif case.kind in ("open", "closed"):
+                fig, raw, busy = mixed.run(stack.port, case.kind, case.rate, conc, self.o.mixed_duration,
+                                           self.o.client_cpus)
             else:
                 fig, raw, busy = wrk.run(stack.url(case.path), conc, self.o.duration,
                                          self.o.threads, self.o.client_cpus,
