@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 
 enum kind { K_STR, K_LIST, K_INT, K_SIZE, K_DURATION, K_BOOL, K_ADDRS, K_LEVEL, K_HOSTS, K_LISTEN, K_CERT,
-             K_CERT_KEY, K_TLS_PROTOCOLS, K_NETS, K_ADDR, K_LOG_FORMAT };
+             K_CERT_KEY, K_TLS_PROTOCOLS, K_NETS, K_ADDR, K_LOG_FORMAT, K_TYPES };
 
 struct key {
     const char *name;
@@ -96,6 +96,12 @@ static const struct key proxy_keys[] = {
     { "metrics", K_ADDR, F(proxy_metrics), 0, 0 },
 
     { "log_format", K_LOG_FORMAT, F(proxy_log_format), 0, 0 },
+    { "gzip", K_BOOL, F(gzip), 0, 0 },
+    { "brotli", K_BOOL, F(brotli), 0, 0 },
+    { "gzip_comp_level", K_INT, F(gzip_comp_level), 1, 9 },
+    { "brotli_comp_level", K_INT, F(brotli_comp_level), 0, 11 },
+    { "gzip_min_length", K_SIZE, F(gzip_min_length), 0, 0 },
+    { "compress_types", K_TYPES, F(compress_types), 0, 0 },
     { NULL, 0, 0, 0, 0 }
 };
 
@@ -497,6 +503,29 @@ static bool add_hosts(struct loader *ld, struct as_strlist *l, const char *value
     return ok;
 }
 
+/* compress_types = TYPE [TYPE...]: media types ("text/html"), each an
+ * entry in lower case; "*" for every type. */
+static bool add_types(struct loader *ld, struct as_strlist *l, const char *value)
+{
+    static const char tchar[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~";
+    char *copy = xstrdup(value), *save = NULL, *tok;
+    bool ok = true;
+
+    for (tok = strtok_r(copy, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
+        size_t a = strspn(tok, tchar);
+        if (strcmp(tok, "*") && (a == 0 || tok[a] != '/' || !tok[a + 1] || strspn(tok + a + 1, tchar) != strlen(tok + a + 1))) {
+            err_at(ld, ld->lineno, "compress_types: \"%s\" is not a media type (e.g. text/html) or *", tok);
+            ok = false;
+            continue;
+        }
+        for (char *p = tok; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        list_add(l, tok, ld->lineno);
+    }
+    free(copy);
+    return ok;
+}
+
 static bool set_value(struct loader *ld, char *base, const struct key *k, const char *value)
 {
     char err[256];
@@ -585,6 +614,8 @@ static bool set_value(struct loader *ld, char *base, const struct key *k, const 
         }
         *(int *)(base + k->off) = strcmp(value, "json") ? AS_LOG_TEXT : AS_LOG_JSON;
         return true;
+    case K_TYPES:
+        return add_types(ld, (struct as_strlist *)(base + k->off), value);
     case K_LEVEL:
         if ((l = as_log_level_parse(value)) < 0) {
             err_at(ld, ld->lineno, "%s: \"%s\" is not a log level (emerg, alert, crit, err, warning, notice, info, debug)",
@@ -720,6 +751,9 @@ static void set_defaults(struct as_config *c)
     c->max_connections = 10000;
     c->tls_protocols = AS_TLS_1_2 | AS_TLS_1_3;
     c->http2 = true;
+    c->gzip_comp_level = 5;
+    c->brotli_comp_level = 4;
+    c->gzip_min_length = 256;
 }
 
 static bool is_dotted_name(const char *s, size_t n)
@@ -905,6 +939,7 @@ void as_config_free(struct as_config *c)
     list_free(&c->listen);
     list_free(&c->forwarded_allow_ips);
     list_free(&c->real_ip_from);
+    list_free(&c->compress_types);
     list_free(&c->proxy_listen);
     free(c->proxy_listen_flags);
     for (size_t i = 0; i < c->n_tls_pairs; i++) {

@@ -121,6 +121,12 @@ struct as_config {
     struct as_strlist real_ip_from; /* front servers whose X-Forwarded-* are kept */
     char *proxy_metrics;            /* NULL = off */
     int proxy_metrics_line;
+    /* compression of responses (docs/proxy.md "Compression") */
+    bool gzip, brotli;
+    long gzip_comp_level;           /* 1-9 */
+    long brotli_comp_level;         /* 0-11 */
+    size_t gzip_min_length;         /* smaller responses go out as they are */
+    struct as_strlist compress_types;   /* media types, several per line; none given: the default list */
 
     /* The [location] sections before any [site]: the default site's. */
     struct as_location *locations;

@@ -3,6 +3,7 @@
  * and parsers come from free lists: a busy proxy does not malloc per
  * request. */
 #include "exchange.h"
+#include "compress.h"
 #include "site.h"
 #include "metrics.h"
 
@@ -97,6 +98,7 @@ struct exchange *exchange_new(struct conn *c)
     x->t0 = ev_time();
     x->head_only = x->http10 = x->keep_alive = x->static_req = false;
     x->head_sent = x->chunk_out = x->resp_done = false;
+    x->enc = NULL;
     x->h2 = false;
     x->out.mem_limit = RESP_MEM_LIMIT;     /* an HTTP/2 stream may have had less */
     return x;
@@ -115,6 +117,7 @@ void exchange_finish(struct exchange *x, bool completed)
         access_log(x);
     }
     forward_end(x);
+    compress_end(x);
     spool_free(&x->body);
     spool_free(&x->out);
     parser_put(x->req);
@@ -256,6 +259,7 @@ void exchange_error(struct exchange *x, int status, bool close_after)
      * the transport may be in the middle of it. */
     if (!x->out.sent)
         spool_free(&x->out);
+    compress_end(x);
     x->chunk_out = false;
     if (close_after)
         x->keep_alive = false;

@@ -44,6 +44,7 @@ struct exchange {
     bool head_sent;             /* a response head was handed to the protocol */
     bool chunk_out;             /* the protocol frames the body in chunks */
     bool resp_done;             /* the whole response is in out */
+    struct zenc *enc;           /* the body is compressed on the fly (compress.h) */
 
     /* HTTP/2 (h2.c): one stream of the connection */
     bool h2;
@@ -86,8 +87,11 @@ void resp_head(struct exchange *x, struct headw *w, int status);
 void resp_head_begin(struct exchange *x, struct headw *w, int status, const char *reason, size_t reason_len);
 /* The protocol's framing of the body, then W into x->out. */
 void resp_head_end(struct exchange *x, struct headw *w, enum body_kind body);
-/* Body bytes (framed as the protocol chose). Returns 0, or -1 (temp file). */
+/* Body bytes (encoded when x->enc, framed as the protocol chose). Returns
+ * 0, or -1 (temp file). */
 int resp_body(struct exchange *x, const char *data, size_t len);
+/* The same without the encoder: bytes that are the body as sent. */
+int resp_body_raw(struct exchange *x, const char *data, size_t len);
 /* The response is complete. */
 void resp_done(struct exchange *x);
 /* Hands what is queued in x->out to the protocol. */

@@ -3,6 +3,7 @@
  * becomes the client's without its hop-by-hop headers, and failures become
  * retries or an answer (502/504) while the client has seen nothing yet. */
 #include "upstream.h"
+#include "compress.h"
 #include "headw.h"
 #include "metrics.h"
 #include "pathtime.h"
@@ -200,29 +201,92 @@ void forward_start(struct exchange *x)
     balancer_submit(balancer_of(x), x, NULL);
 }
 
+/* The value of the response head's field NAME, or NULL. */
+static const char *resp_field(const struct upconn *u, const char *name, size_t nl, size_t *vl)
+{
+    for (int i = 0; i < u->n_hdr; i++) {
+        if (u->hdr[i].nl == nl && !strncasecmp(u->head + u->hdr[i].no, name, nl)) {
+            *vl = u->hdr[i].vl;
+            return u->head + u->hdr[i].vo;
+        }
+    }
+    return NULL;
+}
+
+/* Compression of an upstream response (compress.h): not when it is
+ * encoded already, asks not to be transformed, or is not eligible.
+ * Returns the coding; *VARY when Vary: Accept-Encoding must be added. */
+static int response_coding(struct exchange *x, const struct upconn *u, int status, bool has_len, bool *vary)
+{
+    size_t tl = 0, el = 0, cl = 0, vl = 0;
+    const char *type, *enc, *cc, *v;
+    int64_t len = has_len ? (int64_t)u->parser.content_length : -1;
+
+    *vary = false;
+    if (!x->rt->cfg.gzip && !x->rt->cfg.brotli)
+        return AE_IDENTITY;
+    type = resp_field(u, "Content-Type", 12, &tl);
+    enc = resp_field(u, "Content-Encoding", 16, &el);
+    cc = resp_field(u, "Cache-Control", 13, &cl);
+    if ((enc && !(el == 8 && !strncasecmp(enc, "identity", 8))) || (cc && as_http_list_has_n(cc, cl, "no-transform", 12))
+        || !compress_eligible(x, status, len, type, tl))
+        return AE_IDENTITY;
+    v = resp_field(u, "Vary", 4, &vl);
+    *vary = !v || !(as_http_list_has_n(v, vl, "Accept-Encoding", 15) || as_http_list_has_n(v, vl, "*", 1));
+    return compress_coding(x);
+}
+
 /* The client's response head from the upstream's. */
 void forward_response_head(struct exchange *x, struct upconn *u)
 {
     const char *b = u->head;
     int status = u->parser.status_code;
-    bool has_len = u->parser.flags & F_CONTENT_LENGTH, own_hsts = x->rt->hsts != NULL;
+    bool has_len = u->parser.flags & F_CONTENT_LENGTH, own_hsts = x->rt->hsts != NULL, vary;
+    bool no_body = x->head_only || status == 204 || status == 304;
+    int coding = no_body ? AE_IDENTITY : response_coding(x, u, status, has_len, &vary);
     struct headw w;
     double wait = ev_time() - x->t_forward;
 
     pm_upstream_wait(wait > 0 ? (uint64_t)(wait * 1e6) : 0);
+    if (no_body)
+        vary = false;
+    if (coding != AE_IDENTITY && !compress_start(x, coding, has_len ? u->parser.content_length : 0, !has_len))
+        coding = AE_IDENTITY;
     resp_head_begin(x, &w, status, b + u->st_off, u->st_len);
     for (int i = 0; i < u->n_hdr; i++) {
         const char *name = b + u->hdr[i].no;
-        if (as_http_hop_by_hop(name, u->hdr[i].nl) || as_http_name_is(name, u->hdr[i].nl, AS_WORKER_FIELD))
+        size_t nl = u->hdr[i].nl;
+        if (as_http_hop_by_hop(name, nl) || as_http_name_is(name, nl, AS_WORKER_FIELD))
             continue;
-        if (own_hsts && u->hdr[i].nl == 25 && !strncasecmp(name, "Strict-Transport-Security", 25))
+        if (own_hsts && nl == 25 && !strncasecmp(name, "Strict-Transport-Security", 25))
             continue;           /* hsts in the config wins */
-        hw_header(&w, name, u->hdr[i].nl, b + u->hdr[i].vo, u->hdr[i].vl);
+        if (coding != AE_IDENTITY) {
+            /* the encoded body has another length, no byte ranges, and is
+             * only weakly the same entity (as nginx does) */
+            if ((nl == 14 && !strncasecmp(name, "Content-Length", 14)) ||
+                (nl == 13 && !strncasecmp(name, "Accept-Ranges", 13)) ||
+                (nl == 16 && !strncasecmp(name, "Content-Encoding", 16)))
+                continue;
+            if (nl == 4 && !strncasecmp(name, "ETag", 4) && u->hdr[i].vl && b[u->hdr[i].vo] == '"') {
+                hw_put(&w, "ETag: W/", 8);
+                hw_put(&w, b + u->hdr[i].vo, u->hdr[i].vl);
+                hw_put(&w, "\r\n", 2);
+                continue;
+            }
+        }
+        hw_header(&w, name, nl, b + u->hdr[i].vo, u->hdr[i].vl);
     }
-    if (x->head_only || status == 204 || status == 304)
+    if (coding != AE_IDENTITY) {
+        hw_put(&w, "Content-Encoding: ", 18);
+        hw_str(&w, compress_coding_name(coding));
+        hw_put(&w, "\r\n", 2);
+    }
+    if (vary)
+        hw_put(&w, "Vary: Accept-Encoding\r\n", 23);
+    if (no_body)
         resp_head_end(x, &w, BODY_NONE);
     else
-        resp_head_end(x, &w, has_len ? BODY_LENGTH : BODY_UNKNOWN);
+        resp_head_end(x, &w, has_len && coding == AE_IDENTITY ? BODY_LENGTH : BODY_UNKNOWN);
 }
 
 void forward_response_done(struct exchange *x, bool reusable)

@@ -3,6 +3,7 @@
  * Connection); the producers (static files, forwarding, errors) only write
  * header lines and body bytes. */
 #include "exchange.h"
+#include "compress.h"
 #include "http_reply.h"
 
 #include <string.h>
@@ -35,10 +36,19 @@ void resp_head_end(struct exchange *x, struct headw *w, enum body_kind body)
 
 int resp_body(struct exchange *x, const char *data, size_t len)
 {
+    if (x->enc)
+        return compress_body(x, data, len);
+    return resp_body_raw(x, data, len);
+}
+
+int resp_body_raw(struct exchange *x, const char *data, size_t len)
+{
     struct spool *out = &x->out;
     char size[18];
     size_t n;
 
+    if (!len)
+        return 0;       /* an empty chunk would end the body */
     if (x->chunk_out) {
         n = fmt_hex(len, size);
         size[n++] = '\r';
@@ -55,6 +65,8 @@ int resp_body(struct exchange *x, const char *data, size_t len)
 
 void resp_done(struct exchange *x)
 {
+    if (x->enc && compress_finish(x) < 0)
+        x->keep_alive = false;
     if (x->chunk_out)
         spool_append(&x->out, "0\r\n\r\n", 5);
     x->resp_done = true;
@@ -63,6 +75,9 @@ void resp_done(struct exchange *x)
 
 void resp_output(struct exchange *x)
 {
+    /* a streamed response: what the upstream sent so far goes out now */
+    if (x->enc && !x->resp_done && compress_flush(x) < 0)
+        x->keep_alive = false;
     x->c->proto->output(x);
 }
 

@@ -2,6 +2,7 @@
  * spelling of a path and no symlink can reach outside it; then the usual
  * conditional, range and precompressed-sibling handling. */
 #include "exchange.h"
+#include "compress.h"
 #include "http_date.h"
 #include "mime.h"
 
@@ -24,7 +25,7 @@ struct file {
     struct stat st;
     const char *name;       /* for the type: the path as requested */
     size_t name_len;
-    bool gzip;
+    int coding;             /* AE_*: a precompressed sibling is served */
     bool vary;
 };
 
@@ -98,62 +99,59 @@ static int open_in(const struct location_rt *loc, const char *rel)
     return open_beneath(loc->root_fd, rel);
 }
 
-/* Does the client take gzip? "gzip" listed and not with q=0. */
-static bool accepts_gzip(const struct as_http_request *r)
+/* Opens REL + SUFFIX beneath the root when it is a regular file: -1 otherwise. */
+static int open_sibling(const struct location_rt *loc, const char *rel, const char *suffix, struct stat *st)
 {
-    const struct as_http_header *h = as_http_header(r, "Accept-Encoding");
-    const char *v, *end, *p;
+    char name[4200];
+    int fd;
 
-    if (!h)
-        return false;
-    v = h->value;
-    end = v + h->value_len;
-    for (p = v; p + 4 <= end; p++) {
-        if (strncasecmp(p, "gzip", 4) || (p > v && p[-1] != ',' && p[-1] != ' '))
-            continue;
-        p += 4;
-        while (p < end && *p == ' ')
-            p++;
-        if (p + 3 <= end && *p == ';' && !strncmp(p + 1, "q=0", 3)) {
-            const char *q = p + 4;
-            if (q < end && *q == '.')
-                q++;
-            while (q < end && *q == '0')
-                q++;
-            return q < end && *q >= '1' && *q <= '9';
-        }
-        return true;
+    if (snprintf(name, sizeof name, "%s%s", rel, suffix) >= (int)sizeof name)
+        return -1;
+    fd = open_beneath(loc->root_fd, name);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+        close(fd);
+        return -1;
     }
-    return false;
+    return fd;
 }
 
-/* Swaps in "REL.gz" when it exists and the client takes it. */
-static void try_gzip(const struct exchange *x, const struct location_rt *loc, const char *rel, struct file *f)
+static bool sibling_exists(const struct location_rt *loc, const char *rel, const char *suffix)
 {
-    char gz[4200];
+    char name[4200];
     struct stat st;
-    int fd;
+
+    return snprintf(name, sizeof name, "%s%s", rel, suffix) < (int)sizeof name &&
+           fstatat(loc->root_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Swaps in "REL.br" or "REL.gz" when it exists and the client takes that
+ * coding (its q-values decide; brotli on a tie). Siblings are served
+ * whether or not gzip/brotli compress on the fly. */
+static void try_sibling(const struct exchange *x, const struct location_rt *loc, const char *rel, struct file *f)
+{
+    const struct as_http_header *ae = as_http_header(x->req, "Accept-Encoding");
+    unsigned allowed = (1u << AE_GZIP) | (1u << AE_BR);
+    struct stat st;
+    int coding, fd;
 
     if (loc->sp.exact || loc->root_fd < 0 || !mime_compressible(mime_type(f->name, f->name_len)))
         return;
-    if (snprintf(gz, sizeof gz, "%s.gz", rel) >= (int)sizeof gz)
-        return;
-    if (!accepts_gzip(x->req)) {
-        /* Caches must know another client may get another variant. */
-        f->vary = fstatat(loc->root_fd, gz, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
-        return;
+    while ((coding = ae ? ae_choose(ae->value, ae->value_len, allowed) : AE_IDENTITY) != AE_IDENTITY) {
+        fd = open_sibling(loc, rel, coding == AE_BR ? ".br" : ".gz", &st);
+        if (fd >= 0) {
+            close(f->fd);
+            f->fd = fd;
+            f->st = st;
+            f->coding = coding;
+            f->vary = true;
+            return;
+        }
+        allowed &= ~(1u << coding);
     }
-    fd = open_beneath(loc->root_fd, gz);
-    if (fd < 0)
-        return;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return;
-    }
-    close(f->fd);
-    f->fd = fd;
-    f->st = st;
-    f->gzip = f->vary = true;
+    /* Caches must know another client may get another variant. */
+    f->vary = sibling_exists(loc, rel, ".gz") || sibling_exists(loc, rel, ".br");
 }
 
 /* Returns 0 with F filled, or the status to answer. */
@@ -326,6 +324,58 @@ static void end_head(struct exchange *x, struct headw *h, enum body_kind body)
     resp_head_end(x, h, x->head_only ? BODY_NONE : body);
 }
 
+/* The whole file (at most COMPRESS_STATIC_MAX) encoded at once, so the
+ * response still has a Content-Length; its ETag is the file's, weak (as
+ * nginx makes it), and there are no ranges of it. */
+static void send_encoded(struct exchange *x, const struct location_rt *loc, struct file *f, const char *etag,
+                         const char *type, int coding)
+{
+    static char *in;
+    static size_t cap;
+    size_t len = (size_t)f->st.st_size, got = 0, out_len = 0;
+    const char *out;
+    struct headw h;
+    char wetag[44];
+
+    if (len > cap) {
+        char *p = realloc(in, len);
+        if (!p) {
+            resp_simple(x, 500, NULL);
+            return;
+        }
+        in = p;
+        cap = len;
+    }
+    while (got < len) {
+        ssize_t n = pread(f->fd, in + got, len - got, (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            resp_simple(x, n == 0 ? 404 : 500, NULL);     /* truncated meanwhile, or unreadable */
+            return;
+        }
+        got += (size_t)n;
+    }
+    out = compress_whole(x->rt, coding, in, len, &out_len);
+    if (!out) {
+        resp_simple(x, 500, NULL);
+        return;
+    }
+    snprintf(wetag, sizeof wetag, "W/%s", etag);
+    resp_head(x, &h, 200);
+    hw_str(&h, "Content-Type: ");
+    hw_str(&h, type);
+    hw_str(&h, "\r\nContent-Length: ");
+    hw_u64(&h, (uint64_t)out_len);
+    hw_str(&h, "\r\nContent-Encoding: ");
+    hw_str(&h, compress_coding_name(coding));
+    hw_str(&h, "\r\n");
+    validators(&h, loc, f, wetag);
+    end_head(x, &h, BODY_LENGTH);
+    if (spool_append(&x->out, out, out_len) < 0)
+        x->keep_alive = false;
+}
+
 static void send_file(struct exchange *x, const struct location_rt *loc, struct file *f)
 {
     char etag[40];
@@ -333,7 +383,8 @@ static void send_file(struct exchange *x, const struct location_rt *loc, struct 
     const struct as_http_header *range = as_http_header(x->req, "Range");
     off_t start = 0, end = f->st.st_size;
     enum range rk = RANGE_NONE;
-    int status = 200;
+    int status = 200, coding;
+    const char *type = mime_type(f->name, f->name_len);
 
     format_etag(&f->st, etag);
     if (not_modified(x->req, &f->st, etag)) {
@@ -352,11 +403,19 @@ static void send_file(struct exchange *x, const struct location_rt *loc, struct 
         end_head(x, &h, BODY_LENGTH);
         return;
     }
+    if (!f->coding && compress_eligible(x, 200, f->st.st_size, type, strlen(type))) {
+        f->vary = true;     /* another client may get it encoded */
+        if (rk == RANGE_NONE && f->st.st_size <= COMPRESS_STATIC_MAX && !x->head_only &&
+            (coding = compress_coding(x)) != AE_IDENTITY) {
+            send_encoded(x, loc, f, etag, type, coding);
+            return;
+        }
+    }
     if (rk == RANGE_OK)
         status = 206;
     resp_head(x, &h, status);
     hw_str(&h, "Content-Type: ");
-    hw_str(&h, mime_type(f->name, f->name_len));
+    hw_str(&h, type);
     hw_str(&h, "\r\nContent-Length: ");
     hw_u64(&h, (uint64_t)(end - start));
     hw_str(&h, "\r\n");
@@ -369,8 +428,11 @@ static void send_file(struct exchange *x, const struct location_rt *loc, struct 
         hw_u64(&h, (uint64_t)f->st.st_size);
         hw_str(&h, "\r\n");
     }
-    if (f->gzip)
-        hw_str(&h, "Content-Encoding: gzip\r\n");
+    if (f->coding) {
+        hw_str(&h, "Content-Encoding: ");
+        hw_str(&h, compress_coding_name(f->coding));
+        hw_str(&h, "\r\n");
+    }
     hw_str(&h, "Accept-Ranges: bytes\r\n");
     validators(&h, loc, f, etag);
     end_head(x, &h, BODY_LENGTH);
@@ -403,7 +465,7 @@ void static_serve(struct exchange *x, const struct location_rt *loc, const char 
         resp_simple(x, status, NULL);
         return;
     }
-    try_gzip(x, loc, rel, &f);
+    try_sibling(x, loc, rel, &f);
     send_file(x, loc, &f);
     if (f.fd >= 0)
         close(f.fd);

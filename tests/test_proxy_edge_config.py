@@ -1,0 +1,57 @@
+"""appstack-proxy --check for the options of compression, upgrades,
+X-Accel-Redirect, limits and the client's address: every bad value is
+FILE:LINE: message, exit 1, and the good ones pass."""
+import subprocess
+
+import pytest
+
+from conftest import prog
+from proxyutil import ENV
+
+GOOD = """\
+[proxy]
+listen = 127.0.0.1:8080
+upstream = unix:/run/appstack/app.sock
+"""
+
+# (name, lines added to [proxy] or after it, line of the error, words of the message)
+BAD = [
+    ("gzip not a bool", "gzip = yes please\n", 4, '"yes please" is not on or off'),
+    ("gzip level", "gzip_comp_level = 10\n", 4, "from 1 to 9"),
+    ("brotli level", "brotli_comp_level = 12\n", 4, "from 0 to 11"),
+    ("min length", "gzip_min_length = lots\n", 4, "not a size"),
+    ("bad type", "compress_types = text/html html\n", 4, '"html" is not a media type'),
+]
+
+GOOD_EXTRA = [
+    "gzip = on\nbrotli = on\ngzip_comp_level = 9\nbrotli_comp_level = 0\ngzip_min_length = 1k\n"
+    "compress_types = text/html, application/xml\ncompress_types = *\n",
+]
+
+
+def check(tmp_path, text):
+    path = tmp_path / "appstack.ini"
+    path.write_text(text)
+    r = subprocess.run([prog("appstack-proxy"), "--check", "-c", str(path)], capture_output=True, text=True,
+                       env=ENV, timeout=20)
+    return str(path), r
+
+
+@pytest.mark.parametrize("name,extra,line,words", BAD, ids=[b[0] for b in BAD])
+def test_bad_option_is_file_line_message(tmp_path, name, extra, line, words):
+    path, r = check(tmp_path, GOOD + extra)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{path}:{line}: " in r.stderr and words in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("extra", GOOD_EXTRA)
+def test_good_options_pass(tmp_path, extra):
+    path, r = check(tmp_path, GOOD + extra)
+    assert r.returncode == 0, r.stderr
+    assert not r.stderr.strip(), r.stderr
+
+
+def test_every_error_is_listed(tmp_path):
+    path, r = check(tmp_path, GOOD + "".join(b[1] for b in BAD if b[1].count("\n") == 1))
+    assert r.returncode == 1
+    assert len([ln for ln in r.stderr.splitlines() if ln.startswith(path + ":")]) >= 5
