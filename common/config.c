@@ -102,6 +102,7 @@ static const struct key proxy_keys[] = {
     { "brotli_comp_level", K_INT, F(brotli_comp_level), 0, 11 },
     { "gzip_min_length", K_SIZE, F(gzip_min_length), 0, 0 },
     { "compress_types", K_TYPES, F(compress_types), 0, 0 },
+    { "max_tunnels", K_INT, F(max_tunnels), 0, 10000000 },
     { NULL, 0, 0, 0, 0 }
 };
 
@@ -754,6 +755,7 @@ static void set_defaults(struct as_config *c)
     c->gzip_comp_level = 5;
     c->brotli_comp_level = 4;
     c->gzip_min_length = 256;
+    c->max_tunnels = 5000;
 }
 
 static bool is_dotted_name(const char *s, size_t n)

@@ -127,6 +127,7 @@ struct as_config {
     long brotli_comp_level;         /* 0-11 */
     size_t gzip_min_length;         /* smaller responses go out as they are */
     struct as_strlist compress_types;   /* media types, several per line; none given: the default list */
+    long max_tunnels;               /* upgrade requests and tunnels at once; 503 beyond */
 
     /* The [location] sections before any [site]: the default site's. */
     struct as_location *locations;

@@ -6,6 +6,7 @@
 #include "compress.h"
 #include "site.h"
 #include "metrics.h"
+#include "tunnel.h"
 
 #include <stdio.h>
 #include <sys/socket.h>
@@ -99,6 +100,8 @@ struct exchange *exchange_new(struct conn *c)
     x->head_only = x->http10 = x->keep_alive = x->static_req = false;
     x->head_sent = x->chunk_out = x->resp_done = false;
     x->enc = NULL;
+    x->upgrade = false;
+    x->tunnel = NULL;
     x->h2 = false;
     x->out.mem_limit = RESP_MEM_LIMIT;     /* an HTTP/2 stream may have had less */
     return x;
@@ -118,6 +121,7 @@ void exchange_finish(struct exchange *x, bool completed)
     }
     forward_end(x);
     compress_end(x);
+    tunnel_end(x);
     spool_free(&x->body);
     spool_free(&x->out);
     parser_put(x->req);

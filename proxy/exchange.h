@@ -45,6 +45,8 @@ struct exchange {
     bool chunk_out;             /* the protocol frames the body in chunks */
     bool resp_done;             /* the whole response is in out */
     struct zenc *enc;           /* the body is compressed on the fly (compress.h) */
+    bool upgrade;               /* an admitted upgrade request, counted (tunnel.h) */
+    struct tunnel *tunnel;      /* after 101: the connection is a tunnel */
 
     /* HTTP/2 (h2.c): one stream of the connection */
     bool h2;

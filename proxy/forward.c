@@ -5,6 +5,7 @@
 #include "upstream.h"
 #include "compress.h"
 #include "headw.h"
+#include "tunnel.h"
 #include "metrics.h"
 #include "pathtime.h"
 #include "site.h"
@@ -103,6 +104,7 @@ static void build_head(struct exchange *x, struct headw *h)
         hw_u64(h, len);
         hw_put(h, "\r\n", 2);
     }
+    tunnel_request_fields(x, h);
     hw_put(h, "\r\n", 2);
 }
 
@@ -184,8 +186,11 @@ void forward_start(struct exchange *x)
     struct spool head;
     struct headw w;
 
-    /* Only what may be sent again is sent behind another request. */
-    x->pipelinable = x->body.total == 0 && (!strcmp(x->req->method, "GET") || x->head_only);
+    if (!tunnel_admit(x))
+        return;
+    /* Only what may be sent again is sent behind another request; nothing
+     * behind an upgrade, whose connection may become a tunnel. */
+    x->pipelinable = !x->upgrade && x->body.total == 0 && (!strcmp(x->req->method, "GET") || x->head_only);
     spool_init(&head, SIZE_MAX, false);
     hw_init(&w, &head);
     build_head(x, &w);

@@ -10,6 +10,7 @@
 #include "upstream.h"
 #include "site.h"
 #include "worker_ident.h"
+#include "tunnel.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -226,6 +227,8 @@ static int on_message_complete(llhttp_t *p)
 {
     struct upconn *u = p->data;
 
+    if (p->status_code == 101)
+        return 0;               /* llhttp stops after it: tunnel_start */
     if (p->status_code < 200) {
         u->n_hdr = 0;
         u->st_len = 0;
@@ -426,6 +429,11 @@ static bool parse_at(struct upconn *u, char *dst, size_t n)
     if (e == HPE_PAUSED && u->msg_done) {
         const char *end = llhttp_get_error_pos(&u->parser);
         complete(u, end, (size_t)(dst + n - end));
+        return false;
+    }
+    if (e == HPE_PAUSED_UPGRADE) {
+        const char *pos = llhttp_get_error_pos(&u->parser);
+        tunnel_start(u, pos, (size_t)(dst + n - pos));
         return false;
     }
     if (e != HPE_OK) {
