@@ -654,6 +654,9 @@ static void set_location(struct loader *ld, const char *name, const char *value)
             return;
         }
         loc->expires = (long)d;
+    } else if (!strcmp(name, "internal")) {
+        if (!as_parse_bool(value, &loc->internal))
+            err_at(ld, ld->lineno, "internal: \"%s\" is not on or off", value);
     } else {
         err_at(ld, ld->lineno, "unknown key \"%s\" in [location %s%s]", name,
                loc->exact ? "= " : "", loc->prefix);

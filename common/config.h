@@ -37,6 +37,7 @@ struct as_location {
     bool exact;
     char *alias;
     long expires;       /* seconds for Cache-Control max-age; -1 = unset */
+    bool internal;      /* served only through X-Accel-Redirect */
     int line;
 };
 

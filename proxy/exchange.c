@@ -7,6 +7,7 @@
 #include "site.h"
 #include "metrics.h"
 #include "tunnel.h"
+#include "accel.h"
 
 #include <stdio.h>
 #include <sys/socket.h>
@@ -102,6 +103,7 @@ struct exchange *exchange_new(struct conn *c)
     x->enc = NULL;
     x->upgrade = false;
     x->tunnel = NULL;
+    x->accel = NULL;
     x->h2 = false;
     x->out.mem_limit = RESP_MEM_LIMIT;     /* an HTTP/2 stream may have had less */
     return x;
@@ -122,6 +124,7 @@ void exchange_finish(struct exchange *x, bool completed)
     forward_end(x);
     compress_end(x);
     tunnel_end(x);
+    accel_end(x);
     spool_free(&x->body);
     spool_free(&x->out);
     parser_put(x->req);
@@ -240,6 +243,11 @@ void exchange_dispatch(struct exchange *x)
     switch (static_resolve(x->req->path, x->req->path_len, site->sp, site->n_locs, path, sizeof path, &idx, &rel)) {
     case SP_STATIC:
         x->static_req = true;
+        if (site->locs[idx].internal) {
+            resp_simple(x, 404, NULL);      /* for X-Accel-Redirect only */
+            resp_output(x);
+            return;
+        }
         static_serve(x, &site->locs[idx], rel, path);
         resp_output(x);
         return;

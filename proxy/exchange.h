@@ -47,6 +47,7 @@ struct exchange {
     struct zenc *enc;           /* the body is compressed on the fly (compress.h) */
     bool upgrade;               /* an admitted upgrade request, counted (tunnel.h) */
     struct tunnel *tunnel;      /* after 101: the connection is a tunnel */
+    struct accel *accel;        /* the upstream said X-Accel-Redirect (accel.h) */
 
     /* HTTP/2 (h2.c): one stream of the connection */
     bool h2;

@@ -6,6 +6,7 @@
 #include "compress.h"
 #include "headw.h"
 #include "tunnel.h"
+#include "accel.h"
 #include "metrics.h"
 #include "pathtime.h"
 #include "site.h"
@@ -253,6 +254,8 @@ void forward_response_head(struct exchange *x, struct upconn *u)
     double wait = ev_time() - x->t_forward;
 
     pm_upstream_wait(wait > 0 ? (uint64_t)(wait * 1e6) : 0);
+    if (accel_begin(x, u))
+        return;         /* the file goes out instead, once the response is read */
     if (no_body)
         vary = false;
     if (coding != AE_IDENTITY && !compress_start(x, coding, has_len ? u->parser.content_length : 0, !has_len))
@@ -265,6 +268,8 @@ void forward_response_head(struct exchange *x, struct upconn *u)
             continue;
         if (own_hsts && nl == 25 && !strncasecmp(name, "Strict-Transport-Security", 25))
             continue;           /* hsts in the config wins */
+        if (accel_field(name, nl))
+            continue;           /* X-Accel-* are for the proxy, as with nginx */
         if (coding != AE_IDENTITY) {
             /* the encoded body has another length, no byte ranges, and is
              * only weakly the same entity (as nginx does) */
@@ -300,6 +305,10 @@ void forward_response_done(struct exchange *x, bool reusable)
 
     x->up = NULL;
     upstream_release(u, reusable);
+    if (x->accel) {
+        accel_serve(x);
+        return;
+    }
     resp_done(x);
 }
 

@@ -32,6 +32,7 @@ struct location_rt {
     struct sp_location sp;
     char *alias;
     long expires;
+    bool internal;          /* only X-Accel-Redirect reaches it */
     int root_fd;            /* O_PATH of the alias directory, -1 = not (yet) there */
     dev_t dev;
     ino_t ino;

@@ -36,6 +36,8 @@ void resp_head_end(struct exchange *x, struct headw *w, enum body_kind body)
 
 int resp_body(struct exchange *x, const char *data, size_t len)
 {
+    if (x->accel)
+        return 0;       /* the body of an X-Accel-Redirect response is dropped */
     if (x->enc)
         return compress_body(x, data, len);
     return resp_body_raw(x, data, len);

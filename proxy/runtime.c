@@ -100,6 +100,7 @@ static void add_locations(struct runtime *rt, const struct as_location *locs, si
         l->sp.exact = c->exact;
         l->alias = c->alias;
         l->expires = c->expires;
+        l->internal = c->internal;
         l->root_fd = -1;
         if (!c->exact)
             open_root(l);

@@ -3,6 +3,7 @@
  * conditional, range and precompressed-sibling handling. */
 #include "exchange.h"
 #include "compress.h"
+#include "accel.h"
 #include "http_date.h"
 #include "mime.h"
 
@@ -300,9 +301,11 @@ static bool if_range_ok(const struct as_http_request *r, const struct stat *st, 
     return as_http_date_parse(h->value, h->value_len, &t) && t == st->st_mtim.tv_sec;
 }
 
-static void validators(struct headw *h, const struct location_rt *loc, const struct file *f, const char *etag)
+static void validators(struct headw *h, const struct exchange *x, const struct location_rt *loc, const struct file *f,
+                       const char *etag)
 {
     char lm[AS_HTTP_DATE_LEN + 1];
+    const struct accel *a = x->accel;
 
     as_http_date_format(f->st.st_mtim.tv_sec, lm);
     hw_str(h, "Last-Modified: ");
@@ -310,7 +313,9 @@ static void validators(struct headw *h, const struct location_rt *loc, const str
     hw_str(h, "\r\nETag: ");
     hw_str(h, etag);
     hw_str(h, "\r\n");
-    if (loc->expires >= 0) {
+    if (a)
+        hw_put(h, a->lines, a->lines_len);  /* the application's Content-Disposition, cookies... */
+    if (loc->expires >= 0 && !(a && a->cache_control)) {
         hw_str(h, "Cache-Control: max-age=");
         hw_u64(h, (uint64_t)loc->expires);
         hw_str(h, "\r\n");
@@ -370,7 +375,7 @@ static void send_encoded(struct exchange *x, const struct location_rt *loc, stru
     hw_str(&h, "\r\nContent-Encoding: ");
     hw_str(&h, compress_coding_name(coding));
     hw_str(&h, "\r\n");
-    validators(&h, loc, f, wetag);
+    validators(&h, x, loc, f, wetag);
     end_head(x, &h, BODY_LENGTH);
     if (spool_append(&x->out, out, out_len) < 0)
         x->keep_alive = false;
@@ -384,12 +389,12 @@ static void send_file(struct exchange *x, const struct location_rt *loc, struct 
     off_t start = 0, end = f->st.st_size;
     enum range rk = RANGE_NONE;
     int status = 200, coding;
-    const char *type = mime_type(f->name, f->name_len);
+    const char *type = x->accel && x->accel->type ? x->accel->type : mime_type(f->name, f->name_len);
 
     format_etag(&f->st, etag);
     if (not_modified(x->req, &f->st, etag)) {
         resp_head(x, &h, 304);
-        validators(&h, loc, f, etag);
+        validators(&h, x, loc, f, etag);
         end_head(x, &h, BODY_NONE);
         return;
     }
@@ -434,7 +439,7 @@ static void send_file(struct exchange *x, const struct location_rt *loc, struct 
         hw_str(&h, "\r\n");
     }
     hw_str(&h, "Accept-Ranges: bytes\r\n");
-    validators(&h, loc, f, etag);
+    validators(&h, x, loc, f, etag);
     end_head(x, &h, BODY_LENGTH);
     if (x->head_only || end == start)
         return;

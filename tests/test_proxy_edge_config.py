@@ -22,12 +22,14 @@ BAD = [
     ("min length", "gzip_min_length = lots\n", 4, "not a size"),
     ("bad type", "compress_types = text/html html\n", 4, '"html" is not a media type'),
     ("tunnels", "max_tunnels = -1\n", 4, "from 0 to"),
+    ("internal", "[location /p/]\nalias = /tmp/\ninternal = maybe\n", 6, '"maybe" is not on or off'),
 ]
 
 GOOD_EXTRA = [
     "gzip = on\nbrotli = on\ngzip_comp_level = 9\nbrotli_comp_level = 0\ngzip_min_length = 1k\n"
     "compress_types = text/html, application/xml\ncompress_types = *\n",
     "max_tunnels = 0\n",
+    "[location /p/]\nalias = /tmp/\ninternal = on\n",
 ]
 
 
