@@ -388,9 +388,11 @@ static bool set_listen(struct loader *ld, const struct key *k, const char *value
             flags |= AS_LISTEN_SSL;
         } else if (!strcmp(word, "http2")) {
             flags |= AS_LISTEN_HTTP2;
+        } else if (!strcmp(word, "proxy_protocol")) {
+            flags |= AS_LISTEN_PROXY_PROTOCOL;
         } else {
-            err_at(ld, ld->lineno, "%s: unknown flag \"%s\" after the address (known: ssl, http2)", k->name,
-                   word);
+            err_at(ld, ld->lineno, "%s: unknown flag \"%s\" after the address (known: ssl, http2, proxy_protocol)",
+                   k->name, word);
             return false;
         }
     }

@@ -21,6 +21,7 @@ struct as_strlist {
 /* Flags after the address of a [proxy] listen ("0.0.0.0:443 ssl"). */
 #define AS_LISTEN_SSL   0x1     /* "ssl": TLS */
 #define AS_LISTEN_HTTP2 0x2     /* "http2" on a plain listen: HTTP/2 with prior knowledge (h2c) too */
+#define AS_LISTEN_PROXY_PROTOCOL 0x4    /* "proxy_protocol": a PROXY v1/v2 header comes first */
 
 #define AS_TLS_1_2 0x1
 #define AS_TLS_1_3 0x2

@@ -156,7 +156,7 @@ void access_log(struct exchange *x)
     if (parsed)
         for (plen = 0; plen < r->target_len && r->target[plen] != '?'; plen++)
             ;
-    fmt_str(&f, x->c->peer);
+    fmt_str(&f, x->client);
     fmt_mem(&f, " - - [", 6);
     fmt_str(&f, log_time());
     fmt_mem(&f, "] \"", 3);

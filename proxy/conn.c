@@ -6,6 +6,7 @@
 #include "http_reply.h"
 #include "linger.h"
 #include "tls.h"
+#include "realip.h"
 #include "metrics.h"
 
 #include <arpa/inet.h>
@@ -70,11 +71,13 @@ void conn_close(struct conn *c)
 
 static void peer_name(struct conn *c, const struct sockaddr_storage *ss)
 {
-    if (ss->ss_family == AF_INET)
+    if (ss->ss_family == AF_INET) {
         inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, c->peer, sizeof c->peer);
-    else if (ss->ss_family == AF_INET6)
+        c->peer_port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, c->peer, sizeof c->peer);
-    else
+        c->peer_port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    } else
         snprintf(c->peer, sizeof c->peer, "unix");
 }
 
@@ -155,7 +158,17 @@ static void conn_new(int fd, const struct sockaddr_storage *ss, unsigned lflags)
     c->tp = &transport_plain;
     c->proto = &protocol_h1;
     c->lflags = (uint8_t)lflags;
-    if (lflags & AS_LISTEN_SSL) {
+    if (lflags & AS_LISTEN_PROXY_PROTOCOL) {
+        proxy_header_start(c);
+        return;
+    }
+    conn_begin(c);
+}
+
+void conn_begin(struct conn *c)
+{
+    c->proto = &protocol_h1;
+    if (c->lflags & AS_LISTEN_SSL) {
         if (!tls_conn_start(c)) {
             conn_close(c);
             return;

@@ -81,7 +81,9 @@ struct conn {
     uint8_t tp_want;        /* and the transport besides: a TLS read that must write first, or the reverse */
     bool tp_pending;        /* the transport holds read bytes the socket will not announce */
     uint8_t lflags;         /* AS_LISTEN_* of the listen it came from */
-    char peer[48];
+    char peer[48];          /* the client: the socket's peer, or what a trusted PROXY header said */
+    uint16_t peer_port;     /* 0 on unix sockets */
+    struct pp_stage *pp;    /* reading a PROXY protocol header (proxy_header.c) */
 
     /* TLS (tls_conn.c) */
     struct ssl_st *ssl;
@@ -123,6 +125,9 @@ static inline void conn_arm(struct conn *c, double seconds)
     c->timer.repeat = seconds;
     ev_timer_again(srv.loop, &c->timer);
 }
+/* The connection is accepted (and its PROXY header read): TLS, if its
+ * listen has it, then its protocol. */
+void conn_begin(struct conn *c);
 /* The one end of a connection: ends its exchanges (not completed), releases
  * the transport, closes the socket. */
 void conn_close(struct conn *c);

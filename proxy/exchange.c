@@ -8,6 +8,7 @@
 #include "metrics.h"
 #include "tunnel.h"
 #include "accel.h"
+#include "realip.h"
 
 #include <stdio.h>
 #include <sys/socket.h>
@@ -104,6 +105,8 @@ struct exchange *exchange_new(struct conn *c)
     x->upgrade = false;
     x->tunnel = NULL;
     x->accel = NULL;
+    memcpy(x->client, c->peer, sizeof x->client);
+    x->client_port = c->peer_port;
     x->h2 = false;
     x->out.mem_limit = RESP_MEM_LIMIT;     /* an HTTP/2 stream may have had less */
     return x;
@@ -162,6 +165,7 @@ bool exchange_head_done(struct exchange *x)
 
     /* The first letter spares most requests a strcmp call. */
     x->head_only = r->method[0] == 'H' && !strcmp(r->method, "HEAD");
+    realip_request(x);
     x->site = site_of(x->rt, r);
     if (!x->site) {
         exchange_error(x, 421, true);   /* no site of that name here, and no default */

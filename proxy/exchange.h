@@ -48,6 +48,8 @@ struct exchange {
     bool upgrade;               /* an admitted upgrade request, counted (tunnel.h) */
     struct tunnel *tunnel;      /* after 101: the connection is a tunnel */
     struct accel *accel;        /* the upstream said X-Accel-Redirect (accel.h) */
+    char client[48];            /* the client's address (realip.h): the log's, the limits' */
+    uint16_t client_port;       /* 0: not known */
 
     /* HTTP/2 (h2.c): one stream of the connection */
     bool h2;

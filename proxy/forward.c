@@ -7,6 +7,7 @@
 #include "headw.h"
 #include "tunnel.h"
 #include "accel.h"
+#include "realip.h"
 #include "metrics.h"
 #include "pathtime.h"
 #include "site.h"
@@ -105,6 +106,7 @@ static void build_head(struct exchange *x, struct headw *h)
         hw_u64(h, len);
         hw_put(h, "\r\n", 2);
     }
+    realip_forwarded(x, h);
     tunnel_request_fields(x, h);
     hw_put(h, "\r\n", 2);
 }

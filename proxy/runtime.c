@@ -265,6 +265,10 @@ static int proxy_errors(const struct as_config *cfg)
     if (cfg->n_tls_pairs && !has_tls_listen(cfg))
         fprintf(stderr, "%s:%d: warning: no listen has \"ssl\": the certificates are not used\n", cfg->path,
                 cfg->tls_pairs[0].cert_line);
+    for (size_t i = 0; i < cfg->proxy_listen.n; i++)
+        if ((cfg->proxy_listen_flags[i] & AS_LISTEN_PROXY_PROTOCOL) && !cfg->real_ip_from.n)
+            fprintf(stderr, "%s:%d: warning: proxy_protocol without real_ip_from: the PROXY headers are read "
+                    "and their addresses ignored\n", cfg->path, cfg->proxy_listen.line[i]);
     if (cfg->proxy_listen.n > MAX_LISTEN) {
         fprintf(stderr, "%s:%d: [proxy] has more than %d listen addresses\n", cfg->path,
                 cfg->proxy_listen.line[MAX_LISTEN], MAX_LISTEN);

@@ -11,7 +11,7 @@ import pytest
 from conftest import BUILDDIR, SRCDIR
 
 TARGETS = ["http_parse", "chunked", "differential", "static_path", "config", "stdio_entry", "site_host",
-           "worker_ident", "accept_enc"]
+           "worker_ident", "accept_enc", "proxy_proto", "forwarded"]
 FUZZ = os.path.join(SRCDIR, "tests", "fuzz")
 
 # Reproducers whose bug is not fixed yet: file name -> why.

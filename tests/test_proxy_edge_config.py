@@ -22,6 +22,7 @@ BAD = [
     ("min length", "gzip_min_length = lots\n", 4, "not a size"),
     ("bad type", "compress_types = text/html html\n", 4, '"html" is not a media type'),
     ("tunnels", "max_tunnels = -1\n", 4, "from 0 to"),
+    ("listen flag", "listen = 127.0.0.1:81 proxy-protocol\n", 4, "known: ssl, http2, proxy_protocol"),
     ("internal", "[location /p/]\nalias = /tmp/\ninternal = maybe\n", 6, '"maybe" is not on or off'),
 ]
 
@@ -29,6 +30,7 @@ GOOD_EXTRA = [
     "gzip = on\nbrotli = on\ngzip_comp_level = 9\nbrotli_comp_level = 0\ngzip_min_length = 1k\n"
     "compress_types = text/html, application/xml\ncompress_types = *\n",
     "max_tunnels = 0\n",
+    "listen = 127.0.0.1:81 proxy_protocol\nlisten = unix:/tmp/x.sock http2 proxy_protocol\nreal_ip_from = 10.0.0.0/8\n",
     "[location /p/]\nalias = /tmp/\ninternal = on\n",
 ]
 
@@ -59,3 +61,8 @@ def test_every_error_is_listed(tmp_path):
     path, r = check(tmp_path, GOOD + "".join(b[1] for b in BAD if b[1].count("\n") == 1))
     assert r.returncode == 1
     assert len([ln for ln in r.stderr.splitlines() if ln.startswith(path + ":")]) >= 5
+
+
+def test_proxy_protocol_without_real_ip_from_is_a_warning(tmp_path):
+    path, r = check(tmp_path, GOOD + "listen = 127.0.0.1:81 proxy_protocol\n")
+    assert r.returncode == 0 and f"{path}:4: warning: proxy_protocol without real_ip_from" in r.stderr

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "forwarded.h"
 #include "http_fields.h"
 #include "http_uri.h"
 #include "listen.h"
@@ -326,6 +327,29 @@ static int apply_forwarded(PyObject *env, const struct as_http_header *xff, cons
     return 0;
 }
 
+/* Forwarded from a trusted proxy (appstack-proxy writes one element with
+ * the client's address and port): REMOTE_ADDR and REMOTE_PORT from its
+ * for=, over what X-Forwarded-For gave. */
+static int apply_forwarded_for(PyObject *env, const struct as_http_header *fwd)
+{
+    char addr[WK_FWD_ADDR_MAX];
+    unsigned port;
+    PyObject *p;
+
+    if (!fwd || !wk_forwarded_for(fwd->value, fwd->value_len, addr, &port))
+        return 0;
+    if (set_latin1(env, k_raddr, addr, strlen(addr)) < 0)
+        return -1;
+    if (!port)
+        return PyDict_SetItem(env, k_rport, v_empty);
+    p = PyUnicode_FromFormat("%u", port);
+    if (!p)
+        return -1;
+    int rc = PyDict_SetItem(env, k_rport, p);
+    Py_DECREF(p);
+    return rc;
+}
+
 /* SERVER_NAME and SERVER_PORT from the Host header (PEP 3333, RFC 3875
  * 4.1.14): "[v6]:port", "name:port" or a name alone, whose port follows
  * from wsgi.url_scheme. Without Host, the listening socket's. */
@@ -411,7 +435,7 @@ static int set_connection(PyObject *env, struct wk_conn *c)
 PyObject *wk_environ_build(struct wk_conn *c)
 {
     const struct as_http_request *r = &c->req;
-    const struct as_http_header *xff = NULL, *xfp = NULL, *sn = NULL;
+    const struct as_http_header *xff = NULL, *xfp = NULL, *sn = NULL, *fwd = NULL;
     PyObject *env = PyDict_Copy(template);
 
     if (!env)
@@ -438,9 +462,12 @@ PyObject *wk_environ_build(struct wk_conn *c)
                 xfp = h;
             else if (name_is(h, "script_name", 11))
                 sn = h;
+            else if (name_is(h, "forwarded", 9))
+                fwd = h;
         }
     }
     if (set_request_line(env, c, sn) < 0 || apply_forwarded(env, xff, xfp) < 0 ||
+        apply_forwarded_for(env, fwd) < 0 ||
         set_server(env, c, as_http_header(r, "Host")) < 0)
         goto fail;
     return env;

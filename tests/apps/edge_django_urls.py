@@ -61,7 +61,14 @@ def raw_accel(request):
     return response
 
 
+def whoami(request):
+    m = request.META
+    return HttpResponse(" | ".join(str(m.get(k, "-")) for k in (
+        "REMOTE_ADDR", "REMOTE_PORT", "HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED")) + "\n", content_type="text/plain")
+
+
 urlpatterns = site_urls + [
+    path("edge/whoami", whoami),
     path("edge/page", page),
     path("edge/stream", stream),
     path("edge/download/<path:name>", download),

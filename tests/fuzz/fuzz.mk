@@ -8,7 +8,7 @@
 # project's compiler (tests/test_hostile_fuzz.py).
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
-FUZZ_TARGETS = http_parse chunked differential static_path config stdio_entry site_host worker_ident accept_enc
+FUZZ_TARGETS = http_parse chunked differential static_path config stdio_entry site_host worker_ident accept_enc proxy_proto forwarded
 
 FUZZ_FLAGS = -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer -include $(top_builddir)/build-config.h -I$(top_srcdir)/common \
@@ -72,9 +72,19 @@ fuzz/fuzz_accept_enc: $(top_srcdir)/tests/fuzz/fuzz_accept_enc.c $(top_srcdir)/p
 	$(AM_V_GEN)$(MKDIR_P) fuzz && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
 	  $(top_srcdir)/tests/fuzz/fuzz_accept_enc.c $(top_srcdir)/proxy/accept_enc.c
 
+fuzz/fuzz_proxy_proto: $(top_srcdir)/tests/fuzz/fuzz_proxy_proto.c $(top_srcdir)/proxy/proxy_proto.c \
+	  $(top_srcdir)/proxy/proxy_proto.h
+	$(AM_V_GEN)$(MKDIR_P) fuzz && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
+	  $(top_srcdir)/tests/fuzz/fuzz_proxy_proto.c $(top_srcdir)/proxy/proxy_proto.c
+
+fuzz/fuzz_forwarded: $(top_srcdir)/tests/fuzz/fuzz_forwarded.c $(top_srcdir)/worker/forwarded.c \
+	  $(top_srcdir)/worker/forwarded.h
+	$(AM_V_GEN)$(MKDIR_P) fuzz && $(FUZZ_CC) $(FUZZ_FLAGS) -I$(top_srcdir)/worker -o $@ \
+	  $(top_srcdir)/tests/fuzz/fuzz_forwarded.c $(top_srcdir)/worker/forwarded.c
+
 fuzz-build: fuzz/fuzz_http_parse fuzz/fuzz_chunked fuzz/fuzz_differential fuzz/fuzz_static_path \
 	fuzz/fuzz_config fuzz/fuzz_stdio_entry fuzz/fuzz_site_host fuzz/fuzz_worker_ident \
-	fuzz/fuzz_accept_enc
+	fuzz/fuzz_accept_enc fuzz/fuzz_proxy_proto fuzz/fuzz_forwarded
 
 # Each target gets its dictionary when there is one (tests/fuzz/TARGET.dict).
 fuzz: fuzz-build
@@ -104,7 +114,7 @@ fuzz-clean:
 # main), built by `make check` with the project's compiler and flags.
 check_PROGRAMS += tests/fuzz/replay_http_parse tests/fuzz/replay_chunked tests/fuzz/replay_differential \
 	tests/fuzz/replay_static_path tests/fuzz/replay_config tests/fuzz/replay_stdio_entry \
-	tests/fuzz/replay_site_host tests/fuzz/replay_worker_ident tests/fuzz/replay_accept_enc
+	tests/fuzz/replay_site_host tests/fuzz/replay_worker_ident tests/fuzz/replay_accept_enc tests/fuzz/replay_proxy_proto tests/fuzz/replay_forwarded
 tests_fuzz_replay_http_parse_SOURCES = tests/fuzz/fuzz_http_parse.c tests/fuzz/replay.c
 tests_fuzz_replay_http_parse_CPPFLAGS = $(AM_CPPFLAGS) $(LLHTTP_CFLAGS)
 tests_fuzz_replay_http_parse_LDADD = libappstack.a $(LLHTTP_LDADD)
@@ -132,3 +142,9 @@ tests_fuzz_replay_worker_ident_LDADD = libappstack.a
 tests_fuzz_replay_accept_enc_SOURCES = tests/fuzz/fuzz_accept_enc.c proxy/accept_enc.c proxy/accept_enc.h \
 	tests/fuzz/replay.c
 tests_fuzz_replay_accept_enc_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/proxy
+tests_fuzz_replay_proxy_proto_SOURCES = tests/fuzz/fuzz_proxy_proto.c proxy/proxy_proto.c proxy/proxy_proto.h \
+	tests/fuzz/replay.c
+tests_fuzz_replay_proxy_proto_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/proxy
+tests_fuzz_replay_forwarded_SOURCES = tests/fuzz/fuzz_forwarded.c worker/forwarded.c worker/forwarded.h \
+	tests/fuzz/replay.c
+tests_fuzz_replay_forwarded_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/worker
