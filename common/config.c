@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 
 enum kind { K_STR, K_LIST, K_INT, K_SIZE, K_DURATION, K_BOOL, K_ADDRS, K_LEVEL, K_HOSTS, K_LISTEN, K_CERT,
-             K_CERT_KEY, K_TLS_PROTOCOLS, K_NETS, K_ADDR, K_LOG_FORMAT, K_TYPES };
+             K_CERT_KEY, K_TLS_PROTOCOLS, K_NETS, K_ADDR, K_LOG_FORMAT, K_TYPES, K_RATE };
 
 struct key {
     const char *name;
@@ -103,6 +103,12 @@ static const struct key proxy_keys[] = {
     { "gzip_min_length", K_SIZE, F(gzip_min_length), 0, 0 },
     { "compress_types", K_TYPES, F(compress_types), 0, 0 },
     { "max_tunnels", K_INT, F(max_tunnels), 0, 10000000 },
+    { "limit_req", K_RATE, F(limit), 0, 0 },
+    { "limit_conn", K_INT, F(limit.conn), 1, 1000000 },
+    { "limit_req_status", K_INT, F(limit_req_status), 400, 599 },
+    { "limit_conn_status", K_INT, F(limit_conn_status), 400, 599 },
+    { "limit_allow", K_NETS, F(limit_allow), 0, 0 },
+    { "limit_zone_size", K_SIZE, F(limit_zone_size), 0, 0 },
     { NULL, 0, 0, 0, 0 }
 };
 
@@ -117,6 +123,8 @@ static const struct site_key site_keys[] = {
     { { "proxy_connect_timeout", K_DURATION, S(proxy_connect_timeout), 0, 0 }, F(proxy_connect_timeout) },
     { { "proxy_read_timeout", K_DURATION, S(proxy_read_timeout), 0, 0 }, F(proxy_read_timeout) },
     /* The site's pairs join [proxy]'s: SNI picks by the certificates' names. */
+    { { "limit_req", K_RATE, S(limit), 0, 0 }, NO_FROM },
+    { { "limit_conn", K_INT, S(limit.conn), 1, 1000000 }, NO_FROM },
     { { "certificate", K_CERT, 0, 0, 0 }, NO_FROM },
     { { "certificate_key", K_CERT_KEY, 0, 0, 0 }, NO_FROM },
     { { NULL, 0, 0, 0, 0 }, NO_FROM }
@@ -506,6 +514,49 @@ static bool add_hosts(struct loader *ld, struct as_strlist *l, const char *value
     return ok;
 }
 
+/* limit_req = RATE [burst=N] [nodelay], RATE as nginx writes it: "10r/s"
+ * or "30r/m". */
+static bool set_rate(struct loader *ld, struct as_limit *l, const char *value)
+{
+    char *copy = xstrdup(value), *save = NULL, *tok, *end;
+    bool ok = true, have_rate = false;
+    struct as_limit n = { .conn = l->conn };
+
+    for (tok = strtok_r(copy, " \t", &save); tok && ok; tok = strtok_r(NULL, " \t", &save)) {
+        if (!strncmp(tok, "burst=", 6)) {
+            errno = 0;
+            long b = strtol(tok + 6, &end, 10);
+            if (errno || end == tok + 6 || *end || b < 0 || b > 1000000) {
+                err_at(ld, ld->lineno, "limit_req: \"%s\": burst must be a whole number from 0 to 1000000", tok);
+                ok = false;
+            }
+            n.burst = b;
+        } else if (!strcmp(tok, "nodelay")) {
+            n.nodelay = true;
+        } else if (!have_rate) {
+            errno = 0;
+            double r = strtod(tok, &end);
+            if (errno || end == tok || r <= 0 || r > 1e6 || (strcmp(end, "r/s") && strcmp(end, "r/m"))) {
+                err_at(ld, ld->lineno, "limit_req: \"%s\" is not a rate (e.g. 10r/s, 30r/m)", tok);
+                ok = false;
+            }
+            n.rate = !strcmp(end, "r/m") ? r / 60 : r;
+            have_rate = true;
+        } else {
+            err_at(ld, ld->lineno, "limit_req: unknown word \"%s\" (expected RATE [burst=N] [nodelay])", tok);
+            ok = false;
+        }
+    }
+    if (ok && !have_rate) {
+        err_at(ld, ld->lineno, "limit_req: no rate (e.g. 10r/s)");
+        ok = false;
+    }
+    free(copy);
+    if (ok)
+        *l = n;
+    return ok;
+}
+
 /* compress_types = TYPE [TYPE...]: media types ("text/html"), each an
  * entry in lower case; "*" for every type. */
 static bool add_types(struct loader *ld, struct as_strlist *l, const char *value)
@@ -617,6 +668,8 @@ static bool set_value(struct loader *ld, char *base, const struct key *k, const 
         }
         *(int *)(base + k->off) = strcmp(value, "json") ? AS_LOG_TEXT : AS_LOG_JSON;
         return true;
+    case K_RATE:
+        return set_rate(ld, (struct as_limit *)(base + k->off), value);
     case K_TYPES:
         return add_types(ld, (struct as_strlist *)(base + k->off), value);
     case K_LEVEL:
@@ -656,6 +709,14 @@ static void set_location(struct loader *ld, const char *name, const char *value)
             return;
         }
         loc->expires = (long)d;
+    } else if (!strcmp(name, "limit_req")) {
+        set_rate(ld, &loc->limit, value);
+    } else if (!strcmp(name, "limit_conn")) {
+        long l;
+        if (!as_parse_long(value, 1, 1000000, &l))
+            err_at(ld, ld->lineno, "limit_conn: \"%s\" is not a whole number from 1 to 1000000", value);
+        else
+            loc->limit.conn = l;
     } else if (!strcmp(name, "internal")) {
         if (!as_parse_bool(value, &loc->internal))
             err_at(ld, ld->lineno, "internal: \"%s\" is not on or off", value);
@@ -761,6 +822,9 @@ static void set_defaults(struct as_config *c)
     c->brotli_comp_level = 4;
     c->gzip_min_length = 256;
     c->max_tunnels = 5000;
+    c->limit_req_status = 429;
+    c->limit_conn_status = 429;
+    c->limit_zone_size = 10 << 20;
 }
 
 static bool is_dotted_name(const char *s, size_t n)
@@ -828,8 +892,11 @@ static void check_locations(struct loader *ld, const struct as_location *locs, s
 {
     for (size_t i = 0; i < n; i++) {
         const struct as_location *loc = &locs[i];
-        if (!loc->alias)
+        /* without alias, a location forwards; that is only worth it for its limits */
+        if (!loc->alias && !loc->limit.rate && !loc->limit.conn)
             err_at(ld, loc->line, "location %s%s has no alias", loc->exact ? "= " : "", loc->prefix);
+        if (!loc->alias && loc->internal)
+            err_at(ld, loc->line, "location %s%s: internal needs an alias", loc->exact ? "= " : "", loc->prefix);
     }
 }
 
@@ -947,6 +1014,7 @@ void as_config_free(struct as_config *c)
     list_free(&c->forwarded_allow_ips);
     list_free(&c->real_ip_from);
     list_free(&c->compress_types);
+    list_free(&c->limit_allow);
     list_free(&c->proxy_listen);
     free(c->proxy_listen_flags);
     for (size_t i = 0; i < c->n_tls_pairs; i++) {

@@ -33,12 +33,22 @@ struct as_tls_pair {
     int cert_line, key_line;
 };
 
+/* limit_req and limit_conn of [proxy], a [site] or a [location]
+ * (docs/proxy.md "Limits"). */
+struct as_limit {
+    double rate;        /* limit_req: requests per second; 0 = none */
+    long burst;         /* requests beyond the rate held (or let through, nodelay) */
+    bool nodelay;
+    long conn;          /* limit_conn: requests at once per client; 0 = none */
+};
+
 struct as_location {
     char *prefix;       /* URL prefix, or the exact path when exact */
     bool exact;
     char *alias;
     long expires;       /* seconds for Cache-Control max-age; -1 = unset */
     bool internal;      /* served only through X-Accel-Redirect */
+    struct as_limit limit;
     int line;
 };
 
@@ -54,6 +64,7 @@ struct as_site {
     bool access_log;
     double proxy_connect_timeout;
     double proxy_read_timeout;
+    struct as_limit limit;          /* the site's own; [proxy]'s apply where it sets none */
     unsigned given;                 /* which of the options above the section set */
     struct as_location *locations;  /* the [location] sections after it */
     size_t n_locations;
@@ -130,6 +141,10 @@ struct as_config {
     size_t gzip_min_length;         /* smaller responses go out as they are */
     struct as_strlist compress_types;   /* media types, several per line; none given: the default list */
     long max_tunnels;               /* upgrade requests and tunnels at once; 503 beyond */
+    struct as_limit limit;          /* limit_req, limit_conn for every site */
+    long limit_req_status, limit_conn_status;
+    struct as_strlist limit_allow;  /* clients no limit applies to */
+    size_t limit_zone_size;         /* memory of each table of clients */
 
     /* The [location] sections before any [site]: the default site's. */
     struct as_location *locations;

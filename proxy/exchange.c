@@ -9,6 +9,7 @@
 #include "tunnel.h"
 #include "accel.h"
 #include "realip.h"
+#include "limit.h"
 
 #include <stdio.h>
 #include <sys/socket.h>
@@ -107,6 +108,9 @@ struct exchange *exchange_new(struct conn *c)
     x->accel = NULL;
     memcpy(x->client, c->peer, sizeof x->client);
     x->client_port = c->peer_port;
+    x->limits_done = false;
+    x->limit_conn = NULL;
+    ev_init(&x->limit_wait, NULL);
     x->h2 = false;
     x->out.mem_limit = RESP_MEM_LIMIT;     /* an HTTP/2 stream may have had less */
     return x;
@@ -128,6 +132,7 @@ void exchange_finish(struct exchange *x, bool completed)
     compress_end(x);
     tunnel_end(x);
     accel_end(x);
+    limit_release(x);
     spool_free(&x->body);
     spool_free(&x->out);
     parser_put(x->req);
@@ -236,6 +241,7 @@ void exchange_dispatch(struct exchange *x)
     char path[PATH_MAX_DECODED];
     const char *rel = NULL;
     size_t idx = 0;
+    enum sp_result r;
 
     if (x->rt->cfg.redirect_https && !x->c->tp->secure
         && !(x->req->path_len >= sizeof ACME_PREFIX - 1
@@ -244,8 +250,15 @@ void exchange_dispatch(struct exchange *x)
         return;
     }
     /* The path, also of an absolute-form target ("http://host/path"). */
-    switch (static_resolve(x->req->path, x->req->path_len, site->sp, site->n_locs, path, sizeof path, &idx, &rel)) {
+    r = static_resolve(x->req->path, x->req->path_len, site->sp, site->n_locs, path, sizeof path, &idx, &rel);
+    if ((r == SP_STATIC || r == SP_FORWARD) && limit_check(x, r == SP_STATIC ? &site->locs[idx] : NULL) != LIMIT_PASS)
+        return;     /* refused, or waiting for its turn (limit.h) */
+    switch (r) {
     case SP_STATIC:
+        if (!site->locs[idx].alias) {
+            forward_start(x);       /* a location for its limits only */
+            return;
+        }
         x->static_req = true;
         if (site->locs[idx].internal) {
             resp_simple(x, 404, NULL);      /* for X-Accel-Redirect only */

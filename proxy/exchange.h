@@ -50,6 +50,10 @@ struct exchange {
     struct accel *accel;        /* the upstream said X-Accel-Redirect (accel.h) */
     char client[48];            /* the client's address (realip.h): the log's, the limits' */
     uint16_t client_port;       /* 0: not known */
+    bool limits_done;           /* limit_check passed it (limit.h) */
+    struct limit *limit_conn;   /* counted in this limit_conn table */
+    uint32_t limit_conn_i;
+    ev_timer limit_wait;        /* limit_req: waiting for its turn */
 
     /* HTTP/2 (h2.c): one stream of the connection */
     bool h2;

@@ -33,6 +33,8 @@ struct location_rt {
     char *alias;
     long expires;
     bool internal;          /* only X-Accel-Redirect reaches it */
+    const struct as_limit *limit_cfg;
+    struct limit *limit;    /* its own limit_req/limit_conn (limit.h), or NULL */
     int root_fd;            /* O_PATH of the alias directory, -1 = not (yet) there */
     dev_t dev;
     ino_t ino;
@@ -65,6 +67,11 @@ struct runtime {
     int https_port;             /* of the first TLS listen, for redirect_https */
     struct as_net *fronts;      /* real_ip_from: whose X-Forwarded-* are kept */
     size_t n_fronts;
+    struct limit *lims;         /* limit.h: [proxy]'s, the sites', the locations' */
+    size_t n_limits;
+    struct limit *limit_proxy;  /* [proxy]'s, for every site, or NULL */
+    struct as_net *limit_allow;
+    size_t n_limit_allow;
 };
 
 /* The process-wide state. */

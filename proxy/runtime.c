@@ -5,6 +5,7 @@
 #include "site.h"
 #include "tls.h"
 #include "upstream.h"
+#include "limit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -74,7 +75,7 @@ void runtime_revalidate(struct runtime *rt)
 
     for (size_t i = 0; i < rt->n_locs; i++) {
         struct location_rt *l = &rt->locs[i];
-        if (l->sp.exact)
+        if (l->sp.exact || !l->alias)
             continue;
         if (stat(l->alias, &st) < 0 || !S_ISDIR(st.st_mode)) {
             if (l->root_fd >= 0) {
@@ -101,10 +102,11 @@ static void add_locations(struct runtime *rt, const struct as_location *locs, si
         l->alias = c->alias;
         l->expires = c->expires;
         l->internal = c->internal;
+        l->limit_cfg = &c->limit;
         l->root_fd = -1;
-        if (!c->exact)
+        if (!c->exact && l->alias)
             open_root(l);
-        if (warn && !c->exact && l->root_fd < 0)
+        if (warn && !c->exact && l->alias && l->root_fd < 0)
             as_warn("%s:%d: alias %s: %s (serving 404 until it appears)", cfg->path, c->line, c->alias,
                     strerror(errno));
         rt->sp[i] = l->sp;
@@ -199,6 +201,7 @@ static void runtime_free(struct runtime *rt)
     free(rt->sp);
     for (size_t i = 0; i < rt->n_sites; i++)
         balancer_free(rt->sites[i].bal);
+    limits_free(rt);
     sites_free(rt);
     free(rt->fronts);
     as_config_free(&rt->cfg);
@@ -349,6 +352,7 @@ struct runtime *runtime_load(const char *path, bool warn)
         const struct as_site *cs = rt->sites[i].cfg;
         rt->sites[i].bal = balancer_build(cs ? &cs->upstream : &rt->cfg.upstream);
     }
+    limits_build(rt);
     return rt;
 }
 

@@ -23,6 +23,7 @@ struct site {
     struct sp_location *sp;     /* the same, for static_resolve */
     size_t n_locs;
     struct balancer *bal;       /* its upstreams (upstream.h; runtime.c makes it) */
+    struct limit *limit;        /* its own limit_req/limit_conn, or NULL */
     /* [proxy]'s values unless the site gives its own */
     uint64_t max_body;          /* 0 = unlimited */
     size_t body_buffer_size;

@@ -23,6 +23,16 @@ BAD = [
     ("bad type", "compress_types = text/html html\n", 4, '"html" is not a media type'),
     ("tunnels", "max_tunnels = -1\n", 4, "from 0 to"),
     ("listen flag", "listen = 127.0.0.1:81 proxy-protocol\n", 4, "known: ssl, http2, proxy_protocol"),
+    ("rate", "limit_req = 10/s\n", 4, '"10/s" is not a rate'),
+    ("burst", "limit_req = 10r/s burst=lots\n", 4, "burst must be a whole number"),
+    ("rate word", "limit_req = 10r/s slowly\n", 4, 'unknown word "slowly"'),
+    ("conn", "limit_conn = 0\n", 4, "from 1 to 1000000"),
+    ("req status", "limit_req_status = 200\n", 4, "from 400 to 599"),
+    ("allow", "limit_allow = 10.0.0.0/33\n", 4, "is not an IP address"),
+    ("zone", "limit_zone_size = big\n", 4, "not a size"),
+    ("location rate", "[location /login/]\nlimit_req = fast\n", 5, '"fast" is not a rate'),
+    ("location without alias", "[location /login/]\nexpires = 1d\n", 4, "has no alias"),
+    ("internal without alias", "[location /login/]\nlimit_conn = 1\ninternal = on\n", 4, "internal needs an alias"),
     ("internal", "[location /p/]\nalias = /tmp/\ninternal = maybe\n", 6, '"maybe" is not on or off'),
 ]
 
@@ -30,6 +40,8 @@ GOOD_EXTRA = [
     "gzip = on\nbrotli = on\ngzip_comp_level = 9\nbrotli_comp_level = 0\ngzip_min_length = 1k\n"
     "compress_types = text/html, application/xml\ncompress_types = *\n",
     "max_tunnels = 0\n",
+    "limit_req = 30r/m burst=5 nodelay\nlimit_conn = 10\nlimit_req_status = 503\nlimit_conn_status = 503\n"
+    "limit_allow = 10.0.0.0/8 ::1\nlimit_zone_size = 1m\n[location /login/]\nlimit_req = 1r/s\n",
     "listen = 127.0.0.1:81 proxy_protocol\nlisten = unix:/tmp/x.sock http2 proxy_protocol\nreal_ip_from = 10.0.0.0/8\n",
     "[location /p/]\nalias = /tmp/\ninternal = on\n",
 ]
