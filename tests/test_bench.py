@@ -130,3 +130,13 @@ def test_bench_tls_measures_https_handshakes_and_http2(tmpdir_short):
     assert "HTTP/2 1 KiB, 100 streams per connection" in r.stdout
     assert not _cmdlines_with(res["meta"]["workdir"]), "processes left behind"
     assert not os.path.exists(res["meta"]["workdir"])
+
+
+@pytest.mark.timeout(120)
+def test_bench_websocket_measures_both_fronts(tmpdir_short):
+    r, res = _run("websocket", tmpdir_short, timeout=110)
+    rows = {(row["case"], s["key"]): s for row in res["rows"] for s in row["stacks"]}
+    for key in ("appstack-proxy-ws", "nginx-ws"):
+        s = rows[("echo, 1000 connections", key)]
+        assert s["n"] == 1 and s["rps"]["median"] > 0 and s["errors_total"] == 0, s
+    assert not _cmdlines_with(res["meta"]["workdir"]), "processes left behind"

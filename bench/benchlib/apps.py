@@ -92,10 +92,27 @@ STATIC_FILES = (("1 KiB", "1k.bin", 1 << 10),
                 ("10 MiB", "10m.bin", 10 << 20))
 
 
+HTML_FILE = "100k.html"
+
+
+def _html(size):
+    """A page of text as compressible as real HTML (about 4:1 with gzip),
+    the same on every run."""
+    words = [("".join(chr(97 + (i * 7 + j * 3) % 26) for j in range(2 + i % 9))) for i in range(700)]
+    out, i = ["<!doctype html>\n<html><head><title>bench</title></head><body>\n"], 0
+    while sum(map(len, out)) < size - 32:
+        out.append(f'<p class="c{i % 13}">' + " ".join(words[(i * 31 + k * 17) % 700] for k in range(12)) + "</p>\n")
+        i += 1
+    return ("".join(out) + "</body></html>\n").encode()
+
+
 def static_files(workdir):
-    """Writes the 1 KiB, 100 KiB and 10 MiB files; returns (dir, paths)."""
+    """Writes the 1 KiB, 100 KiB and 10 MiB files (and the 100 KiB HTML page
+    of the compression rows); returns (dir, paths)."""
     d = os.path.join(workdir, "files")
     os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, HTML_FILE), "wb") as f:
+        f.write(_html(100 << 10))
     paths = []
     for label, name, size in STATIC_FILES:
         data = os.urandom(size)

@@ -12,7 +12,8 @@ import time
 from . import apps, deps, docs, host, plan, procs, report, stacks
 from .runner import Results, Runner, log
 
-GROUPS = ("hello-direct", "hello-front", "static", "django", "mixed", "lifecycle", "vhosts", "tls", "memory")
+GROUPS = ("hello-direct", "hello-front", "static", "django", "mixed", "lifecycle", "vhosts", "tls", "memory",
+          "compress", "websocket")
 MEMORY_WORKERS = 8      # the pool whose memory the "memory" group compares
 
 
@@ -165,7 +166,7 @@ def _keep_logs(workdir, outdir):
 def run(o, builddir, outdir, rawdir, workdir):
     files_dir, static_paths = apps.static_files(workdir)
     hello = apps.hello(files_dir)
-    need_django = {"django", "lifecycle", "memory"} & set(o.only)
+    need_django = {"django", "lifecycle", "memory", "compress"} & set(o.only)
     django = apps.django(workdir, log) if need_django else None
     units = plan.plan(o, hello, django, static_paths, apps.mixed())
     ctx = stacks.Context(builddir, workdir, o.server_cpus)

@@ -45,6 +45,24 @@ def wait_ready(url, procs, timeout=60.0, interval=0.1):
                        f"{status}{tails}")
 
 
+def wait_port(port, procs, timeout=60.0, interval=0.05):
+    """Waits until 127.0.0.1:PORT accepts a connection (a server that is not
+    HTTP). Raises like wait_ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            pass
+        for p in procs:
+            if not p.alive():
+                raise RuntimeError(f"{p.name} exited ({p.popen.returncode}) before port {port} "
+                                   f"accepted:\n{p.log_tail()}")
+        time.sleep(interval)
+    raise RuntimeError(f"port {port} did not accept within {timeout:.0f}s")
+
+
 def get_status(host, port, path, timeout):
     """Status of one GET over a fresh connection; 0 on any connection error.
     Used where curl's own start-up time would blur the measurement."""

@@ -1,10 +1,11 @@
 """What a run measures: the units (a group of stacks serving one app at one
 worker count) and their cases, and how long that should take."""
-from . import apps, stacks
+from . import apps, stacks, ws
 from .runner import Case, Unit
 
 
 H2_CONNECTIONS = 8     # h2load connections, 100 streams each
+WS_CONNECTIONS = 1000
 
 
 def plan(o, hello, django, static_paths, mixed=None):
@@ -47,6 +48,18 @@ def plan(o, hello, django, static_paths, mixed=None):
                                 kind="close"),
                            Case(f"HTTP/2 {k1}, 100 streams per connection", p1, c1, [H2_CONNECTIONS],
                                 kind="h2")]))
+    if "compress" in o.only:
+        lvl = stacks.GZIP_LEVEL
+        units.append(Unit("compress", f"gzip (level {lvl}) on the fly via one front process", stacks.GZIP_FRONT,
+                          django, last, [Case("Django page, gzip", "/", b"</html>", [o.base_conc], kind="gzip")]))
+        units.append(Unit("compress-static", f"static HTML gzipped (level {lvl}) on the fly, one front process",
+                          stacks.GZIP_STATIC, hello, 0,
+                          [Case("100 KiB HTML, gzip", "/static/" + apps.HTML_FILE, b"<html>", [o.base_conc],
+                                kind="gzip")]))
+    if "websocket" in o.only:
+        units.append(Unit("websocket", f"WebSocket echo, {WS_CONNECTIONS} connections, {ws.MESSAGE}-byte "
+                          "messages, one front process", stacks.WS, hello, 0,
+                          [Case(f"echo, {WS_CONNECTIONS} connections", "/ws", b"", [WS_CONNECTIONS], kind="ws")]))
     if "static" in o.only:
         first, *rest = static_paths
         units.append(Unit("static", "static files from the front", stacks.STATIC, hello, 0,

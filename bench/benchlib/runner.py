@@ -3,11 +3,12 @@ so that all stacks see the same machine conditions (interleaving)."""
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 
-from . import h2load, mixed, net, procs, stacks, wrk
+from . import h2load, mixed, net, procs, stacks, wrk, ws
 
 BUSY_CLIENT = 0.9      # wrk using this much of its core: the client is the limit
 
@@ -20,7 +21,8 @@ class Case:
     concs: list
     kind: str = "wrk"   # "wrk"; "close": wrk, a new connection per request; "h2": h2load, 100 streams;
                         # "open", "closed": bench/benchlib/mixed.py's client, /fast and /slow at
-                        # RATE a second or back to back on each connection
+                        # RATE a second or back to back on each connection;
+                        # "gzip": wrk asking for gzip; "ws": WebSocket echo (ws.py)
     rate: int = 0
 
 
@@ -80,7 +82,7 @@ class Runner:
             stack.wait_ready(unit.cases[0].path, timeout=self.o.start_timeout)
             for case in unit.cases:
                 _verify(stack, case)
-            if self.o.warmup > 0:
+            if self.o.warmup > 0 and unit.cases[0].kind != "ws":
                 first = unit.cases[0]
                 if first.kind in ("open", "closed"):
                     # the same mix: a proxy that learns what is slow has learnt it
@@ -108,10 +110,14 @@ class Runner:
             elif case.kind in ("open", "closed"):
                 fig, raw, busy = mixed.run(stack.port, case.kind, case.rate, conc, self.o.mixed_duration,
                                            self.o.client_cpus)
+            elif case.kind == "ws":
+                fig, raw, busy = ws.run(self.ctx.workdir, stack.port, case.path, conc, self.o.duration,
+                                        self.o.client_cpus)
             else:
                 fig, raw, busy = wrk.run(stack.url(case.path), conc, self.o.duration,
                                          self.o.threads, self.o.client_cpus,
-                                         headers=("Connection: close",) if case.kind == "close" else ())
+                                         headers=("Connection: close",) if case.kind == "close" else
+                                         ("Accept-Encoding: gzip",) if case.kind == "gzip" else ())
         except ValueError as e:
             entry["failures"].append(str(e)[:500])
             log(f"      {case.label} c={conc}: wrk failed: {str(e)[:200]}")
@@ -217,7 +223,16 @@ class Runner:
 
 
 def _verify(stack, case):
-    """A fast wrong answer must not count: check status and content once."""
+    """A fast wrong answer must not count: check status and content once
+    (and that a gzip case is answered with gzip)."""
+    if case.kind == "ws":
+        return          # wsload fails itself without a 101
+    if case.kind == "gzip":
+        r = subprocess.run(["curl", "-s", "-k", "-D", "-", "-o", "/dev/null", "-H", "Accept-Encoding: gzip",
+                            "--max-time", "10", stack.url(case.path)], capture_output=True, timeout=20)
+        if b"\ncontent-encoding: gzip" not in r.stdout.lower():
+            raise RuntimeError(f"GET {case.path} with Accept-Encoding: gzip was not answered with gzip:\n"
+                               f"{r.stdout.decode('latin-1')[:500]}")
     status, body = net.curl(stack.url(case.path), timeout=10)
     if status != 200 or case.check not in body:
         raise RuntimeError(f"GET {case.path} answered {status} with {len(body)} bytes "

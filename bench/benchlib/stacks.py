@@ -9,7 +9,7 @@ import signal
 import subprocess
 import textwrap
 
-from . import net, procs
+from . import net, procs, ws
 
 PYTHON = "/usr/bin/python3"
 UWSGI_PLUGIN = "python3"
@@ -123,6 +123,7 @@ class _Appstack(Stack):
     appstack = True
     app_options = ""            # more [app] lines, e.g. "preload = on\n"
     supervisor_options = ""     # more [supervisor] lines
+    proxy_extra = ""        # more [proxy] lines (compression rows)
 
     def ini(self, supervisor_listen, proxy=False):
         """The one INI file (SPEC.md) both appstackd and appstack-proxy read;
@@ -136,7 +137,7 @@ class _Appstack(Stack):
                      f"control = {self.dir}/control.sock\n{self.supervisor_options}\n")
         if proxy:
             text += (f"[proxy]\nlisten = 127.0.0.1:{self.port}\n"
-                     f"upstream = unix:{self.dir}/app.sock\n")
+                     f"upstream = unix:{self.dir}/app.sock\n{self.proxy_extra}")
             if a.static_dir:
                 text += f"\n[location /static/]\nalias = {a.static_dir.rstrip('/')}/\nexpires = 30d\n"
         return self.write("appstack.ini", text)
@@ -294,11 +295,17 @@ PASS_TO_UWSGI = """
 
 class _Nginx(Stack):
     tls = False
+    gzip = False            # gzip on, at GZIP_LEVEL
+    one_process = False     # worker_processes 1, as appstack-proxy is one process
 
     def start_nginx(self, app_block):
         os.makedirs(os.path.join(self.dir, "tmp"))
         static = (self.app.static_dir or os.path.join(self.dir, "nostatic")).rstrip("/")
         text = NGINX_CONF.format(d=self.dir, port=self.port, static=static, app=app_block)
+        if self.gzip:
+            text = text.replace("    sendfile on;\n", "    sendfile on;\n" + NGINX_GZIP.format(level=GZIP_LEVEL))
+        if self.one_process:
+            text = text.replace("worker_processes auto;", "worker_processes 1;")
         if self.tls:
             # The same certificate and protocol as appstack's TLS rows, and
             # as many front processes (one).
@@ -416,6 +423,87 @@ class NginxStaticTls(NginxStatic):
     key, label, scheme, tls = "nginx-tls", "nginx, TLS", "https", True
 
 
+# ---- compression ------------------------------------------------------------
+# gzip on the fly at the same level on both sides, one front process each
+# (compression is CPU work: nginx's "auto" would use every core).
+
+GZIP_LEVEL = 5
+GZIP_TYPES = "text/html text/css text/plain text/javascript application/javascript application/json image/svg+xml"
+NGINX_GZIP = """    gzip on;
+    gzip_comp_level {level};
+    gzip_min_length 256;
+    gzip_vary on;
+    gzip_proxied any;
+    gzip_types """ + GZIP_TYPES.replace("text/html ", "") + """;
+"""
+APPSTACK_GZIP = f"gzip = on\ngzip_comp_level = {GZIP_LEVEL}\n"
+
+
+class AppstackFrontGzip(AppstackFront):
+    key, label, proxy_extra = "appstack-gzip", "appstack-proxy+appstackd, gzip", APPSTACK_GZIP
+
+
+class AppstackStaticGzip(AppstackStatic):
+    key, label, proxy_extra = "appstack-proxy-gzip", "appstack-proxy, gzip", APPSTACK_GZIP
+
+
+class NginxGunicornGzip(NginxGunicorn):
+    key, label, gzip, one_process = "nginx-gzip+gunicorn", "nginx (gzip)+gunicorn", True, True
+
+
+class NginxUwsgiGzip(NginxUwsgi):
+    key, label, gzip, one_process = "nginx-gzip+uwsgi", "nginx (gzip)+uWSGI", True, True
+
+
+class NginxStaticGzip(NginxStatic):
+    key, label, gzip, one_process = "nginx-gzip", "nginx, gzip", True, True
+
+
+# ---- WebSocket ----------------------------------------------------------------
+# The same upstream (bench/wsload.c echo) behind each front, one front
+# process each.
+
+class _WsEcho:
+    def start_echo(self):
+        self.echo_port = net.free_port()
+        self.echo = self.spawn("wsload-echo", [ws.binary(self.ctx.workdir), "echo", str(self.echo_port)])
+
+    def wait_ready(self, path="/", timeout=60.0):
+        net.wait_port(self.port, self.procs, timeout=timeout)
+
+
+class AppstackWs(_WsEcho, AppstackStatic):
+    key, label = "appstack-proxy-ws", "appstack-proxy"
+
+    def start(self):
+        self.start_echo()
+        net.wait_port(self.echo_port, self.procs, timeout=20)
+        path = self.write("appstack.ini", f"[proxy]\nlisten = 127.0.0.1:{self.port}\n"
+                                          f"upstream = 127.0.0.1:{self.echo_port}\n")
+        self.start_proxy(path)
+
+
+NGINX_WS = """
+            proxy_pass http://127.0.0.1:{port};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_read_timeout 3600s;
+"""
+
+
+class NginxWs(_WsEcho, NginxStatic):
+    key, label, one_process = "nginx-ws", "nginx", True
+
+    def start(self):
+        self.start_echo()
+        net.wait_port(self.echo_port, self.procs, timeout=20)
+        self.start_nginx(NGINX_WS.format(port=self.echo_port))
+
+
+GZIP_FRONT = (AppstackFrontGzip, NginxGunicornGzip, NginxUwsgiGzip)
+GZIP_STATIC = (AppstackStaticGzip, NginxStaticGzip)
+WS = (AppstackWs, NginxWs)
 DIRECT = (AppstackDirect, GunicornDirect, UwsgiDirect)
 # Memory of a pool: appstack with and without preload against the peers'
 # defaults (gunicorn imports the app in each worker, uWSGI forks them from
