@@ -203,3 +203,33 @@ def test_daphne_asgi_app_behind_the_proxy(tmp_path):
             p.stop()
         d.kill()
         d.wait()
+
+
+def test_wss_over_a_tls_listen_with_http2_on(echo, tmp_path):
+    """A browser on an h2-enabled HTTPS site opens its WebSocket over
+    HTTP/1.1 (no extended CONNECT is offered): the tunnel runs through TLS."""
+    from tlsutil import ca_in
+    ca = ca_in(str(tmp_path))
+    cert, key = ca.issue(["localhost"])
+    port = free_port()
+    cfg = proxy_config(str(tmp_path), port, [f"127.0.0.1:{echo}"],
+                       extra=f"certificate = {cert}\ncertificate_key = {key}")
+    with open(cfg) as f:
+        text = f.read().replace(f"listen = 127.0.0.1:{port}", f"listen = 127.0.0.1:{port} ssl")
+    with open(cfg, "w") as f:
+        f.write(text)
+    p = Proxy(cfg, port)
+
+    async def go():
+        ctx = ca.client_context(alpn=["http/1.1"])
+        async with websockets.connect(f"wss://localhost:{port}/ws", ssl=ctx, max_size=None, compression=None) as ws:
+            for i in range(200):
+                await ws.send(f"secure {i}")
+                assert await ws.recv() == f"secure {i}"
+            big = os.urandom(3 << 20)
+            await ws.send(big)
+            assert await ws.recv() == big
+    try:
+        run(go())
+    finally:
+        p.stop()
