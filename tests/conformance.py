@@ -431,13 +431,20 @@ def via_proxy(case, proxy_port):
     """The environ the app sees through the proxy: the upstream hop is
     HTTP/1.1 with a Host always, the target in origin-form, hop-by-hop
     fields and those named in Connection dropped, Expect answered by the
-    proxy, and the body forwarded with a Content-Length."""
+    proxy, and the body forwarded with a Content-Length. An upgrade request
+    (HTTP/1.1, Connection: upgrade, Upgrade) keeps its Upgrade, with the
+    proxy's own "Connection: upgrade": the upstream may take it (a tunnel,
+    docs/proxy.md)."""
     env = dict(case.env)
+    options = [o.strip().lower() for o in env.get("HTTP_CONNECTION", "").split(",")]
+    upgrade = env.get("HTTP_UPGRADE") if "upgrade" in options and env.get("SERVER_PROTOCOL") == "HTTP/1.1" else None
     for opt in env.get("HTTP_CONNECTION", "").split(","):
         env.pop("HTTP_" + opt.strip().upper().replace("-", "_"), None)
     for k in ("HTTP_CONNECTION", "HTTP_KEEP_ALIVE", "HTTP_PROXY_CONNECTION", "HTTP_TE", "HTTP_TRANSFER_ENCODING",
               "HTTP_UPGRADE", "HTTP_TRAILER", "HTTP_EXPECT"):
         env.pop(k, None)
+    if upgrade:
+        env["HTTP_UPGRADE"], env["HTTP_CONNECTION"] = upgrade, "upgrade"
     env["SERVER_PROTOCOL"] = "HTTP/1.1"
     env["RAW_URI"] = case.origin
     env.setdefault("HTTP_HOST", f"127.0.0.1:{proxy_port}")
