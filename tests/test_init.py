@@ -248,6 +248,28 @@ def test_settings_that_raise_on_import(init, tmp_path):
     assert not os.path.exists(os.path.join(project, "static_root")), "collectstatic ran anyway"
 
 
+def test_settings_reading_the_environment_get_it_from_the_file(init, tmp_path):
+    """The refusal says where the variable goes; an env line put there by
+    hand is used to run the project and kept in the file init writes."""
+    project = str(tmp_path / "secret")
+    startproject(project)
+    path = os.path.join(project, "mysite", "settings.py")
+    with open(path) as f:
+        code = f.read()
+    with open(path, "w") as f:
+        f.write("import os\n" + code + 'STATIC_ROOT = BASE_DIR / "static_root"\n'
+                'SECRET_KEY = os.environ["MYSITE_SECRET"]\n')
+    refused(init, init(project), "KeyError: 'MYSITE_SECRET'", 'an "env = NAME=value" line under [app] in ' + init.config)
+    os.makedirs(os.path.dirname(init.config))
+    with open(init.config, "w") as f:
+        f.write("[app]\nenv = MYSITE_SECRET=s3cret=x\n")
+    r = init(project)
+    assert r.returncode == 1 and "edited by hand" in r.stderr, r.stderr
+    ok(init(project, "--force"))
+    assert value(init.text(), "env", "app") == ["DJANGO_SETTINGS_MODULE=mysite.settings", "MYSITE_SECRET=s3cret=x"]
+    assert "is up to date" in ok(init(project)).stdout
+
+
 def test_no_manage_py(init, tmp_path):
     empty = tmp_path / "nothing"
     empty.mkdir()
