@@ -27,6 +27,7 @@ static struct {
     char ident_field[96];
     bool journal;
     char *global[MAX_GLOBAL];
+    char request[96];           /* as_log_set_request_field(); "" = none */
     int n_global;
     int fd;                     /* stderr, or what as_log_set_fd() named */
     enum as_log_format format;
@@ -87,6 +88,11 @@ void as_log_clear_global_fields(void)
 {
     while (lg.n_global > 0)
         free(lg.global[--lg.n_global]);
+}
+
+void as_log_set_request_field(const char *field)
+{
+    snprintf(lg.request, sizeof lg.request, "%s", field ? field : "");
 }
 
 int as_log_to_journal(void)
@@ -484,7 +490,7 @@ void as_log_flush(void)
 
 void as_log_fields(int priority, const char *message, const char *const *fields, int n)
 {
-    struct iovec iov[MAX_FIELDS + MAX_GLOBAL + 3];
+    struct iovec iov[MAX_FIELDS + MAX_GLOBAL + 4];
     char prio[16], *msg;
     int k = 0, saved = errno;
 
@@ -505,6 +511,8 @@ void as_log_fields(int priority, const char *message, const char *const *fields,
     iov[k++] = (struct iovec){ lg.ident_field, strlen(lg.ident_field) };
     for (int i = 0; i < lg.n_global; i++)
         iov[k++] = (struct iovec){ lg.global[i], strlen(lg.global[i]) };
+    if (lg.request[0])
+        iov[k++] = (struct iovec){ lg.request, strlen(lg.request) };
     for (int i = 0; i < n && i < MAX_FIELDS; i++)
         iov[k++] = (struct iovec){ (void *)fields[i], strlen(fields[i]) };
     if (journal_send(iov, k) < 0)

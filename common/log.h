@@ -17,6 +17,10 @@ void as_log_add_global_field(const char *field);
 /* Forgets them (a process that becomes another one: a forked worker). */
 void as_log_clear_global_fields(void);
 
+/* A field added to every later message until it is changed or dropped
+ * (NULL): APPSTACK_REQUEST_ID=... while a worker serves a request. */
+void as_log_set_request_field(const char *field);
+
 /* True when messages go to the journal. */
 int as_log_to_journal(void);
 

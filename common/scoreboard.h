@@ -30,6 +30,7 @@ struct as_slot {
     volatile uint64_t heartbeat;      /* CLOCK_MONOTONIC usec of last loop turn */
     char method[16];
     char path[208];
+    char request_id[64];              /* X-Request-ID of the request, "" = none (AS_REQUEST_ID_MAX) */
 };
 
 struct as_scoreboard {

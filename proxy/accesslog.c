@@ -110,7 +110,7 @@ static void with_fields(const struct exchange *x, const char *msg, size_t mlen, 
 {
     char buf[2048], num[20], entry[16384];
     struct fmt f = { buf, buf + sizeof buf - 1 };
-    const char *fields[7];
+    const char *fields[8];
     size_t n = 6;
     const char *path = plen ? x->req->target : "";
     size_t len;
@@ -121,6 +121,7 @@ static void with_fields(const struct exchange *x, const char *msg, size_t mlen, 
     add_field(&f, &fields[3], "HTTP_DURATION_USEC=", num, fmt_utoa((uint64_t)usec, num));
     add_field(&f, &fields[4], "APPSTACK_UPSTREAM=", upstream, strlen(upstream));
     add_field(&f, &fields[5], "APPSTACK_SITE=", site, strlen(site));
+    add_field(&f, &fields[n++], "APPSTACK_REQUEST_ID=", x->id, strlen(x->id));
     if (queue_usec >= 0)
         add_field(&f, &fields[n++], "APPSTACK_QUEUE_USEC=", num, fmt_utoa((uint64_t)queue_usec, num));
     *f.p = '\0';

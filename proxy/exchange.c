@@ -91,6 +91,7 @@ struct exchange *exchange_new(struct conn *c)
     if (c->n_exchanges++ == 0)
         PM_INC(active);
     x->rt = runtime_get(srv.rt);
+    as_request_id_new(x->id);
     x->site = NULL;
     x->req = parser_get(&x->rt->limits);
     x->up = NULL;
@@ -164,6 +165,20 @@ static struct site *site_of(const struct runtime *rt, const struct as_http_reque
     return host ? site_for_host(rt, host->value, host->value_len) : rt->default_site;
 }
 
+/* A front server of real_ip_from may have named the request already: its
+ * ID is kept, so that one ID follows the request through every hop.
+ * Anyone else's is replaced by ours (it would let a client pick the ID
+ * that other requests' log entries are found by). */
+static void keep_request_id(struct exchange *x)
+{
+    const struct as_http_header *h = as_http_header(x->req, "X-Request-ID");
+
+    if (h && as_request_id_valid(h->value, h->value_len) && exchange_from_front(x)) {
+        memcpy(x->id, h->value, h->value_len);
+        x->id[h->value_len] = '\0';
+    }
+}
+
 bool exchange_head_done(struct exchange *x)
 {
     struct as_http_request *r = x->req;
@@ -171,6 +186,7 @@ bool exchange_head_done(struct exchange *x)
     /* The first letter spares most requests a strcmp call. */
     x->head_only = r->method[0] == 'H' && !strcmp(r->method, "HEAD");
     realip_request(x);
+    keep_request_id(x);
     x->site = site_of(x->rt, r);
     if (!x->site) {
         exchange_error(x, 421, true);   /* no site of that name here, and no default */

@@ -9,6 +9,7 @@
 
 #include "conn.h"
 #include "headw.h"
+#include "request_id.h"
 
 struct exchange {
     struct conn *c;             /* owner */
@@ -34,6 +35,7 @@ struct exchange {
     bool slow;                  /* expected to take BALANCER_SLOW or more */
     bool slow_counted;          /* in its upstream's slow_busy */
     int status;
+    char id[AS_REQUEST_ID_MAX];  /* X-Request-ID: ours, or a trusted front's */
     ev_tstamp t0;
     ev_tstamp t_forward;        /* the request was read whole and went to forward_start */
     uint64_t usec;              /* its duration, once finished (access log, metrics) */
@@ -113,6 +115,9 @@ void static_serve(struct exchange *x, const struct location_rt *loc, const char 
 
 /* forward.c */
 void forward_start(struct exchange *x);
+/* The client is a front server (real_ip_from) whose X-Forwarded-* and
+ * X-Request-ID the proxy keeps. */
+bool exchange_from_front(const struct exchange *x);
 /* Gives the upstream connection back (not reusable). */
 void forward_detach(struct exchange *x);
 /* The exchange ends: out of any queue, connection and upstream released. */

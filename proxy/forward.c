@@ -59,9 +59,9 @@ static bool idempotent(const char *m)
 
 /* Whether the client is a front server of real_ip_from, whose
  * X-Forwarded-* headers are kept (docs/proxy.md). */
-static bool from_front(const struct exchange *x)
+bool exchange_from_front(const struct exchange *x)
 {
-    return x->rt->n_fronts && as_nets_match_text(x->rt->fronts, x->rt->n_fronts, x->c->peer, strlen(x->c->peer));
+    return realip_front(x->c);
 }
 
 /* The request line and the client's fields (fwd_head.c), then the
@@ -73,7 +73,7 @@ static void build_head(struct exchange *x, struct headw *h)
     const struct as_http_request *r = x->req;
     const struct as_http_header *conn_h = as_http_header(r, "Connection");
     const struct as_http_header *host = as_http_header(r, "Host");
-    bool front = from_front(x);
+    bool front = exchange_from_front(x);
     const struct as_http_header *xff = front ? as_http_header(r, "X-Forwarded-For") : NULL;
     const struct as_http_header *xfp = front ? as_http_header(r, "X-Forwarded-Proto") : NULL;
     const struct as_http_header *xfh = front ? as_http_header(r, "X-Forwarded-Host") : NULL;
@@ -96,6 +96,7 @@ static void build_head(struct exchange *x, struct headw *h)
         hw_header(h, "X-Forwarded-Host", 16, xfh->value, xfh->value_len);
     else if (host)
         hw_header(h, "X-Forwarded-Host", 16, host->value, host->value_len);
+    hw_header(h, "X-Request-ID", 12, x->id, strlen(x->id));
     /* Which worker takes a new connection (balancer.c); answered once per
      * connection, ignored by servers that do not know it. */
     hw_put(h, AS_WORKER_FIELD ": ?\r\n", sizeof AS_WORKER_FIELD + 4);
@@ -266,7 +267,9 @@ void forward_response_head(struct exchange *x, struct upconn *u)
     for (int i = 0; i < u->n_hdr; i++) {
         const char *name = b + u->hdr[i].no;
         size_t nl = u->hdr[i].nl;
-        if (as_http_hop_by_hop(name, nl) || as_http_name_is(name, nl, AS_WORKER_FIELD))
+        /* X-Request-ID: the client gets the request's one, from resp_head_begin. */
+        if (as_http_hop_by_hop(name, nl) || as_http_name_is(name, nl, AS_WORKER_FIELD) ||
+            as_http_name_is(name, nl, "X-Request-ID"))
             continue;
         if (own_hsts && nl == 25 && !strncasecmp(name, "Strict-Transport-Security", 25))
             continue;           /* hsts in the config wins */

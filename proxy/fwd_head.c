@@ -6,13 +6,15 @@
 
 /* Request fields the proxy does not pass on: hop-by-hop ones (the table
  * in common/http_fields.c), those it writes itself (Content-Length, the
- * X-Forwarded trio, Forwarded) and Expect (it answered 100 Continue itself). */
+ * X-Forwarded trio, Forwarded, X-Request-ID) and Expect (it answered 100
+ * Continue itself). */
 static bool dropped_request_field(const char *name, size_t len)
 {
     return as_http_hop_by_hop(name, len) || as_http_name_is(name, len, "Content-Length") ||
            as_http_name_is(name, len, "Expect") || as_http_name_is(name, len, "X-Forwarded-For") ||
            as_http_name_is(name, len, "X-Forwarded-Proto") || as_http_name_is(name, len, "X-Forwarded-Host") ||
-           as_http_name_is(name, len, AS_WORKER_FIELD) || as_http_name_is(name, len, "Forwarded");
+           as_http_name_is(name, len, AS_WORKER_FIELD) || as_http_name_is(name, len, "Forwarded") ||
+           as_http_name_is(name, len, "X-Request-ID");
 }
 
 /* Named by the client's Connection field: hop-by-hop for this hop too

@@ -14,9 +14,9 @@
  * absolute-form authority the Host), HTTP/1.1, a Host always (LOCAL_HOST
  * when the client named none: HTTP/1.0 may omit it, HTTP/1.1 must carry
  * one, RFC 9112 3.2), and no hop-by-hop field, none named in Connection,
- * no Content-Length, Expect, X-Forwarded-*, Forwarded or Appstack-Worker
- * (the proxy writes those itself). The caller adds its own fields and the
- * blank line. */
+ * no Content-Length, Expect, X-Forwarded-*, Forwarded, X-Request-ID or
+ * Appstack-Worker (the proxy writes those itself). The caller adds its own
+ * fields and the blank line. */
 void fwd_request_head(struct headw *h, const struct as_http_request *r, const struct as_http_header *conn,
                       const char *local_host);
 

@@ -14,6 +14,9 @@ void resp_head_begin(struct exchange *x, struct headw *w, int status, const char
     x->head_sent = true;
     hw_init(w, &x->out);
     x->c->proto->head_begin(x, w, status, reason, reason_len);
+    hw_put(w, "X-Request-ID: ", 14);
+    hw_str(w, x->id);
+    hw_put(w, "\r\n", 2);
 }
 
 void resp_head(struct exchange *x, struct headw *w, int status)

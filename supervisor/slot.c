@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "master.h"
+#include "request_id.h"
 
 struct as_slot *slot_of(const struct worker *w)
 {
@@ -32,6 +33,11 @@ int slot_requests(const struct worker *w, uint64_t now_us, struct reqview *out, 
     out->age = now_us > start ? (double)(now_us - start) / 1e6 : 0;
     snprintf(out->method, sizeof out->method, "%.*s", (int)sizeof s->method, s->method);
     snprintf(out->path, sizeof out->path, "%.*s", (int)sizeof s->path, s->path);
+    snprintf(out->request_id, sizeof out->request_id, "%.*s", (int)sizeof s->request_id, s->request_id);
+    /* Read while the worker may be writing the next one: half of each is
+     * no ID at all. */
+    if (!as_request_id_valid(out->request_id, strlen(out->request_id)))
+        out->request_id[0] = '\0';
     return 1;
 }
 

@@ -16,6 +16,7 @@ struct worker;
 struct reqview {
     char method[sizeof ((struct as_slot *)0)->method + 1];
     char path[sizeof ((struct as_slot *)0)->path + 1];
+    char request_id[sizeof ((struct as_slot *)0)->request_id + 1];   /* "" = none */
     uint64_t start;         /* CLOCK_MONOTONIC usec */
     double age;             /* s it has run */
 };

@@ -257,7 +257,8 @@ static pid_t start(struct master *m, const struct worker *w, unsigned generation
         stdio_pipes_close(&stdio);
         goto out;
     }
-    stdio_watch(m->loop, &stdio, m->cfg.stderr_level, w ? w->id : 0, generation, (int)pid);
+    stdio_watch(m->loop, &stdio, m->cfg.stderr_level, w ? w->id : 0, generation, (int)pid,
+                w ? &m->sb->slot[worker_slot(w)] : NULL);
     *chan = sv[0];
     sv[0] = -1;
     if (w) {
@@ -340,7 +341,7 @@ bool spawn_fork(struct master *m, const struct worker *w, int tmpl_chan, unsigne
     }
     /* The template has its copies now: ours would hide the end of a
      * worker that never comes (its channel would never close). */
-    stdio_watch(m->loop, &stdio, m->cfg.stderr_level, w->id, generation, 0);
+    stdio_watch(m->loop, &stdio, m->cfg.stderr_level, w->id, generation, 0, &m->sb->slot[worker_slot(w)]);
     *chan = sv[0];
     *dump = dp[0];
     sv[0] = dp[0] = -1;

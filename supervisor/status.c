@@ -97,7 +97,9 @@ static void json_worker(struct sbuf *b, const struct wview *v, bool first)
         sbuf_json_str(b, v->req[0].method);
         sbuf_printf(b, ",\"path\":");
         sbuf_json_str(b, v->req[0].path);
-        sbuf_printf(b, ",\"age\":%.3f}}", v->req[0].age);
+        sbuf_printf(b, ",\"age\":%.3f,\"request_id\":", v->req[0].age);
+        sbuf_json_str(b, v->req[0].request_id);
+        sbuf_printf(b, "}}");
     } else {
         sbuf_printf(b, "null}");
     }

@@ -10,7 +10,13 @@
  * its pipe's EOF, which may come after the worker's exit when a subprocess
  * still holds the pipe: it owns copies of the fields it needs and frees
  * itself. The worker's own messages do not come this way: it logs them on
- * the descriptor stdio_log_fd() gives it (the journal or our stderr). */
+ * the descriptor stdio_log_fd() gives it (the journal or our stderr).
+ *
+ * While the worker serves a request, what it writes is about that request:
+ * its entries get APPSTACK_REQUEST_ID, from the worker's scoreboard slot
+ * when the bytes are read (note_request). The worker does not end a
+ * request while its pipes hold output (worker/master.c), so output read
+ * while the slot shows a request is that request's. */
 #include "stdio_capture.h"
 
 #include <errno.h>
@@ -22,6 +28,8 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "request_id.h"
+#include "scoreboard.h"
 #include "stdio_entry.h"
 
 #define PIPE_BYTES (256 * 1024)  /* a packet takes a page: 64 writes before the worker waits */
@@ -35,7 +43,9 @@ struct stdio_stream {
     ev_timer quiet;
     struct stdio_entry entry;
     int pid;
+    const struct as_slot *slot;         /* the worker's, for its request ID */
     char fields[3][48];
+    char request[AS_REQUEST_ID_MAX + 24];   /* APPSTACK_REQUEST_ID=..., or "" */
     struct stdio_stream *prev, *next;
 };
 
@@ -103,9 +113,9 @@ bool stdio_child(const struct stdio_pipes *p)
 static void emit(void *ctx, int priority, const char *text, size_t len)
 {
     struct stdio_stream *s = ctx;
-    const char *fields[] = { s->fields[0], s->fields[1], s->fields[2] };
+    const char *fields[] = { s->fields[0], s->fields[1], s->fields[2], s->request };
 
-    as_log_relay(priority, "appstack-worker", s->pid, text, len, fields, 3);
+    as_log_relay(priority, "appstack-worker", s->pid, text, len, fields, s->request[0] ? 4 : 3);
 }
 
 static void stream_free(struct stdio_stream *s)
@@ -124,12 +134,27 @@ static void stream_free(struct stdio_stream *s)
     free(s);
 }
 
+/* The request the output being read now is about (see the top). */
+static void note_request(struct stdio_stream *s)
+{
+    const struct as_slot *sl = s->slot;
+    char id[AS_REQUEST_ID_MAX];
+
+    s->request[0] = '\0';
+    if (!sl || sl->pid != s->pid || !sl->request_start)
+        return;
+    snprintf(id, sizeof id, "%.*s", (int)sizeof sl->request_id, sl->request_id);
+    if (as_request_id_valid(id, strlen(id)))    /* not torn by a write in progress */
+        snprintf(s->request, sizeof s->request, "APPSTACK_REQUEST_ID=%s", id);
+}
+
 static void readable_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct stdio_stream *s = io->data;
     char buf[PIPE_BUF];
 
     (void)revents;
+    note_request(s);
     for (int i = 0; i < PACKETS_PER_TURN; i++) {
         ssize_t n = read(io->fd, buf, sizeof buf);
 
@@ -161,7 +186,7 @@ static void quiet_cb(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 static void watch(struct ev_loop *loop, int fd, int priority, const char *name, int id,
-                  unsigned generation, int pid)
+                  unsigned generation, int pid, const struct as_slot *slot)
 {
     struct stdio_stream *s = calloc(1, sizeof *s);
 
@@ -175,6 +200,7 @@ static void watch(struct ev_loop *loop, int fd, int priority, const char *name, 
     }
     s->loop = loop;
     s->pid = pid;
+    s->slot = slot;
     if (id)
         snprintf(s->fields[0], sizeof s->fields[0], "APPSTACK_WORKER=%d", id);
     else
@@ -195,12 +221,12 @@ static void watch(struct ev_loop *loop, int fd, int priority, const char *name, 
 }
 
 void stdio_watch(struct ev_loop *loop, struct stdio_pipes *p, int stderr_priority, int id, unsigned generation,
-                 int pid)
+                 int pid, const struct as_slot *slot)
 {
     close(p->out[1]);
     close(p->err[1]);
-    watch(loop, p->out[0], LOG_INFO, "stdout", id, generation, pid);
-    watch(loop, p->err[0], stderr_priority, "stderr", id, generation, pid);
+    watch(loop, p->out[0], LOG_INFO, "stdout", id, generation, pid, slot);
+    watch(loop, p->err[0], stderr_priority, "stderr", id, generation, pid, slot);
     p->out[0] = p->out[1] = p->err[0] = p->err[1] = -1;
 }
 

@@ -22,9 +22,13 @@ void stdio_pipes_close(struct stdio_pipes *p);
  * descriptor is kept. Plain syscalls only. */
 bool stdio_child(const struct stdio_pipes *p);
 
-/* In the parent after fork: read the worker's output from now on. */
+struct as_slot;
+
+/* In the parent after fork: read the worker's output from now on; SLOT
+ * (the worker's scoreboard slot, which outlives the stream) tells which
+ * request it serves. */
 void stdio_watch(struct ev_loop *loop, struct stdio_pipes *p, int stderr_priority, int id, unsigned generation,
-                 int pid);
+                 int pid, const struct as_slot *slot);
 
 /* A worker watched with pid 0 (forked by a template) has this PID. */
 void stdio_set_pid(int id, unsigned generation, int pid);

@@ -209,7 +209,8 @@ static void log_kill(struct worker *w, const char *stacks, const char *missing)
 {
     const struct reqview *r = &w->stuck.req;
     char f_pid[48], f_cause[48], f_method[64], f_path[sizeof r->path + 16], f_usec[64];
-    const char *extra[] = { f_pid, f_cause, f_method, f_path, f_usec };
+    char f_rid[sizeof r->request_id + 24];
+    const char *extra[] = { f_pid, f_cause, f_method, f_path, f_usec, f_rid };
     struct sbuf b = { 0 };
 
     if (w->stuck.in_request)
@@ -229,7 +230,8 @@ static void log_kill(struct worker *w, const char *stacks, const char *missing)
     snprintf(f_method, sizeof f_method, "HTTP_METHOD=%s", r->method);
     snprintf(f_path, sizeof f_path, "HTTP_PATH=%s", r->path);
     snprintf(f_usec, sizeof f_usec, "HTTP_DURATION_USEC=%llu", (unsigned long long)(w->stuck.age * 1e6));
-    log_entry(w, LOG_ERR, b.s, extra, w->stuck.in_request ? 5 : 2);
+    snprintf(f_rid, sizeof f_rid, "APPSTACK_REQUEST_ID=%s", r->request_id);
+    log_entry(w, LOG_ERR, b.s, extra, !w->stuck.in_request ? 2 : r->request_id[0] ? 6 : 5);
     sbuf_free(&b);
 }
 

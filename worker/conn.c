@@ -14,6 +14,7 @@
 #include "accept_pause.h"
 #include "linger.h"
 #include "log.h"
+#include "request_id.h"
 #include "worker_ident.h"
 
 static void list_remove(struct wk_conn *c)
@@ -148,6 +149,7 @@ static bool identify(struct wk_conn *c)
 static bool serve(struct wk_conn *c)
 {
     struct as_http_request *r = &c->req;
+    const struct as_http_header *rid;
     bool keep;
 
     request_reset(c);
@@ -167,7 +169,10 @@ static bool serve(struct wk_conn *c)
     W.req_seq++;
     c->served++;
     R.active = true;
-    wk_slot_request_begin(r->method, r->target, r->target_len);
+    rid = c->trusted ? as_http_header(r, "X-Request-ID") : NULL;
+    if (rid && !as_request_id_valid(rid->value, rid->value_len))
+        rid = NULL;
+    wk_slot_request_begin(r->method, r->target, r->target_len, rid ? rid->value : "", rid ? rid->value_len : 0);
     call_app(c);
     R.active = false;
     Py_CLEAR(R.status);

@@ -8,11 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "request_id.h"
 
 static struct as_slot private_slot;
 
@@ -162,15 +165,22 @@ static void copy_field(char *dst, size_t cap, const char *src, size_t len)
     dst[len] = '\0';
 }
 
-void wk_slot_request_begin(const char *method, const char *target, size_t target_len)
+void wk_slot_request_begin(const char *method, const char *target, size_t target_len, const char *rid,
+                           size_t rid_len)
 {
     struct as_slot *s = W.slot;
     const char *q = memchr(target, '?', target_len);
+    char field[AS_REQUEST_ID_MAX + 24];
 
     if (q)
         target_len = (size_t)(q - target);
     copy_field(s->method, sizeof s->method, method, strlen(method));
     copy_field(s->path, sizeof s->path, target, target_len);
+    copy_field(s->request_id, sizeof s->request_id, rid, rid_len);
+    if (rid_len) {
+        snprintf(field, sizeof field, "APPSTACK_REQUEST_ID=%s", s->request_id);
+        as_log_set_request_field(field);
+    }
     s->state = W.recycle ? AS_SLOT_RECYCLE : AS_SLOT_BUSY;
     s->request_start = wk_now_usec();
 }
@@ -190,17 +200,51 @@ static void check_limit(uint64_t requests)
     }
 }
 
+/* What the app wrote to fds 1 and 2 while it served the request (pipes to
+ * appstackd, supervisor/stdio_capture.c) gets the request's ID from the
+ * slot when appstackd reads it. appstackd reads within microseconds, but
+ * a view that logs and returns may end the request before that: so the
+ * request ends only once the pipes are empty, or after OUTPUT_WAIT (a
+ * child process that keeps writing). Two ioctls, only for requests with
+ * an ID. */
+#define OUTPUT_WAIT 0.01
+
+static bool output_unread(void)
+{
+    int n = 0;
+
+    return (ioctl(STDOUT_FILENO, FIONREAD, &n) == 0 && n > 0) || (ioctl(STDERR_FILENO, FIONREAD, &n) == 0 && n > 0);
+}
+
+static void wait_output_read(void)
+{
+    double deadline;
+
+    if (W.standalone || !output_unread())
+        return;
+    deadline = wk_now() + OUTPUT_WAIT;
+    do {
+        struct timespec ts = { 0, 50000 };
+        nanosleep(&ts, NULL);
+    } while (output_unread() && wk_now() < deadline);
+}
+
 void wk_slot_request_end(void)
 {
     struct as_slot *s = W.slot;
-    uint64_t served = s->requests + 1;
+    uint64_t served = s->requests + 1, now;
 
+    if (s->request_id[0])
+        wait_output_read();
+    now = wk_now_usec();
     s->request_start = 0;
+    s->request_id[0] = '\0';
+    as_log_set_request_field(NULL);
     check_limit(served);
     if (W.stopping)
         s->state = AS_SLOT_STOPPING;
     else
         s->state = W.recycle ? AS_SLOT_RECYCLE : AS_SLOT_IDLE;
     s->requests = served;   /* last: a reader that sees the count sees the state too */
-    s->heartbeat = wk_now_usec();
+    s->heartbeat = now;
 }

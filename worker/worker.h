@@ -135,7 +135,9 @@ void wk_log_generation(void);
 void wk_master_send(const char *msg, size_t len);
 void wk_slot_state(enum as_slot_state st);
 void wk_slot_heartbeat(void);
-void wk_slot_request_begin(const char *method, const char *target, size_t target_len);
+/* RID: the request's ID (X-Request-ID from a trusted peer), RID_LEN 0 for none. */
+void wk_slot_request_begin(const char *method, const char *target, size_t target_len, const char *rid,
+                           size_t rid_len);
 void wk_slot_request_end(void);
 
 /* pyapp.c */

@@ -1,8 +1,9 @@
 """A WSGI app for the journal tests: writes to stdout (also bytes that are
-not UTF-8), to stderr through logging, raises, and floods stdout on
+not UTF-8), to stderr through logging, raises, sleeps, and floods stdout on
 request."""
 import logging
 import sys
+import time
 
 log = logging.getLogger("journal_app")
 log.addHandler(logging.StreamHandler(sys.stderr))
@@ -21,6 +22,8 @@ def application(environ, start_response):
         log.warning("app-log %s", arg)
     elif path == "/raise":
         raise ValueError("journal-test-boom " + arg)
+    elif path == "/sleep":
+        time.sleep(float(arg))
     elif path == "/flood":
         marker, _, count = arg.partition("-")
         for i in range(int(count)):

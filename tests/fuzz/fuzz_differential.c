@@ -16,7 +16,7 @@
  * - it means what the client's bytes meant: the same method, path
  *   (percent-decoded, as PATH_INFO), query, body, and the same fields but
  *   those the proxy drops on purpose (hop-by-hop, named in Connection,
- *   Content-Length, Expect, X-Forwarded-*, Appstack-Worker); Host is the client's, or the
+ *   Content-Length, Expect, X-Forwarded-*, X-Request-ID, Appstack-Worker); Host is the client's, or the
  *   proxy's address when the client named none.
  *
  * The first byte picks the read size of the client's bytes (low nibble,
@@ -72,6 +72,7 @@ static bool dropped(const struct as_http_request *r, const struct as_http_header
            as_http_name_is(f->name, f->name_len, "x-forwarded-proto") ||
            as_http_name_is(f->name, f->name_len, "x-forwarded-host") ||
            as_http_name_is(f->name, f->name_len, "appstack-worker") ||
+           as_http_name_is(f->name, f->name_len, "x-request-id") ||
            (conn && !as_http_name_is(f->name, f->name_len, "host") &&
             as_http_list_has_n(conn->value, conn->value_len, f->name, f->name_len));
 }
