@@ -26,6 +26,7 @@ struct as_slot {
     volatile uint32_t state;          /* enum as_slot_state */
     volatile int32_t pid;
     volatile uint64_t requests;       /* served since start */
+    volatile uint64_t errors;         /* of those, answered with a 5xx status */
     volatile uint64_t request_start;  /* CLOCK_MONOTONIC usec, 0 when idle */
     volatile uint64_t heartbeat;      /* CLOCK_MONOTONIC usec of last loop turn */
     char method[16];

@@ -263,6 +263,8 @@ static void dispatch(struct conn *c, char *line)
 
     if (cmd && !strcmp(cmd, "status") && (!arg || !strcmp(arg, "--json"))) {
         reply_take(c, true, status_report(m, arg != NULL));
+    } else if (cmd && !strcmp(cmd, "top") && !arg) {
+        reply_take(c, true, status_top(m));
     } else if (cmd && !strcmp(cmd, "scale")) {
         cmd_scale(c, arg);
     } else if (cmd && !strcmp(cmd, "reload") && !arg) {

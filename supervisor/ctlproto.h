@@ -4,7 +4,14 @@
  * "status --json", "reload", "scale 4", "scale +2", "scale -1", "dump",
  * "dump 3", "stop")
  * ending in "\n". appstackd answers with "OK\n" or "ERR\n", then free text,
- * then closes. A reload, dump or stop is answered only when it is done. */
+ * then closes. A reload, dump or stop is answered only when it is done.
+ *
+ * "top" (for supctl top) answers tab-separated lines:
+ *   appstackd PID UPTIME NOW(monotonic s) GENERATION READY TARGET REQUESTS
+ *     ERRORS(5xx) RELOADING STOPPING LISTEN_QUEUE(-1 unknown)
+ *     "crash=N timeout=N ..." RELOADS_OK RELOADS_FAILED
+ *   worker ID PID GENERATION STATE REQUESTS ERRORS RSS(bytes, -1) CPU(s, -1)
+ *     AGE METHOD REQUEST_ID PATH          (the last four "-" when idle) */
 #ifndef APPSTACK_CTLPROTO_H
 #define APPSTACK_CTLPROTO_H
 

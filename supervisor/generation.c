@@ -220,6 +220,7 @@ static enum gen_outcome exited(struct generation *g, struct worker *w)
     unpair(w);
     disown(g, w);
     m->counters.retired_requests += slot_served(w);
+    m->counters.retired_errors += slot_errors(w);
     if (counts && w->end >= END_CRASH && w->end <= LAST_RESTART_CAUSE)
         m->counters.restarts[w->end]++;
     if (g->fallback && g->phase == G_LOADING && w->end != END_RETIRED)

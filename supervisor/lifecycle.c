@@ -37,6 +37,16 @@ int lifecycle_target(const struct master *m)
     return m->serving ? m->serving->target : 0;
 }
 
+uint64_t lifecycle_errors(const struct master *m)
+{
+    uint64_t n = m->counters.retired_errors;
+
+    for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++)
+        if (m->w[i].state != W_FREE)
+            n += slot_errors(&m->w[i]);
+    return n;
+}
+
 uint64_t lifecycle_requests(const struct master *m)
 {
     uint64_t n = m->counters.retired_requests;

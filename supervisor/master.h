@@ -41,6 +41,7 @@ struct conn;
  * metrics endpoint exports). Written by generation.c and lifecycle.c. */
 struct sup_counters {
     uint64_t retired_requests;                  /* served by workers that have exited */
+    uint64_t retired_errors;                    /* ... and answered 5xx */
     uint64_t restarts[LAST_RESTART_CAUSE + 1];    /* by enum worker_end, CRASH..MAX_RSS */
     uint64_t reloads_ok, reloads_failed;
 };
@@ -121,6 +122,7 @@ int lifecycle_target(const struct master *m);
 /* Some worker takes connections now (serving or recycling). */
 bool lifecycle_serves(const struct master *m);
 uint64_t lifecycle_requests(const struct master *m);
+uint64_t lifecycle_errors(const struct master *m);      /* of those, answered 5xx */
 
 /* reload.c: the configuration a reload reads */
 bool reload_config(struct master *m, char **errors, int *workers);

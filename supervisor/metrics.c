@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "listenq.h"
 #include "log.h"
 #include "procfs.h"
 #include "slot.h"
@@ -30,7 +31,7 @@ static void pool_text(struct master *m, struct prom *p)
     uint64_t now_us = mono_usec();
     int count[N_STATES] = { 0 };
     struct reqview req;
-    char labels[64];
+    char labels[256];
 
     for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++) {
         const struct worker *w = &m->w[i];
@@ -48,6 +49,17 @@ static void pool_text(struct master *m, struct prom *p)
     prom_u64(p, "appstack_generation", NULL, m->serving ? m->serving->id : 0);
     prom_family(p, "appstack_reloading", "gauge", "1 while a reload's new generation loads or takes over.");
     prom_u64(p, "appstack_reloading", NULL, m->pending != NULL);
+    prom_family(p, "appstack_listen_queue", "gauge",
+                "Connections waiting in a listening socket's accept queue for a worker.");
+    for (int i = 0; i < m->n_listen; i++) {
+        long q = listen_queue(m->listen_fd[i]);
+        char esc[200];
+        if (q < 0)
+            continue;
+        prom_escape(m->listen_name[i], esc, sizeof esc);
+        snprintf(labels, sizeof labels, "listen=\"%s\"", esc);
+        prom_u64(p, "appstack_listen_queue", labels, (uint64_t)q);
+    }
 }
 
 static void counters_text(struct master *m, struct prom *p)
@@ -57,6 +69,9 @@ static void counters_text(struct master *m, struct prom *p)
 
     prom_family(p, "appstack_requests_total", "counter", "Requests served by the workers (all generations).");
     prom_u64(p, "appstack_requests_total", NULL, lifecycle_requests(m));
+    prom_family(p, "appstack_request_errors_total", "counter",
+                "Requests the workers answered with a 5xx status (the app's own, or 500 for an exception).");
+    prom_u64(p, "appstack_request_errors_total", NULL, lifecycle_errors(m));
     prom_family(p, "appstack_worker_restarts_total", "counter",
                 "Workers replaced, by cause (a retirement by reload, scale-down or stop is no restart).");
     for (int i = END_CRASH; i <= LAST_RESTART_CAUSE; i++) {

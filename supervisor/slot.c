@@ -46,6 +46,11 @@ uint64_t slot_served(const struct worker *w)
     return slot_of(w)->requests;
 }
 
+uint64_t slot_errors(const struct worker *w)
+{
+    return slot_of(w)->errors;
+}
+
 bool slot_wants_recycle(const struct worker *w)
 {
     return slot_of(w)->state == AS_SLOT_RECYCLE;

@@ -29,6 +29,8 @@ void slot_reset(const struct worker *w, pid_t pid);
 /* The requests W serves now, oldest first; returns how many (<= MAX). */
 int slot_requests(const struct worker *w, uint64_t now_us, struct reqview *out, int max);
 uint64_t slot_served(const struct worker *w);
+/* Of those, the ones answered with a 5xx status. */
+uint64_t slot_errors(const struct worker *w);
 /* The worker reached max_requests and asks to be replaced. */
 bool slot_wants_recycle(const struct worker *w);
 /* When its loop last turned or took a request (CLOCK_MONOTONIC usec). */

@@ -250,6 +250,44 @@ static const char *last_line(const char *text, char *buf, size_t n)
     return buf;
 }
 
+/* `top`: the same facts as tab-separated lines for supctl top, which
+ * computes the rates from two of them (ctlproto.h). */
+char *status_top(struct master *m)
+{
+    const struct sup_counters *c = &m->counters;
+    struct sbuf b = { 0 };
+    struct wview v;
+    struct proc_sample ps;
+    uint64_t now_us = mono_usec();
+    int order[AS_SCOREBOARD_SLOTS], n = 0;
+
+    sbuf_printf(&b, "appstackd\t%d\t%.3f\t%.3f\t%u\t%d\t%d\t%llu\t%llu\t%d\t%d\t%ld\t", (int)getpid(),
+                ev_time() - m->started, (double)now_us / 1e6, m->serving->id, gen_count(m->serving, true),
+                m->serving->target, (unsigned long long)lifecycle_requests(m),
+                (unsigned long long)lifecycle_errors(m), m->pending != NULL, m->stopping, queued(m));
+    for (int i = END_CRASH; i <= LAST_RESTART_CAUSE; i++)
+        sbuf_printf(&b, "%s%s=%llu", i > END_CRASH ? " " : "", status_restart_cause[i],
+                    (unsigned long long)c->restarts[i]);
+    sbuf_printf(&b, "\t%llu\t%llu\n", (unsigned long long)c->reloads_ok, (unsigned long long)c->reloads_failed);
+    for (int i = 0; i < AS_SCOREBOARD_SLOTS; i++)
+        if (m->w[i].state != W_FREE)
+            order[n++] = i;
+    qsort_r(order, (size_t)n, sizeof *order, by_id, m->w);
+    for (int k = 0; k < n; k++) {
+        const struct worker *w = &m->w[order[k]];
+        bool have = proc_sample(w->pid, &ps);
+        view(w, now_us, &v);
+        sbuf_printf(&b, "worker\t%d\t%d\t%u\t%s\t%llu\t%llu\t%lld\t%.2f\t", v.id, v.pid, v.generation, v.state,
+                    v.requests, (unsigned long long)slot_errors(w), have ? ps.rss : -1LL, have ? ps.cpu : -1.0);
+        if (v.n_req)
+            sbuf_printf(&b, "%.3f\t%s\t%s\t%s\n", v.req[0].age, v.req[0].method,
+                        v.req[0].request_id[0] ? v.req[0].request_id : "-", v.req[0].path);
+        else
+            sbuf_printf(&b, "-\t-\t-\t-\n");
+    }
+    return sbuf_take(&b);
+}
+
 void status_summary(struct master *m, char *text, size_t n)
 {
     char why[160];

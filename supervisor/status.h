@@ -16,6 +16,8 @@ char *status_worker_head(const struct worker *w);
 const char *status_state_name(const struct worker *w, bool busy);
 /* "crash", "timeout", ... by enum worker_end (the restart causes). */
 extern const char *const status_restart_cause[LAST_RESTART_CAUSE + 1];
+/* The reply to `top` (ctlproto.h), malloc'ed. */
+char *status_top(struct master *m);
 /* The one-line summary for systemd's STATUS=. */
 void status_summary(struct master *m, char *text, size_t n);
 

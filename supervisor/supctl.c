@@ -14,6 +14,7 @@
 #include "cfgcheck.h"
 #include "ctlproto.h"
 #include "instances.h"
+#include "top.h"
 
 static void usage(FILE *out)
 {
@@ -28,6 +29,8 @@ static void usage(FILE *out)
             "  scale N|+K|-K      run N workers (K more, K fewer)\n"
             "  dump [ID]          Python stacks of every thread of the workers (or of worker ID),\n"
             "                     without stopping them\n"
+            "  top [-d SEC] [-n N]  live view of the workers, their requests, rates and memory;\n"
+            "                     q quits (plain frames when not on a terminal)\n"
             "  stop               graceful stop of appstackd\n"
             "  init DIR [...]     write the configuration of a Django project (appstack init)\n\n"
             "Options:\n"
@@ -156,9 +159,7 @@ static bool build_command(int argc, char **argv, char *line, size_t len)
     return true;
 }
 
-/* Sends LINE and relays the answer to OUT: the exit code, or -1 with WHY
- * when appstackd could not be reached. */
-static int command(const char *path, const char *line, FILE *out, char *why, size_t len)
+int supctl_command(const char *path, const char *line, FILE *out, char *why, size_t len)
 {
     int fd = connect_to(path, why, len), rc;
 
@@ -200,7 +201,7 @@ static int json_instance(const struct instance *in, bool first)
         perror("supctl");
         return 1;
     }
-    rc = command(in->control, "status --json\n", mem, why, sizeof why);
+    rc = supctl_command(in->control, "status --json\n", mem, why, sizeof why);
     fclose(mem);
     while (len && (text[len - 1] == '\n' || text[len - 1] == ' '))
         text[--len] = '\0';
@@ -242,7 +243,7 @@ static int status_all(bool json)
         }
         printf("%s%s%s (%s)\n", i ? "\n" : "", v[i].name[0] ? "appstack@" : "appstack", v[i].name, v[i].config);
         fflush(stdout);
-        if (command(v[i].control, "status\n", stdout, why, sizeof why) < 0) {
+        if (supctl_command(v[i].control, "status\n", stdout, why, sizeof why) < 0) {
             printf("%s\n", why);
             rc = 1;
         }
@@ -349,6 +350,16 @@ int main(int argc, char **argv)
         }
         return status_all(json);
     }
+    if (optind < argc && !strcmp(argv[optind], "top")) {
+        path = socket_path(sock, config ? config : as_config_default_path());
+        if (!path) {
+            perror("supctl");
+            return 1;
+        }
+        rc = top_run(path, argc - optind, argv + optind);
+        free(path);
+        return rc;
+    }
     if (optind >= argc || !build_command(argc - optind, argv + optind, line, sizeof line)) {
         usage(stderr);
         return 2;
@@ -358,7 +369,7 @@ int main(int argc, char **argv)
         perror("supctl");
         return 1;
     }
-    rc = command(path, line, stdout, why, sizeof why);
+    rc = supctl_command(path, line, stdout, why, sizeof why);
     free(path);
     if (rc < 0) {
         fprintf(stderr, "%s\n", why);

@@ -284,6 +284,8 @@ def test_promtool_accepts_both_outputs(stacks):
     assert sample(p, "appstack_proxy_sent_bytes_total") > 0
     sup = scrape(s.sup_metrics)
     assert sample(sup, "appstack_requests_total") == 3
+    assert sample(sup, "appstack_request_errors_total") == 1     # /fail
+    assert sample(sup, "appstack_listen_queue", listen=f"127.0.0.1:{s.app_port}") == 0
     assert sample(sup, "appstack_workers", state="idle") == 2
     assert sample(sup, "appstack_generation") == 1
     assert sample(sup, "appstack_worker_restarts_total", cause="crash") == 0

@@ -245,6 +245,8 @@ void wk_slot_request_end(void)
         s->state = AS_SLOT_STOPPING;
     else
         s->state = W.recycle ? AS_SLOT_RECYCLE : AS_SLOT_IDLE;
+    if (R.code >= 500)
+        s->errors++;
     s->requests = served;   /* last: a reader that sees the count sees the state too */
     s->heartbeat = now;
 }

@@ -558,7 +558,8 @@ static void app_failed(const char *what)
     R.must_close = true;
     if (!R.headers_sent && !R.client_gone) {
         R.headers_sent = true;
-        wk_send_error(R.c->fd, R.body_error ? 400 : 500, R.http11, R.head_method);
+        R.code = R.body_error ? 400 : 500;
+        wk_send_error(R.c->fd, R.code, R.http11, R.head_method);
     }
 }
 
