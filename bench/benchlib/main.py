@@ -13,7 +13,7 @@ from . import apps, deps, docs, host, plan, procs, report, stacks
 from .runner import Results, Runner, log
 
 GROUPS = ("hello-direct", "hello-front", "static", "django", "mixed", "lifecycle", "vhosts", "tls", "memory",
-          "compress", "websocket")
+          "compress", "websocket", "metrics")
 MEMORY_WORKERS = 8      # the pool whose memory the "memory" group compares
 
 

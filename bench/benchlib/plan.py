@@ -32,6 +32,9 @@ def plan(o, hello, django, static_paths, mixed=None):
             units.append(Unit("mixed", "95/5 mixed load via the front, fast requests", stacks.FRONT,
                               mixed, w, [Case(f"{rate} req/s (70% busy)", "/", b" ", [64], kind="open", rate=rate),
                                          Case("saturated", "/", b" ", [32], kind="closed")]))
+        if "metrics" in o.only and w == last:
+            units.append(Unit("metrics", "hello world via the front, metrics on vs off", stacks.METRICS,
+                              hello, w, [Case(*hello.paths[0], [o.base_conc])]))
         if "vhosts" in o.only and w == last:
             units.append(Unit("vhosts", f"hello world via the front, {stacks.VHOSTS} [site]s vs none",
                               stacks.VHOST, hello, w, [Case(*hello.paths[0], [o.base_conc])]))

@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import textwrap
+import threading
+import urllib.request
 
 from . import net, procs, ws
 
@@ -382,6 +384,56 @@ class AppstackVhosts(AppstackFront):
         return path
 
 
+# ---- metrics ----------------------------------------------------------------
+
+class AppstackNoMetrics(AppstackFront):
+    """The reference of the metrics row: the same front without metrics
+    (counted as the peer, so the row's ratio is metrics on / off)."""
+    key, label = "appstack-nometrics", "appstack-proxy+appstackd, no metrics"
+    appstack = False
+
+
+class AppstackMetrics(AppstackFront):
+    """metrics = ADDR in [supervisor] and [proxy], both scraped every
+    second while the row runs (Prometheus scrapes every 15 s by default:
+    this is the harder case)."""
+    key, label = "appstack-metrics", "appstack-proxy+appstackd, metrics scraped every 1 s"
+    SCRAPE_EVERY = 1.0
+
+    def ini(self, supervisor_listen, proxy=False):
+        path = super().ini(supervisor_listen, proxy)
+        self.metrics_ports = (net.free_port(), net.free_port())
+        with open(path) as f:
+            text = f.read()
+        text = text.replace(f"control = {self.dir}/control.sock\n",
+                            f"control = {self.dir}/control.sock\nmetrics = 127.0.0.1:{self.metrics_ports[0]}\n")
+        text = text.replace(f"upstream = unix:{self.dir}/app.sock\n",
+                            f"upstream = unix:{self.dir}/app.sock\nmetrics = 127.0.0.1:{self.metrics_ports[1]}\n")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def start(self):
+        super().start()
+        self.scraping = threading.Event()
+        self.scraper = threading.Thread(target=self.scrape, daemon=True)
+        self.scraper.start()
+
+    def scrape(self):
+        while not self.scraping.wait(self.SCRAPE_EVERY):
+            for port in self.metrics_ports:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                        r.read()
+                except OSError:
+                    pass    # not up yet, or stopping
+
+    def stop(self):
+        self.scraping.set()
+        self.scraper.join()
+        super().stop()
+
+
 # ---- HTTPS and HTTP/2 -------------------------------------------------------
 # One front process on each side (appstack-proxy is one process), TLS 1.3,
 # the same ECDSA P-256 certificate; HTTP/2 by ALPN on both.
@@ -510,6 +562,7 @@ DIRECT = (AppstackDirect, GunicornDirect, UwsgiDirect)
 # its master after the import).
 MEMORY = (AppstackDirectPreload, AppstackDirect, GunicornDirect, UwsgiDirect)
 VHOST = (AppstackVhosts, AppstackOneSite)
+METRICS = (AppstackMetrics, AppstackNoMetrics)
 FRONT = (AppstackFront, NginxGunicorn, NginxUwsgi)
 STATIC = (AppstackStatic, NginxStatic)
 TLS_FRONT = (AppstackFrontTls, NginxGunicornTls, NginxUwsgiTls)
