@@ -440,3 +440,38 @@ def test_metrics_address_in_use_is_a_clear_start_error(tmpdir_short):
         assert f"{path}:4: metrics = 127.0.0.1:{port}: " in r.stderr, r.stderr
     finally:
         taken.close()
+
+
+def test_tls_handshakes_and_http2_streams_are_counted(tmpdir_short):
+    from proxyutil import Upstream, ok
+    from tlsutil import CA
+    ca = CA(tmpdir_short)
+    cert, key = ca.issue(["localhost"], "ec")
+    up = Upstream(lambda req: ok(b"hi"))
+    port, mport = free_port(), free_port()
+    cfg = os.path.join(tmpdir_short, "tls.ini")
+    with open(cfg, "w") as f:
+        f.write(f"[proxy]\nlisten = 127.0.0.1:{port} ssl\nupstream = {up.addr}\ncertificate = {cert}\n"
+                f"certificate_key = {key}\nmetrics = 127.0.0.1:{mport}\n")
+    proxy = Proxy(cfg, port, env=PROXY_ENV)
+    try:
+        for args in (["--http1.1"], ["--http2"]):
+            r = subprocess.run(["curl", "-sS", "--cacert", ca.pem, *args, "--resolve", f"localhost:{port}:127.0.0.1",
+                                f"https://localhost:{port}/x"], capture_output=True, text=True, timeout=20)
+            assert r.stdout == "hi", r.stderr
+        # (the readiness probe of Proxy() was a connection without TLS already)
+        failed = sample(scrape(mport), "appstack_proxy_tls_handshakes_total", result="failed")
+        with socket.create_connection(("127.0.0.1", port)) as c:    # not TLS at all
+            c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            c.recv(4096)
+
+        def counted():
+            p = scrape(mport)
+            return (sample(p, "appstack_proxy_tls_handshakes_total", result="ok") == 2 and
+                    sample(p, "appstack_proxy_tls_handshakes_total", result="failed") == failed + 1 and
+                    sample(p, "appstack_proxy_http2_streams_total") == 1 and
+                    sample(p, "appstack_proxy_requests_total", kind="upstream", status="2xx") == 2)
+        wait_for(counted, timeout=5, what="2 handshakes, 1 more failed, 1 HTTP/2 stream, 2 requests")
+    finally:
+        proxy.stop()
+        up.close()
