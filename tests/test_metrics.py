@@ -242,7 +242,8 @@ def test_prometheus_rate_and_quantile_match_the_load(stacks, tmpdir_short):
         assert abs(rate - expected) <= slack, (rate, expected)
         assert abs(sup_rate - expected) <= slack, (sup_rate, expected)
         # The median from the histogram lies in the bucket of the median the
-        # generator measured (the histogram's resolution).
+        # generator measured (the histogram's resolution), or below it: the
+        # proxy's clock starts after the client's and stops before it.
         q = prom.query('histogram_quantile(0.5, sum by (le) (rate('
                        'appstack_proxy_request_duration_seconds_bucket{kind="upstream"}[12s])))', at=t_end + 1)
         durations = sorted(d for _, d in load.done)
@@ -250,11 +251,12 @@ def test_prometheus_rate_and_quantile_match_the_load(stacks, tmpdir_short):
         bounds = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
         lo = max([0] + [b for b in bounds if b < median])
         hi = min(b for b in bounds if b >= median)
-        assert lo <= q <= hi, (q, median, lo, hi)
+        below = max([0] + [b for b in bounds if b < lo])
+        assert below <= q <= hi, (q, median, lo, hi)
         assert q >= 0.03    # the view sleeps 30 ms: the proxy cannot have seen less
         wait = prom.query('histogram_quantile(0.5, sum by (le) (rate('
                           'appstack_proxy_upstream_wait_seconds_bucket[12s])))', at=t_end + 1)
-        assert 0.025 <= wait <= 0.05, wait
+        assert 0.025 <= wait <= hi, (wait, hi)    # most of it is the view's 30 ms
         assert prom.query('appstack_workers{state="idle"}') == 2
     finally:
         prom.stop()
