@@ -238,6 +238,8 @@ static bool json_entry(char *out, size_t cap, size_t *len, int priority, const c
     for (int i = 0; globals && i < lg.n_global; i++)
         if (!json_field(out, cap, &o, lg.global[i]))
             return false;
+    if (globals && lg.request[0] && !json_field(out, cap, &o, lg.request))
+        return false;
     for (int i = 0; i < n && i < MAX_FIELDS; i++)
         if (!json_field(out, cap, &o, fields[i]))
             return false;

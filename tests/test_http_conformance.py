@@ -14,7 +14,8 @@ from hostileutil import exchange, says_close, stack  # noqa: F401 (stack: a fixt
 
 LAST = b"GET /last HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
 # Owned by the forwarding rules (test_proxy_forward.py), not by HTTP/1.1.
-SKIP_KEYS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_FORWARDED")
+SKIP_KEYS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_FORWARDED",
+             "HTTP_X_REQUEST_ID")
 
 
 def responses(data, head_first):

@@ -11,7 +11,7 @@ import time
 from conftest import APPS, free_port, prog, wait_for, write_config
 
 # struct as_slot (common/scoreboard.h)
-SLOT_FMT = "<IiQQQ16s208s"
+SLOT_FMT = "<IiQQQQ16s208s64s"
 SLOT_SIZE = struct.calcsize(SLOT_FMT)
 SLOTS = 1024
 STATES = {0: "free", 1: "loading", 2: "idle", 3: "busy", 4: "stopping", 5: "recycle"}
@@ -81,7 +81,7 @@ class Worker:
 
     def slot(self, index=5):
         fields = struct.unpack_from(SLOT_FMT, self.sb, index * SLOT_SIZE)
-        state, pid, requests, start, heartbeat, method, path = fields
+        state, pid, requests, errors, start, heartbeat, method, path, request_id = fields
         return {"state": STATES.get(state, state), "pid": pid, "requests": requests,
                 "request_start": start, "heartbeat": heartbeat,
                 "method": method.split(b"\0")[0].decode(), "path": path.split(b"\0")[0].decode()}
