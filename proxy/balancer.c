@@ -232,15 +232,17 @@ static bool many_wait(const struct balancer *b)
 
 /* What U offers X now. A request expected to be slow does not take the
  * last worker we know of while short requests come, nor a new connection
- * (it could reach the last idle worker): a 1 ms request must not find every
- * worker busy for 200 ms. Slow ones still have all the other workers (and
- * the only one, when we know of one), so they wait but are never starved;
- * when no short request came in the last second nothing is held back. */
+ * (it could reach the last idle worker) while we know of any: a 1 ms
+ * request must not find every worker busy for 200 ms. Slow ones still have
+ * all the other workers (and the only one, when we know of one; a new
+ * connection when we know of none, as after a reload), so they wait but
+ * are never starved; when no short request came in the last second nothing
+ * is held back. */
 static enum offer offer_for(const struct balancer *b, struct upstream *u, const struct exchange *x, ev_tstamp now)
 {
     enum offer o = upstream_offer(u, x, many_wait(b), now);
 
-    if (!x->slow || u->kind != UP_AWARE || now - b->last_fast > BALANCER_FAST_RECENT)
+    if (!x->slow || u->kind != UP_AWARE || !u->n_workers || now - b->last_fast > BALANCER_FAST_RECENT)
         return o;
     if (o == OFFER_PROBE || u->slow_busy >= (u->n_workers > 1 ? u->n_workers - 1 : 1))
         return OFFER_NONE;

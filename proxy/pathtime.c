@@ -29,18 +29,20 @@ double pathtime_expect(uint64_t key)
     return table[i].hash == key ? table[i].seconds : INFINITY;
 }
 
-/* Up at once, down slowly: a path that is sometimes slow counts as slow
- * for a while, so that few requests queue behind it. */
+/* Up fast, down slowly: a path that is sometimes slow counts as slow for a
+ * while, so that few requests queue behind it; but one answer slowed down
+ * by a busy machine (a worker not scheduled for 50 ms) does not make a
+ * short path slow. */
 void pathtime_learn(uint64_t key, double seconds)
 {
     unsigned i = (unsigned)key & (SLOTS - 1);
 
     if (seconds < 0)
         seconds = 0;
-    if (table[i].hash != key || seconds > table[i].seconds) {
+    if (table[i].hash != key) {
         table[i].hash = key;
         table[i].seconds = (float)seconds;
         return;
     }
-    table[i].seconds += (float)((seconds - table[i].seconds) / 16);
+    table[i].seconds += (float)((seconds - table[i].seconds) / (seconds > table[i].seconds ? 4 : 16));
 }

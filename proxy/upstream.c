@@ -267,8 +267,12 @@ static void close_upconn(struct upconn *c)
  * something unasked). Either way it is of no more use. */
 void upstream_idle_event(struct upconn *c)
 {
+    struct upstream *u = upstream_ref(c->u);
+
     pool_unlink(c);
     close_upconn(c);
+    balancer_kick(u);       /* its last worker may be gone: waiting requests need a new connection */
+    upstream_put(u);
 }
 
 static struct upconn *connect_new(struct upstream *up)
