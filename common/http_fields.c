@@ -4,16 +4,9 @@
 #include <stdint.h>
 #include <string.h>
 
-/* One bit per byte value: ALPHA, DIGIT and !#$%&'*+-.^_`|~ (names are
- * checked byte by byte on every request, so no strchr). */
-static const uint64_t tchar_bits[4] = {
+const uint64_t as_http_tchar_bits[4] = {
     UINT64_C(0x03ff6cfa00000000), UINT64_C(0x57ffffffc7fffffe), 0, 0,
 };
-
-bool as_http_tchar(unsigned char c)
-{
-    return (tchar_bits[c >> 6] >> (c & 63)) & 1;
-}
 
 bool as_http_token(const char *s, size_t len)
 {
@@ -42,29 +35,52 @@ bool as_http_name_is(const char *name, size_t len, const char *lit)
 #define S AS_FIELD_SINGLETON
 #define T AS_FIELD_NOT_TRAILER
 
+/* By length, so that a lookup compares only names of the right length:
+ * every header of every request goes through here. Hop-by-hop and framing
+ * fields; singletons (Host and Content-Length also route and frame); lists
+ * that still cannot come late in a trailer. */
 static const struct field {
     const char *name;
-    unsigned char len, flags;
+    unsigned char len, flags, id;
 } fields[] = {
-#define F(n, f) { n, sizeof n - 1, f }
-    /* hop-by-hop and framing */
-    F("connection", H | T), F("keep-alive", H | T), F("proxy-connection", H | T), F("te", H | T),
-    F("transfer-encoding", H | T), F("upgrade", H | T), F("trailer", H | T),
-    /* singletons; Host and Content-Length also route and frame */
-    F("host", S | T), F("content-length", S | T), F("content-type", S), F("authorization", S | T),
-    F("proxy-authorization", S | T), F("if-modified-since", S), F("if-unmodified-since", S),
-    F("if-range", S), F("range", S), F("max-forwards", S | T), F("date", S), F("from", S),
-    F("referer", S), F("user-agent", S),
-    /* lists that still cannot come late */
-    F("expect", T), F("cookie", T),
+#define F(n, f, id) { n, sizeof n - 1, f, id }
+    F("te", H | T, 0),
+    F("host", S | T, AS_F_HOST), F("date", S, 0), F("from", S, 0),
+    F("range", S, 0),
+    F("expect", T, AS_F_EXPECT), F("cookie", T, 0),
+    F("upgrade", H | T, 0), F("trailer", H | T, 0), F("referer", S, 0),
+    F("if-range", S, 0),
+    F("connection", H | T, AS_F_CONNECTION), F("keep-alive", H | T, 0), F("user-agent", S, 0),
+    F("content-type", S, 0), F("max-forwards", S | T, 0),
+    F("authorization", S | T, 0),
+    F("content-length", S | T, AS_F_CONTENT_LENGTH),
+    F("proxy-connection", H | T, 0),
+    F("transfer-encoding", H | T, AS_F_TRANSFER_ENCODING), F("if-modified-since", S, 0),
+    F("proxy-authorization", S | T, 0), F("if-unmodified-since", S, 0),
 #undef F
 };
+#define N_FIELDS (sizeof fields / sizeof fields[0])
+#define MAX_NAME 19
 
-unsigned as_http_field_flags(const char *name, size_t len)
+/* first[L]: the first entry of length L or more (kept by hand with the
+ * table; tests/http1_unit_test.c looks every name up). */
+static const unsigned char first[MAX_NAME + 2] = {
+    0, 0, 0, 1, 1, 4, 5, 7, 10, 11, 11, 14, 14, 16, 17, 18, 18, 19, 21, 21, N_FIELDS,
+};
+
+unsigned as_http_field_lookup(const char *name, size_t len, enum as_field_id *id)
 {
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-        if (fields[i].len == len && as_ascii_caseeq(fields[i].name, name, len))
+    if (id)
+        *id = AS_F_OTHER;
+    if (len < 2 || len > MAX_NAME)
+        return 0;
+    for (size_t i = first[len]; i < first[len + 1]; i++) {
+        if (as_ascii_caseeq(fields[i].name, name, len)) {
+            if (id)
+                *id = (enum as_field_id)fields[i].id;
             return fields[i].flags;
+        }
+    }
     return 0;
 }
 

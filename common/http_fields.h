@@ -6,10 +6,17 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
-/* RFC 9110 5.6.2 tchar. */
-bool as_http_tchar(unsigned char c);
+/* RFC 9110 5.6.2 tchar: one bit per byte value (names are checked byte by
+ * byte on every request, so no strchr, and inline). */
+extern const uint64_t as_http_tchar_bits[4];
+
+static inline bool as_http_tchar(unsigned char c)
+{
+    return (as_http_tchar_bits[c >> 6] >> (c & 63)) & 1;
+}
 
 /* 1*tchar */
 bool as_http_token(const char *s, size_t len);
@@ -27,7 +34,18 @@ enum {
     AS_FIELD_NOT_TRAILER = 4,
 };
 
-unsigned as_http_field_flags(const char *name, size_t len);
+/* The fields the parser and the servers look for by name. */
+enum as_field_id {
+    AS_F_OTHER, AS_F_HOST, AS_F_CONTENT_LENGTH, AS_F_TRANSFER_ENCODING, AS_F_EXPECT, AS_F_CONNECTION,
+};
+
+/* The AS_FIELD_* bits of NAME; *ID (may be NULL) gets which field it is. */
+unsigned as_http_field_lookup(const char *name, size_t len, enum as_field_id *id);
+
+static inline unsigned as_http_field_flags(const char *name, size_t len)
+{
+    return as_http_field_lookup(name, len, NULL);
+}
 
 static inline bool as_http_hop_by_hop(const char *name, size_t len)
 {

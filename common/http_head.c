@@ -206,25 +206,104 @@ static bool value_is(const struct as_http_header *a, const struct as_http_header
     return a->value_len == b->value_len && memcmp(a->value, b->value, a->value_len) == 0;
 }
 
-/* RFC 9112 3.2: one Host, with a valid value. In absolute-form the target's
- * authority is the Host, whatever the field said (3.2.2). */
-static int check_host(struct as_http_request *r)
+/* What one pass over the fields found. */
+struct scan {
+    size_t host;                /* index of Host, or SIZE_MAX */
+    size_t te_fields, chunked, other, empty;
+    const char *last;           /* the last Transfer-Encoding member */
+    size_t last_len;
+    bool expect;                /* 100-continue among the expectations */
+};
+
+/* RFC 9112 3.2: one Host, with a valid value. */
+static int scan_host(struct as_http_request *r, struct scan *sc, size_t at, const struct as_http_header *h)
 {
-    struct as_http_header *host = NULL;
+    if (sc->host != SIZE_MAX)
+        return r->error = "more than one Host field", 400;
+    if (!as_http_host_valid(h->value, h->value_len))
+        return r->error = "invalid Host", 400;
+    sc->host = at;
+    return 0;
+}
+
+static void scan_te(struct scan *sc, const struct as_http_header *h)
+{
+    struct as_http_list l;
+    const char *m;
+    size_t n;
+
+    sc->te_fields++;
+    as_http_list_init(&l, h->value, h->value_len);
+    while (as_http_list_next(&l, &m, &n)) {
+        if (n == 0)
+            sc->empty++;
+        else if (as_http_name_is(m, n, "chunked"))
+            sc->chunked++;
+        else if (!as_http_name_is(m, n, "identity"))
+            sc->other++;
+        sc->last = m;
+        sc->last_len = n;
+    }
+}
+
+/* RFC 9110 5.3: a singleton field twice with different values is refused;
+ * with the same value it is kept once (returns 1: drop it). */
+static int singleton(struct as_http_request *r, size_t kept, const struct as_http_header *h)
+{
+    for (size_t j = 0; j < kept; j++) {
+        const struct as_http_header *k = &r->headers[j];
+        if (k->name_len != h->name_len || !as_ascii_caseeq(k->name, h->name, h->name_len))
+            continue;
+        if (!value_is(k, h))
+            return r->error = "a singleton field twice with different values", -400;
+        return 1;
+    }
+    return 0;
+}
+
+/* One pass: Host, Transfer-Encoding, Expect, singletons (a repeated one
+ * with the same value dropped here). Returns 0 or an error status. */
+static int scan_fields(struct as_http_request *r, struct scan *sc)
+{
+    size_t kept = 0;
+    int rc;
 
     for (size_t i = 0; i < r->n_headers; i++) {
-        struct as_http_header *h = &r->headers[i];
-        if (!as_http_name_is(h->name, h->name_len, "host"))
-            continue;
-        if (host)
-            return r->error = "more than one Host field", 400;
-        if (!as_http_host_valid(h->value, h->value_len))
-            return r->error = "invalid Host", 400;
-        host = h;
+        const struct as_http_header *h = &r->headers[i];
+        enum as_field_id id;
+        unsigned flags = as_http_field_lookup(h->name, h->name_len, &id);
+
+        if (id == AS_F_HOST && (rc = scan_host(r, sc, kept, h)))
+            return rc;
+        if (id == AS_F_TRANSFER_ENCODING)
+            scan_te(sc, h);
+        if (id == AS_F_EXPECT && as_http_list_has(h->value, h->value_len, "100-continue"))
+            sc->expect = true;
+        /* Host and Content-Length have their own, stricter rules */
+        if ((flags & AS_FIELD_SINGLETON) && id != AS_F_HOST && id != AS_F_CONTENT_LENGTH) {
+            rc = singleton(r, kept, h);
+            if (rc < 0)
+                return -rc;
+            if (rc)
+                continue;
+        }
+        r->headers[kept++] = *h;
     }
+    r->n_headers = kept;
+    return 0;
+}
+
+/* In absolute-form the target's authority is the Host, whatever the field
+ * said (RFC 9112 3.2.2); added when there was none. */
+static int absolute_host(struct as_http_request *r, const struct scan *sc)
+{
+    struct as_http_header *host;
+
     if (r->form != AS_HTTP_ABSOLUTE_FORM)
         return 0;
-    if (!host) {
+    if (sc->host != SIZE_MAX) {
+        host = &r->headers[sc->host];
+    } else {
         if (r->n_headers == r->hdr_cap && !grow_headers(r))
             return r->error = "too many header fields", 431;
         r->headers = r->hdr_store;
@@ -237,36 +316,6 @@ static int check_host(struct as_http_request *r)
     return 0;
 }
 
-/* RFC 9110 5.3: a singleton field twice with different values is refused;
- * with the same value it is kept once. Host and Content-Length have their
- * own, stricter rules. */
-static int check_singletons(struct as_http_request *r)
-{
-    size_t kept = 0;
-
-    for (size_t i = 0; i < r->n_headers; i++) {
-        const struct as_http_header *h = &r->headers[i];
-        bool drop = false;
-
-        if ((as_http_field_flags(h->name, h->name_len) & AS_FIELD_SINGLETON) &&
-            !as_http_name_is(h->name, h->name_len, "host") &&
-            !as_http_name_is(h->name, h->name_len, "content-length")) {
-            for (size_t j = 0; j < kept && !drop; j++) {
-                const struct as_http_header *k = &r->headers[j];
-                if (k->name_len != h->name_len || !as_ascii_caseeq(k->name, h->name, h->name_len))
-                    continue;
-                if (!value_is(k, h))
-                    return r->error = "a singleton field twice with different values", 400;
-                drop = true;
-            }
-        }
-        if (!drop)
-            r->headers[kept++] = *h;
-    }
-    r->n_headers = kept;
-    return 0;
-}
-
 /* RFC 9112 6.1, 6.3, 7: the body is chunked when the codings end in one
  * "chunked"; "identity" before it (RFC 2616's no-op coding) is taken as
  * nothing. Refused with 400: Transfer-Encoding with Content-Length or in
@@ -274,39 +323,20 @@ static int check_singletons(struct as_http_request *r)
  * last (the length cannot be known). Refused with 501: codings we do not
  * implement, "gzip, chunked" or no chunked at all (6.1; SPEC.md's
  * "unsupported Transfer-Encoding"). The connection closes after either. */
-static int check_te(struct as_http_request *r)
+static int check_te(struct as_http_request *r, const struct scan *sc)
 {
-    const char *last = NULL, *m;
-    size_t last_len = 0, n, chunked = 0, other = 0, fields = 0;
-    struct as_http_list l;
-
-    for (size_t i = 0; i < r->n_headers; i++) {
-        const struct as_http_header *h = &r->headers[i];
-        if (!as_http_name_is(h->name, h->name_len, "transfer-encoding"))
-            continue;
-        fields++;
-        as_http_list_init(&l, h->value, h->value_len);
-        while (as_http_list_next(&l, &m, &n)) {
-            if (n == 0)
-                return r->error = "empty Transfer-Encoding member", 400;
-            if (as_http_name_is(m, n, "chunked"))
-                chunked++;
-            else if (!as_http_name_is(m, n, "identity"))
-                other++;
-            last = m;
-            last_len = n;
-        }
-    }
-    if (!fields)
+    if (!sc->te_fields)
         return (r->parser.flags & F_TRANSFER_ENCODING) ? r->error = "malformed header section", 400 : 0;
     if (r->content_length >= 0)
         return r->error = "both Content-Length and Transfer-Encoding", 400;
     if (r->http_minor == 0)
         return r->error = "Transfer-Encoding in an HTTP/1.0 request", 400;
-    if (chunked > 1 || (chunked && !as_http_name_is(last, last_len, "chunked")))
+    if (sc->empty)
+        return r->error = "empty Transfer-Encoding member", 400;
+    if (sc->chunked > 1 || (sc->chunked && !as_http_name_is(sc->last, sc->last_len, "chunked")))
         return r->error = "chunked twice or not the last coding", 400;
     /* llhttp must frame it as chunked too ("chunked<TAB>" is not to it). */
-    if (other || !chunked || !r->chunked)
+    if (sc->other || !sc->chunked || !r->chunked)
         return r->error = "unsupported Transfer-Encoding", 501;
     return 0;
 }
@@ -323,24 +353,10 @@ static int check_length(struct as_http_request *r)
     return 0;
 }
 
-/* RFC 9110 10.1.1: only HTTP/1.1 clients wait for 100, and only before a
- * body. */
-static void check_expect(struct as_http_request *r)
-{
-    r->expect_continue = false;
-    if (r->http_minor == 0 || (r->content_length <= 0 && !r->chunked))
-        return;
-    for (size_t i = 0; i < r->n_headers; i++) {
-        const struct as_http_header *h = &r->headers[i];
-        if (as_http_name_is(h->name, h->name_len, "expect") &&
-            as_http_list_has(h->value, h->value_len, "100-continue"))
-            r->expect_continue = true;
-    }
-}
-
 int as_http_head_finish(struct as_http_request *r)
 {
     llhttp_t *p = &r->parser;
+    struct scan sc = { .host = SIZE_MAX };
     int status;
 
     set_pointers(r);
@@ -348,9 +364,11 @@ int as_http_head_finish(struct as_http_request *r)
     r->chunked = (p->flags & F_CHUNKED) != 0;
     r->upgrade = p->upgrade != 0;
     r->keep_alive = llhttp_should_keep_alive(p) != 0;
-    if ((status = check_host(r)) || (status = check_singletons(r)) || (status = check_te(r)) ||
+    if ((status = scan_fields(r, &sc)) || (status = absolute_host(r, &sc)) || (status = check_te(r, &sc)) ||
         (status = check_length(r)))
         return status;
-    check_expect(r);
+    /* RFC 9110 10.1.1: only HTTP/1.1 clients wait for 100, and only
+     * before a body. */
+    r->expect_continue = sc.expect && r->http_minor == 1 && (r->content_length > 0 || r->chunked);
     return 0;
 }
