@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 
 enum kind { K_STR, K_LIST, K_INT, K_SIZE, K_DURATION, K_BOOL, K_ADDRS, K_LEVEL, K_HOSTS, K_LISTEN, K_CERT,
-             K_CERT_KEY, K_TLS_PROTOCOLS, K_NETS, K_ADDR, K_LOG_FORMAT, K_TYPES, K_RATE };
+             K_CERT_KEY, K_TLS_PROTOCOLS, K_NETS, K_ADDR, K_LOG_FORMAT, K_TYPES, K_RATE, K_WORKERS };
 
 struct key {
     const char *name;
@@ -109,6 +109,7 @@ static const struct key proxy_keys[] = {
     { "limit_conn_status", K_INT, F(limit_conn_status), 400, 599 },
     { "limit_allow", K_NETS, F(limit_allow), 0, 0 },
     { "limit_zone_size", K_SIZE, F(limit_zone_size), 0, 0 },
+    { "workers", K_WORKERS, F(proxy_workers), 1, AS_PROXY_MAX_WORKERS },
     { NULL, 0, 0, 0, 0 }
 };
 
@@ -630,6 +631,18 @@ static bool set_value(struct loader *ld, char *base, const struct key *k, const 
             ld->cfg->workers = (int)l;
         else
             *(long *)(base + k->off) = l;
+        return true;
+    case K_WORKERS:     /* "auto" or a number */
+        if (!strcmp(value, "auto")) {
+            *(int *)(base + k->off) = AS_PROXY_WORKERS_AUTO;
+            return true;
+        }
+        if (!as_parse_long(value, k->min, k->max, &l)) {
+            err_at(ld, ld->lineno, "%s: \"%s\" is not auto or a whole number from %ld to %ld", k->name, value, k->min,
+                   k->max);
+            return false;
+        }
+        *(int *)(base + k->off) = (int)l;
         return true;
     case K_SIZE:
         if (!as_parse_size(value, (size_t *)(base + k->off))) {

@@ -11,6 +11,8 @@
 #define AS_RUN_DIR "/run/appstack"                      /* instance NAME: AS_RUN_DIR/NAME/{app,control}.sock */
 #define AS_INSTANCE_MAX 64
 #define AS_MAX_WORKERS 256     /* a reload runs two generations side by side */
+#define AS_PROXY_WORKERS_AUTO 0
+#define AS_PROXY_MAX_WORKERS 256
 
 struct as_strlist {
     char **v;
@@ -145,6 +147,7 @@ struct as_config {
     long limit_req_status, limit_conn_status;
     struct as_strlist limit_allow;  /* clients no limit applies to */
     size_t limit_zone_size;         /* memory of each table of clients */
+    int proxy_workers;              /* proxy processes; AS_PROXY_WORKERS_AUTO = one per CPU */
 
     /* The [location] sections before any [site]: the default site's. */
     struct as_location *locations;

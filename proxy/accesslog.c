@@ -12,8 +12,10 @@
 #include "http_date.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,18 +27,28 @@
 static struct {
     ev_prepare flush_w;
     bool journal;
+    size_t piece;               /* the most one write may carry (see access_log_flush) */
     char prefix[64];            /* "appstack-proxy[PID]: " */
     size_t prefix_len;
     size_t len;
     char buf[LOG_BUF];
 } al;
 
+/* All proxy processes write to the same stderr. A regular file takes each
+ * write whole; a pipe or a socket only up to PIPE_BUF, beyond which two
+ * processes' writes may mix: there the lines go out in pieces of whole
+ * lines up to that size. */
 void access_log_flush(void)
 {
     size_t off = 0;
 
     while (off < al.len) {
-        ssize_t n = write(STDERR_FILENO, al.buf + off, al.len - off);
+        size_t len = al.len - off;
+        if (len > al.piece) {
+            const char *nl = memrchr(al.buf + off, '\n', al.piece);
+            len = nl ? (size_t)(nl - (al.buf + off)) + 1 : al.piece;
+        }
+        ssize_t n = write(STDERR_FILENO, al.buf + off, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -54,6 +66,9 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 
 void access_log_init(struct ev_loop *loop)
 {
+    struct stat st;
+
+    al.piece = fstat(STDERR_FILENO, &st) == 0 && S_ISREG(st.st_mode) ? sizeof al.buf : PIPE_BUF;
     al.journal = as_log_to_journal();
     al.prefix_len = (size_t)snprintf(al.prefix, sizeof al.prefix, "appstack-proxy[%d]: ", (int)getpid());
     ev_prepare_init(&al.flush_w, flush_cb);

@@ -4,6 +4,8 @@
 #include "tls.h"
 #include "metrics.h"
 #include "mime.h"
+#include "master.h"
+#include "request_id.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,10 +20,9 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#define STATUS_EVERY 5.0
 #define STOP_GRACE 30.0     /* TERM: in-flight requests get this long */
 
-struct server srv;
+struct server srv = { .slot = -1 };
 
 static ev_signal sig_term, sig_int, sig_hup;
 static ev_timer stop_timer;
@@ -43,30 +44,11 @@ static void usage(FILE *f)
             AS_DEFAULT_CONFIG);
 }
 
-static void notify_status(void)
-{
-    ev_tstamp now = ev_now(srv.loop), dt = now - srv.last_status;
-    double rps = dt > 0 ? (double)(srv.requests - srv.status_requests) / dt : 0;
-
-    srv.last_status = now;
-    srv.status_requests = srv.requests;
-    if (srv.notify)
-        sd_notifyf(0, "STATUS=%ld connections, %.1f req/s, %zu waiting for a worker%s", srv.n_conns, rps,
-                   balancer_waiting(), srv.stopping ? ", stopping" : "");
-}
-
 static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    ev_tstamp now = ev_now(loop);
-
+    master_beat();
     runtime_revalidate(srv.rt);
     as_log_flush();     /* entries that waited for a stalled journal */
-    if (srv.watchdog_interval > 0 && now - srv.last_watchdog >= srv.watchdog_interval / 2) {
-        sd_notify(0, "WATCHDOG=1");
-        srv.last_watchdog = now;
-    }
-    if (now - srv.last_status >= STATUS_EVERY)
-        notify_status();
 }
 
 static void stop_now_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -75,18 +57,23 @@ static void stop_now_cb(struct ev_loop *loop, ev_timer *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
+/* TERM or INT: the whole proxy stops (the master says so on the board), or
+ * this process alone retires (fewer `workers` after a reload, or a signal
+ * sent to it alone): either way it stops accepting and finishes what it
+ * has. A retiring process leaves the metrics listen to the others. */
 static void begin_stop(void)
 {
     if (srv.stopping)
         return;
     srv.stopping = true;
-    if (srv.notify)
-        sd_notify(0, "STOPPING=1");
-    as_info("stopping: %ld connections open", srv.n_conns);
+    as_info("%s: %ld connections open", board->stopping ? "stopping" : "retiring", srv.n_conns);
     srv.accepting = false;
     for (int i = 0; i < srv.n_listen; i++)
         ev_io_stop(srv.loop, &srv.lio[i]);
-    conns_take_queued();
+    if (board->stopping)
+        conns_take_queued();        /* the sockets are the master's: only when all stop */
+    else
+        pm_server_serve(false);
     conns_stop();
     upstream_close_all_idle();
     if (srv.n_conns == 0) {
@@ -106,48 +93,39 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     begin_stop();
 }
 
-static bool srv_has_tls(void)
-{
-    for (int i = 0; i < srv.n_listen; i++)
-        if (srv.lflags[i] & AS_LISTEN_SSL)
-            return true;
-    return false;
-}
-
+/* HUP from the master, which has read the file already: this process
+ * reads it again for itself (its connections stay; the next request uses
+ * the new configuration) and says how it went. */
 static void reload(void)
 {
     struct runtime *rt, *old = srv.rt;
 
-    if (srv.notify)
-        sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)(ev_time() * 1e6));
-    rt = runtime_load(srv.config_path, true);
-    if (rt && !rt->tls && srv_has_tls()) {
-        as_err("reload: %s: the TLS listens opened at start need certificates (a listen change needs a restart); "
-               "keeping the running configuration", srv.config_path);
+    rt = runtime_load(srv.config_path, false);
+    if (rt && !rt->tls && old->tls) {
+        as_err("reload: %s: the TLS listens opened at start need certificates; keeping the running configuration",
+               srv.config_path);
         runtime_put(rt);
         rt = NULL;
-    } else if (!rt) {
-        as_err("reload: %s has errors (above); keeping the running configuration and certificates",
-               srv.config_path);
     }
-    if (rt) {
-        srv.rt = rt;
-        pm_server_reloaded(rt->cfg.proxy_metrics);
-
-        as_log_set_format(rt->cfg.proxy_log_format);
-        runtime_retire(old, rt);
-        runtime_put(old);
-        as_info("reloaded %s: %zu locations, %zu upstreams", srv.config_path, rt->n_locs, upstream_listed());
+    if (!rt) {
+        master_tell(NEWS_RELOAD_FAILED);
+        return;
     }
-    if (srv.notify)
-        sd_notify(0, "READY=1");
+    srv.rt = rt;
+    as_log_set_format(rt->cfg.proxy_log_format);
+    runtime_retire(old, rt);
+    runtime_put(old);
+    master_tell(NEWS_RELOADED);     /* the master says it once for all */
 }
 
 static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    reload();
+    if (!srv.stopping)
+        reload();
 }
 
+/* In the master: the sockets every process accepts on (their watchers
+ * start in each serving process). */
 static bool open_listeners(const struct as_config *cfg)
 {
     char err[512];
@@ -169,7 +147,6 @@ static bool open_listeners(const struct as_config *cfg)
         srv.linherited[srv.n_listen] = inherited;
         srv.lflags[srv.n_listen] = cfg->proxy_listen_flags[i];
         ev_io_init(&srv.lio[srv.n_listen], conn_accept_cb, fd, EV_READ);
-        ev_io_start(srv.loop, &srv.lio[srv.n_listen]);
         srv.n_listen++;
         as_info("listening on %s%s%s", cfg->proxy_listen.v[i], ssl ? " (TLS)" : "", inherited ? " (from systemd)" : "");
     }
@@ -214,11 +191,11 @@ static void raise_nofile(void)
     }
 }
 
-static void setup_loop(void)
+void proxy_serve(int slot, const sigset_t *mask)
 {
-    uint64_t usec = 0;
-
-    srv.loop = ev_default_loop(EVFLAG_AUTO);
+    srv.slot = slot;
+    pm_use(slot);
+    as_request_id_reseed();     /* request IDs unique per process, not copied at fork */
     ev_signal_init(&sig_term, signal_cb, SIGTERM);
     ev_signal_init(&sig_int, signal_cb, SIGINT);
     /* A stop seen in the same loop turn as new connections comes first:
@@ -229,18 +206,26 @@ static void setup_loop(void)
     ev_signal_start(srv.loop, &sig_term);
     ev_signal_start(srv.loop, &sig_int);
     ev_signal_start(srv.loop, &sig_hup);
-    /* As PID 1 of a container the proxy inherits every orphan of its PID
-     * namespace (what "podman exec" leaves behind): the default loop's own
-     * SIGCHLD watcher reaps any child, so none stays a zombie. */
     ev_timer_init(&srv.tick, tick_cb, 1.0, 1.0);
     ev_timer_start(srv.loop, &srv.tick);
-    srv.notify = getenv("NOTIFY_SOCKET") != NULL;
-    if (sd_watchdog_enabled(0, &usec) > 0)
-        srv.watchdog_interval = (double)usec / 1e6;
+    sigprocmask(SIG_SETMASK, mask, NULL);
+    access_log_init(srv.loop);
+    runtime_revalidate(srv.rt);
+    for (int i = 0; i < srv.n_listen; i++)
+        ev_io_start(srv.loop, &srv.lio[i]);
+    pm_server_serve(true);
+    srv.accepting = true;
+    master_tell(NEWS_READY);
+    ev_run(srv.loop, 0);
+    access_log_flush();
+    as_info("stopped after %llu requests", (unsigned long long)srv.requests);
+    exit(0);
 }
 
 static int run(const char *path)
 {
+    uint64_t usec = 0;
+
     srv.config_path = path;
     if (!tls_init())
         return 1;
@@ -248,31 +233,24 @@ static int run(const char *path)
     if (!srv.rt)
         return 1;
     as_log_set_format(srv.rt->cfg.proxy_log_format);
-    setup_loop();
+    srv.loop = ev_default_loop(EVFLAG_AUTO);
+    srv.notify = getenv("NOTIFY_SOCKET") != NULL;
+    if (sd_watchdog_enabled(0, &usec) > 0)
+        srv.watchdog_interval = (double)usec / 1e6;
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();
     mime_load("/etc/mime.types");
     forward_init();
-    access_log_init(srv.loop);
     {
         const char *tmp = getenv("TMPDIR");
         spool_set_tmpdir(tmp && *tmp ? tmp : "/var/tmp");
     }
-    if (!pm_init(1))
+    if (!pm_init(PROXY_SLOTS))
         as_warn("metrics: no shared memory for the counters: %s", strerror(errno));
     if (!open_listeners(&srv.rt->cfg) || !pm_server_open() || !drop_privileges(&srv.rt->cfg))
         return 1;
-    srv.accepting = true;
-    srv.last_status = srv.last_watchdog = ev_now(srv.loop);
-    if (srv.notify)
-        sd_notifyf(0, "READY=1\nSTATUS=accepting on %zu sockets, %zu upstreams", (size_t)srv.n_listen,
-                   upstream_listed());
-    as_info("ready: %zu locations, %zu upstreams", srv.rt->n_locs, upstream_listed());
-    ev_run(srv.loop, 0);
-    pm_server_close();
-    access_log_flush();
-    as_info("stopped after %llu requests", (unsigned long long)srv.requests);
-    return 0;
+    pm_server_serve(false);     /* the serving processes answer scrapes */
+    return master_run();
 }
 
 int main(int argc, char **argv)

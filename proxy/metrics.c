@@ -11,8 +11,16 @@
 static struct pm_counters fallback;     /* before pm_init, or without shared memory */
 struct pm_counters *pm = &fallback;
 
+/* The shared mapping: how many structs are in use (scrapes add up those),
+ * then the structs. Slots are claimed by the master before a fork, so it is
+ * the one writer of `used`. */
+struct pm_shared {
+    uint64_t used;
+    struct pm_counters all[];
+};
+
 static struct {
-    struct pm_counters *all;
+    struct pm_shared *sh;
     int n;
     struct metrics_server server;
 } pmx = { .server = { .fd = -1 } };
@@ -30,22 +38,40 @@ static const char *const method_names[PM_METHODS] = {
 
 bool pm_init(int processes)
 {
-    void *p = mmap(NULL, (size_t)processes * sizeof *pmx.all, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                   -1, 0);
+    void *p = mmap(NULL, sizeof *pmx.sh + (size_t)processes * sizeof *pmx.sh->all, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
     if (p == MAP_FAILED)
         return false;
-    pmx.all = p;
+    pmx.sh = p;
     pmx.n = processes;
-    pmx.all[0] = *pm;       /* what was counted before */
-    pm = &pmx.all[0];
+    pmx.sh->all[0] = *pm;   /* what was counted before */
+    pmx.sh->used = 1;
+    pm = &pmx.sh->all[0];
     return true;
+}
+
+void pm_claim(int i)
+{
+    if (pmx.sh && i >= 0 && i < pmx.n && (uint64_t)i >= pmx.sh->used)
+        pmx.sh->used = (uint64_t)i + 1;
 }
 
 void pm_use(int i)
 {
-    if (pmx.all && i >= 0 && i < pmx.n)
-        pm = &pmx.all[i];
+    if (pmx.sh && i >= 0 && i < pmx.n)
+        pm = &pmx.sh->all[i];
+}
+
+void pm_forget(int i)
+{
+    struct pm_counters *c;
+
+    if (!pmx.sh || i < 0 || i >= pmx.n)
+        return;
+    c = &pmx.sh->all[i];
+    c->open = c->active = 0;
+    c->up_open = c->up_idle = c->up_queued = 0;
 }
 
 static int bucket(uint64_t usec)
@@ -98,23 +124,33 @@ void pm_upstream_wait(uint64_t usec)
     pm->upstream_wait_usec += usec;
 }
 
-/* Every process's counters added up. */
-static void sum(struct pm_counters *t)
+void pm_sum(struct pm_counters *t)
 {
     const uint64_t *src;
     uint64_t *dst = (uint64_t *)t;
     size_t n = sizeof *t / sizeof(uint64_t);
 
-    if (!pmx.all) {
+    if (!pmx.sh) {
         *t = *pm;
         return;
     }
     memset(t, 0, sizeof *t);
-    for (int k = 0; k < pmx.n; k++) {
-        src = (const uint64_t *)&pmx.all[k];
+    for (uint64_t k = 0; k < pmx.sh->used && k < (uint64_t)pmx.n; k++) {
+        src = (const uint64_t *)&pmx.sh->all[k];
         for (size_t i = 0; i < n; i++)
             dst[i] += src[i];   /* gauges are int64_t: two's complement adds alike */
     }
+}
+
+uint64_t pm_answered(const struct pm_counters *t)
+{
+    uint64_t n = 0;
+
+    for (int k = 0; k < PM_KINDS; k++)
+        for (int m = 0; m < PM_METHODS; m++)
+            for (int s = 0; s < PM_STATUS_CLASSES; s++)
+                n += t->requests[k][m][s];
+    return n;
 }
 
 static void requests_text(const struct pm_counters *t, struct prom *p)
@@ -211,7 +247,7 @@ static void metrics_text(void *ctx, struct prom *p)
     struct pm_counters t;
 
     (void)ctx;
-    sum(&t);
+    pm_sum(&t);
     prom_family(p, "appstack_proxy_ready", "gauge", "1 while the proxy accepts connections (/healthz 200).");
     prom_u64(p, "appstack_proxy_ready", NULL, srv.accepting && !srv.stopping);
     requests_text(&t, p);
@@ -253,6 +289,16 @@ bool pm_server_open(void)
 void pm_server_close(void)
 {
     metrics_server_close(&pmx.server);
+}
+
+void pm_server_serve(bool on)
+{
+    if (pmx.server.fd < 0)
+        return;
+    if (on)
+        ev_io_start(srv.loop, &pmx.server.accept_w);
+    else
+        ev_io_stop(srv.loop, &pmx.server.accept_w);
 }
 
 void pm_server_reloaded(const char *addr)

@@ -38,7 +38,7 @@ struct pm_counters {
     uint64_t bytes_in, bytes_out;   /* client side, as sent on the wire (HTTP/1) */
     /* client connections */
     uint64_t accepted, refused;     /* refused: over max_connections (503) */
-    int64_t open, active;           /* gauges; idle = open - active */
+    int64_t open, active;           /* gauges; idle = open - active (pm_forget zeroes every gauge) */
     /* upstream connections */
     uint64_t up_connects, up_connect_errors, up_retries, up_marked_down;
     int64_t up_open, up_idle;       /* gauges */
@@ -57,8 +57,18 @@ extern struct pm_counters *pm;
 /* The shared mapping for PROCESSES processes; this process counts in the
  * first one until pm_use() says otherwise. False when mmap fails. */
 bool pm_init(int processes);
+/* Before forking the process that will count in struct number I: scrapes
+ * add it up from now on. */
+void pm_claim(int i);
 /* After fork: this process counts in struct number I. */
 void pm_use(int i);
+/* The process that counted in struct I is gone: its gauges (connections
+ * it held) are zeroed, its counters stay in the sums (they only grow), and
+ * the process that takes struct I over counts on from there. */
+void pm_forget(int i);
+/* Every process's counters added up, and the requests answered in them. */
+void pm_sum(struct pm_counters *t);
+uint64_t pm_answered(const struct pm_counters *t);
 
 /* The exchange ends (COMPLETED: its whole response went out) after USEC. */
 void pm_exchange_done(const struct exchange *x, bool completed, uint64_t usec);
@@ -69,6 +79,9 @@ void pm_upstream_wait(uint64_t usec);
  * cannot be opened (logged). */
 bool pm_server_open(void);
 void pm_server_close(void);
+/* Whether this process takes scrapes from the metrics listen (which all
+ * proxy processes share): the master and retiring processes do not. */
+void pm_server_serve(bool on);
 /* HUP: the listen stays as it was; a change is said. */
 void pm_server_reloaded(const char *new_addr);
 

@@ -90,9 +90,9 @@ struct server {
     long n_conns;
     uint64_t requests;
     ev_timer tick;
-    bool notify;
-    ev_tstamp watchdog_interval, last_watchdog, last_status;
-    uint64_t status_requests;
+    int slot;                       /* of this serving process (master.h); -1 in the master */
+    bool notify;                    /* the master's: it alone talks to systemd */
+    ev_tstamp watchdog_interval;
 };
 
 extern struct server srv;

@@ -74,3 +74,12 @@ def tmpdir_short():
 @pytest.fixture
 def port():
     return free_port()
+
+
+@pytest.fixture(params=[1, 2], ids=["1proc", "2procs"])
+def proxy_workers(request, monkeypatch):
+    """Runs a proxy test with `workers = 1`, then with `workers = 2`: the
+    configs proxyutil writes (proxy_config, TlsProxy) take it."""
+    import proxyutil
+    monkeypatch.setattr(proxyutil, "WORKERS", request.param)
+    return request.param

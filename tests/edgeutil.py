@@ -46,6 +46,7 @@ control = {tmp}/control.sock
 [proxy]
 listen = 127.0.0.1:{port} {listen_flags}
 upstream = unix:{tmp}/app.sock
+workers = 1
 {proxy_extra}
 
 [location /static/]

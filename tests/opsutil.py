@@ -65,7 +65,7 @@ class Stack:
                     f"[supervisor]\nlisten = unix:{d}/app.sock\nworkers = {workers}\n"
                     f"timeout = {timeout}\ngraceful_timeout = 10\ncontrol = {d}/control.sock\n"
                     f"{supervisor_extra}\n"
-                    f"[proxy]\nlisten = 127.0.0.1:{self.port}\nupstream = unix:{d}/app.sock\n")
+                    f"[proxy]\nworkers = 1\nlisten = 127.0.0.1:{self.port}\nupstream = unix:{d}/app.sock\n")
         self.app_sock = HeldSocket(f"unix:{d}/app.sock", "app")
         self.http_sock = HeldSocket(f"127.0.0.1:{self.port}", "http")
         self.master = self.proxy = None

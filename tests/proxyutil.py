@@ -15,9 +15,19 @@ for var in ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "JOUR
     ENV.pop(var, None)
 
 
-def proxy_config(tmpdir, port, upstreams=(), locations="", extra="", name="appstack.ini"):
+# The number of proxy processes in the tests' configs: 1, unless a test
+# runs with the proxy_workers fixture (conftest.py), which sets it to 1 and
+# then 2. "auto" would follow the machine's CPUs, so the same test would
+# run differently on another machine.
+WORKERS = 1
+
+
+def proxy_config(tmpdir, port, upstreams=(), locations="", extra="", name="appstack.ini", workers=None):
     ups = "\n".join(f"upstream = {u}" for u in upstreams)
-    text = f"[proxy]\nlisten = 127.0.0.1:{port}\n{ups}\n{extra}\n{locations}\n"
+    # workers in a [proxy] of its own at the end: the lines of the rest stay
+    # where the tests that check FILE:LINE messages expect them.
+    text = (f"[proxy]\nlisten = 127.0.0.1:{port}\n{ups}\n{extra}\n{locations}\n"
+            f"\n[proxy]\nworkers = {workers or WORKERS}\n")
     path = os.path.join(tmpdir, name)
     with open(path, "w") as f:
         f.write(text)
@@ -49,15 +59,32 @@ class Proxy:
         with open(self.logpath, errors="replace") as f:
             return f.read()
 
-    def rss_kib(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
+    def serving(self):
+        """The pids of the serving processes (the master's children)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                return [int(p) for p in f.read().split()]
+        except OSError:
+            return []
 
-    def stop(self):
-        """TERM; a crash or sanitizer report (non-zero exit) fails the test."""
+    def rss_kib(self):
+        """What the serving processes hold, together."""
+        total = 0
+        for pid in self.serving():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    total += next((int(l.split()[1]) for l in f if l.startswith("VmRSS:")), 0)
+            except OSError:
+                pass
+        return total
+
+    # What the master logs when a serving process ends badly (a crash, a
+    # sanitizer's abort or exit status): fails the test unless expected.
+    DEATHS = ("was killed by signal", "exited with status")
+
+    def stop(self, deaths_expected=False):
+        """TERM; a crash or sanitizer report (non-zero exit) of the master
+        or of a serving process fails the test."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -68,6 +95,9 @@ class Proxy:
         text = self.log_text() if not self.log.closed else ""
         self.log.close()
         assert self.proc.returncode == 0, f"appstack-proxy exited with {self.proc.returncode}:\n{text[-4000:]}"
+        if not deaths_expected:
+            bad = [l for l in text.splitlines() if any(d in l for d in self.DEATHS)]
+            assert not bad, "a proxy process ended badly:\n" + text[-4000:]
 
 
 def start_proxy(tmpdir, upstreams=(), locations="", extra=""):

@@ -208,7 +208,7 @@ def test_one_proxy_in_front_of_three_instances(host, tmpdir_short):
     port = free_port()
     sites = "".join(f"\n[site {n}]\nserver_name = {n}.example\nupstream = unix:/run/appstack/{n}/app.sock\n"
                     for n in names)
-    host.write("/etc/appstack/appstack.ini", f"[proxy]\nlisten = 127.0.0.1:{port}\n{sites}")
+    host.write("/etc/appstack/appstack.ini", f"[proxy]\nworkers = 1\nlisten = 127.0.0.1:{port}\n{sites}")
     procs = {n: start_instance(host, tmpdir_short, n)[0] for n in names}
     proxy = host.start(os.path.join(tmpdir_short, "proxy.log"), prog("appstack-proxy"))
     def answers():

@@ -50,6 +50,7 @@ def stack_config(d, app_port, proxy_port, sup_metrics, proxy_metrics, workers=2,
         metrics = 127.0.0.1:{sup_metrics}
 
         [proxy]
+        workers = 1
         listen = 127.0.0.1:{proxy_port}
         upstream = 127.0.0.1:{app_port}
         metrics = 127.0.0.1:{proxy_metrics}
@@ -453,7 +454,7 @@ def test_tls_handshakes_and_http2_streams_are_counted(tmpdir_short):
     port, mport = free_port(), free_port()
     cfg = os.path.join(tmpdir_short, "tls.ini")
     with open(cfg, "w") as f:
-        f.write(f"[proxy]\nlisten = 127.0.0.1:{port} ssl\nupstream = {up.addr}\ncertificate = {cert}\n"
+        f.write(f"[proxy]\nworkers = 1\nlisten = 127.0.0.1:{port} ssl\nupstream = {up.addr}\ncertificate = {cert}\n"
                 f"certificate_key = {key}\nmetrics = 127.0.0.1:{mport}\n")
     proxy = Proxy(cfg, port, env=PROXY_ENV)
     try:

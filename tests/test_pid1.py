@@ -47,7 +47,7 @@ def make_orphans(pid1):
 
 def test_proxy_as_pid1_reaps_orphans_and_stops_on_term(tmpdir_short):
     port = free_port()
-    cfg = write_config(tmpdir_short, f"[proxy]\nlisten = 127.0.0.1:{port}\nupstream = 127.0.0.1:1\n")
+    cfg = write_config(tmpdir_short, f"[proxy]\nworkers = 1\nlisten = 127.0.0.1:{port}\nupstream = 127.0.0.1:1\n")
     with open(os.path.join(tmpdir_short, "proxy.log"), "wb") as log:
         ns, pid1 = as_pid1([prog("appstack-proxy"), "-c", cfg], log)
         try:

@@ -46,6 +46,7 @@ timeout = 30
 control = {tmp}/control.sock
 
 [proxy]
+workers = 1
 listen = 127.0.0.1:{port}
 upstream = unix:{tmp}/app.sock
 client_max_body_size = 20m

@@ -8,7 +8,7 @@ import time
 from proxyutil import Upstream, get, ok, raw_request, read_response, start_proxy
 
 
-def test_headers_cleaned_and_forwarded(tmpdir_short):
+def test_headers_cleaned_and_forwarded(tmpdir_short, proxy_workers):
     up = Upstream()
     proxy = start_proxy(tmpdir_short, [up.addr])
     try:
@@ -55,7 +55,7 @@ def test_forwarded_headers_of_a_trusted_front_are_kept(tmpdir_short):
         up.close()
 
 
-def test_chunked_request_forwarded_with_length_and_large_body_spooled(tmpdir_short):
+def test_chunked_request_forwarded_with_length_and_large_body_spooled(tmpdir_short, proxy_workers):
     up = Upstream(lambda req: ok(str(len(req.body)).encode() + b" " + req.body[:10]))
     proxy = start_proxy(tmpdir_short, [up.addr], extra="client_body_buffer_size = 16k\nclient_max_body_size = 20m")
     try:
@@ -209,7 +209,7 @@ def test_upstream_hang_is_504_at_read_timeout(tmpdir_short):
         up.close()
 
 
-def test_retries(tmpdir_short):
+def test_retries(tmpdir_short, proxy_workers):
     seen = {}
 
     def handler(req):
@@ -278,7 +278,7 @@ def test_max_connections_503_fast(tmpdir_short):
         up.close()
 
 
-def test_client_timeouts(tmpdir_short):
+def test_client_timeouts(tmpdir_short, proxy_workers):
     up = Upstream()
     proxy = start_proxy(tmpdir_short, [up.addr], extra="client_header_timeout = 1\nclient_body_timeout = 1\n"
                         "keepalive_timeout = 1")

@@ -48,7 +48,7 @@ def h2proxy():
         tls_port, h2c_port, plain_port = free_port(), free_port(), free_port()
         cfg = os.path.join(d, "appstack.ini")
         with open(cfg, "w") as f:
-            f.write(f"[proxy]\nlisten = 127.0.0.1:{tls_port} ssl\nlisten = 127.0.0.1:{h2c_port} http2\n"
+            f.write(f"[proxy]\nworkers = 1\nlisten = 127.0.0.1:{tls_port} ssl\nlisten = 127.0.0.1:{h2c_port} http2\n"
                     f"listen = 127.0.0.1:{plain_port}\nupstream = {up.addr}\ncertificate = {cert}\n"
                     f"certificate_key = {key}\nclient_max_body_size = 5m\n\n"
                     f"[location /static/]\nalias = {static}/\n")

@@ -35,7 +35,7 @@ def target():
         h2c, plain = free_port(), free_port()
         cfg = os.path.join(d, "appstack.ini")
         with open(cfg, "w") as f:
-            f.write(f"[proxy]\nlisten = 127.0.0.1:{h2c} http2\nlisten = 127.0.0.1:{plain}\n"
+            f.write(f"[proxy]\nworkers = 1\nlisten = 127.0.0.1:{h2c} http2\nlisten = 127.0.0.1:{plain}\n"
                     f"upstream = {up.addr}\n\n[location /static/]\nalias = {static}/\n")
         env = dict(ENV)
         if "ASAN_OPTIONS" in env:       # freed memory kept for checking is not what the proxy holds

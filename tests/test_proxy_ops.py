@@ -36,7 +36,7 @@ def test_help_version_and_check(tmpdir_short):
     assert r.returncode == 1 and f"{bad}:3:" in r.stderr
 
 
-def test_hup_reloads_without_dropping_connections(tmpdir_short):
+def test_hup_reloads_without_dropping_connections(tmpdir_short, proxy_workers):
     a = Upstream(lambda req: ok(b"A"))
     b = Upstream(lambda req: ok(b"B"))
     d1, d2 = os.path.join(tmpdir_short, "one"), os.path.join(tmpdir_short, "two")
@@ -54,7 +54,8 @@ def test_hup_reloads_without_dropping_connections(tmpdir_short):
         assert read_response(kf).body == b"one"
         proxy_config(tmpdir_short, port, [b.addr], locations=f"[location /s/]\nalias = {d2}/\n")
         proxy.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: get(port, "/x").body == b"B", timeout=5, what="new upstream")
+        wait_for(lambda: f"reloaded {cfg}:" in proxy.log_text(), timeout=5, what="every process reloaded")
+        assert get(port, "/x").body == b"B"
         assert get(port, "/s/f.txt").body == b"two"
         # The connection from before the reload still works, on the new config.
         keep.sendall(b"GET /s/f.txt HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -73,7 +74,7 @@ def test_hup_reloads_without_dropping_connections(tmpdir_short):
         b.close()
 
 
-def test_term_finishes_in_flight_requests(tmpdir_short):
+def test_term_finishes_in_flight_requests(tmpdir_short, proxy_workers):
     def slow(req):
         time.sleep(1.0)
         return ok(b"finished")
@@ -108,13 +109,15 @@ def test_term_finishes_in_flight_requests(tmpdir_short):
         up.close()
 
 
-def test_access_log_line(tmpdir_short):
+def test_access_log_line(tmpdir_short, proxy_workers):
     up = Upstream()
     proxy = start_proxy(tmpdir_short, [up.addr], locations=f"[location /s/]\nalias = {tmpdir_short}/\n")
     try:
         get(proxy.port, "/app/page?secret=1", {"User-Agent": "tester/1", "Referer": "http://r/"})
         get(proxy.port, "/s/none.txt")
-        wait_for(lambda: "/s/none.txt" in proxy.log_text(), timeout=5, what="access log")
+        # Both entries: with several processes, each writes its own.
+        wait_for(lambda: "/s/none.txt" in proxy.log_text() and "/app/page" in proxy.log_text(), timeout=5,
+                 what="access log")
         log = proxy.log_text()
         line = next(l for l in log.splitlines() if "/app/page" in l)
         assert '"GET /app/page?secret=1 HTTP/1.1" 200' in line

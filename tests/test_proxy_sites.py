@@ -48,6 +48,7 @@ def ups():
 def test_host_picks_the_site(tmpdir_short, ups):
     p = start(tmpdir_short, f"""
         [proxy]
+        workers = 1
         listen = 127.0.0.1:PORT
         upstream = {ups['default'].addr}
 
@@ -96,6 +97,7 @@ def test_absolute_form_target_is_routed_by_its_authority(tmpdir_short, ups):
         f.write("a file")
     p = start(tmpdir_short, f"""
         [proxy]
+        workers = 1
         listen = 127.0.0.1:PORT
         upstream = {ups['default'].addr}
 
@@ -125,6 +127,7 @@ def test_absolute_form_target_is_routed_by_its_authority(tmpdir_short, ups):
 def test_without_a_default_site_an_unknown_host_is_421(tmpdir_short, ups):
     p = start(tmpdir_short, f"""
         [proxy]
+        workers = 1
         listen = 127.0.0.1:PORT
 
         [site a]
@@ -148,6 +151,7 @@ def test_locations_and_limits_belong_to_their_site(tmpdir_short, ups):
             f.write(d)
     p = start(tmpdir_short, f"""
         [proxy]
+        workers = 1
         listen = 127.0.0.1:PORT
         upstream = {ups['default'].addr}
         client_max_body_size = 1k
@@ -195,6 +199,7 @@ def test_locations_and_limits_belong_to_their_site(tmpdir_short, ups):
 def test_access_log_names_the_site_and_hup_changes_sites(tmpdir_short, ups):
     text = f"""
         [proxy]
+        workers = 1
         listen = 127.0.0.1:PORT
         upstream = {ups['default'].addr}
 
@@ -236,6 +241,7 @@ def test_access_log_names_the_site_and_hup_changes_sites(tmpdir_short, ups):
 def test_no_sites_logs_as_before(tmpdir_short, ups):
     p = start(tmpdir_short, f"""
         [proxy]
+        workers = 1
         listen = 127.0.0.1:PORT
         upstream = {ups['default'].addr}
         """)

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from conftest import free_port, prog, wait_for
+import proxyutil
 from proxyutil import ENV, Proxy, Upstream, ok, read_response
 from tlsutil import CA
 
@@ -41,13 +42,15 @@ def pairs(*p):
 
 
 class TlsProxy(Proxy):
-    def __init__(self, directory, upstream, tls_pairs, extra="", locations="", plain=False):
+    def __init__(self, directory, upstream, tls_pairs, extra="", locations="", plain=False, workers=None):
+        workers = workers or proxyutil.WORKERS
         self.tls_port = free_port()
         self.plain_port = free_port() if plain else None
         listens = f"listen = 127.0.0.1:{self.tls_port} ssl\n"
         if plain:
             listens += f"listen = 127.0.0.1:{self.plain_port}\n"
-        self.config_text = f"[proxy]\n{listens}upstream = {upstream}\n{tls_pairs}{extra}\n{locations}"
+        self.config_text = (f"[proxy]\n{listens}upstream = {upstream}\n{tls_pairs}{extra}\n{locations}"
+                            f"\n[proxy]\nworkers = {workers}\n")     # last: the lines above keep their numbers
         cfg = os.path.join(directory, "appstack.ini")
         with open(cfg, "w") as f:
             f.write(self.config_text)
@@ -84,7 +87,7 @@ def peer_serial(port, ca, host="localhost", ctx=None):
             return t.getpeercert()["serialNumber"].lstrip("0")
 
 
-def test_curl_static_and_forwarded_with_forwarded_proto_and_hsts(tmpdir_short, pki):
+def test_curl_static_and_forwarded_with_forwarded_proto_and_hsts(tmpdir_short, pki, proxy_workers):
     up = Upstream(lambda req: ok(b"app " + req.target.encode()))
     static = os.path.join(tmpdir_short, "static")
     os.makedirs(static)
@@ -130,7 +133,7 @@ def test_hsts_from_config_replaces_the_apps(tmpdir_short, pki):
         up.close()
 
 
-def test_openssl_s_client_protocols_alpn_and_resumption(tmpdir_short, pki):
+def test_openssl_s_client_protocols_alpn_and_resumption(tmpdir_short, pki, proxy_workers):
     up = Upstream()
     proxy = TlsProxy(tmpdir_short, up.addr, pairs(pki.localhost_ec))
 
@@ -307,7 +310,7 @@ def replace_pair(dst, src):
         os.rename(d + ".new", d)
 
 
-def test_hup_rereads_certificates_keeps_connections_and_survives_a_bad_pair(tmpdir_short, pki):
+def test_hup_rereads_certificates_keeps_connections_and_survives_a_bad_pair(tmpdir_short, pki, proxy_workers):
     up = Upstream()
     live = (os.path.join(tmpdir_short, "live.pem"), os.path.join(tmpdir_short, "live.key"))
     replace_pair(live, pki.localhost_ec)
@@ -342,7 +345,7 @@ def test_hup_rereads_certificates_keeps_connections_and_survives_a_bad_pair(tmpd
         up.close()
 
 
-def test_certificate_replaced_ten_times_under_load_fails_no_request(tmpdir_short, pki):
+def test_certificate_replaced_ten_times_under_load_fails_no_request(tmpdir_short, pki, proxy_workers):
     up = Upstream(lambda req: ok(b"fine"))
     live = (os.path.join(tmpdir_short, "live.pem"), os.path.join(tmpdir_short, "live.key"))
     replace_pair(live, pki.localhost_ec)

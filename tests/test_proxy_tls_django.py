@@ -46,6 +46,7 @@ workers = 2
 control = {tmp}/control.sock
 
 [proxy]
+workers = 1
 listen = 127.0.0.1:{tls_port} ssl
 listen = 127.0.0.1:{plain_port}
 upstream = unix:{tmp}/app.sock

@@ -52,6 +52,7 @@ workers = 1
 control = {tmp}/control.sock
 
 [proxy]
+workers = 1
 listen = 127.0.0.1:{pport}
 upstream = unix:{tmp}/app.sock
 real_ip_from = {FRONT}

@@ -71,6 +71,7 @@ def served(tmp_path_factory):
         control = {d}/control.sock
 
         [proxy]
+        workers = 1
         listen = 127.0.0.1:{proxy_port}
         upstream = 127.0.0.1:{sup_port}
         client_max_body_size = 50m

@@ -55,6 +55,7 @@ def stack(journal, tmpdir_short):
         control = {tmpdir_short}/control.sock
 
         [proxy]
+        workers = 1
         listen = 127.0.0.1:{port}
         upstream = unix:{tmpdir_short}/app.sock
         real_ip_from = {FRONT}

@@ -45,6 +45,13 @@ def answers(socks):
     return out
 
 
+def term_pending(pid):
+    """SIGTERM waits for the process (it is stopped)."""
+    with open(f"/proc/{pid}/status") as f:
+        masks = [int(l.split()[1], 16) for l in f if l.startswith(("SigPnd:", "ShdPnd:"))]
+    return any(m & (1 << (signal.SIGTERM - 1)) for m in masks)
+
+
 def in_epoll_wait(pid):
     """The process sleeps in epoll_wait (x86-64: 232) or epoll_pwait (281)
     and has nothing else to do."""
@@ -111,22 +118,29 @@ def test_proxy_serves_its_listen_queue_at_term(tmpdir_short):
     up = Upstream(lambda req: ok(b"fine"))
     port = free_port()
     proxy = Proxy(proxy_config(tmpdir_short, port, [up.addr]), port)
+    wait_for(lambda: len(proxy.serving()) == 1, timeout=5, what="the serving process")
+    serving = proxy.serving()[0]
     try:
-        # Stopped, the proxy accepts nothing: the connections queue up. It
-        # is stopped while it waits for events, so it has not seen them.
-        wait_for(lambda: in_epoll_wait(proxy.proc.pid), timeout=5, what="the proxy waiting in epoll_wait")
-        proxy.proc.send_signal(signal.SIGSTOP)
-        wait_for(lambda: open(f"/proc/{proxy.proc.pid}/stat").read().split(")")[1].split()[0] == "T",
+        # Stopped, the serving process accepts nothing: the connections
+        # queue up. It is stopped while it waits for events, so it has not
+        # seen them. The master passes TERM on; it waits until SIGCONT.
+        wait_for(lambda: in_epoll_wait(serving), timeout=5, what="the proxy waiting in epoll_wait")
+        os.kill(serving, signal.SIGSTOP)
+        wait_for(lambda: open(f"/proc/{serving}/stat").read().split(")")[1].split()[0] == "T",
                  timeout=5, what="the proxy stopped")
         socks = send_requests(lambda: socket.create_connection(("127.0.0.1", port), timeout=20), QUEUED, "/q")
         proxy.proc.send_signal(signal.SIGTERM)
-        proxy.proc.send_signal(signal.SIGCONT)
+        wait_for(lambda: term_pending(serving), timeout=5, what="TERM passed on by the master")
+        os.kill(serving, signal.SIGCONT)
         got = answers(socks)
         assert proxy.proc.wait(timeout=30) == 0
         assert got == [200] * QUEUED, got
         assert connect_after(lambda: socket.create_connection(("127.0.0.1", port), timeout=3)) == "refused"
         assert "connections taken from the listen queues" in proxy.log_text(), proxy.log_text()
     finally:
-        proxy.proc.send_signal(signal.SIGCONT)
+        try:
+            os.kill(serving, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
         proxy.stop()
         up.close()

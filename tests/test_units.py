@@ -78,6 +78,8 @@ def test_proxy_contract(units):
     assert svc["Restart"] == ["on-failure"]
     assert seconds(svc["WatchdogSec"][0]) > 0
     assert svc["ExecReload"][0].endswith("-HUP $MAINPID")
+    assert svc["KillMode"] == ["mixed"]         # TERM to the master, which passes it on
+    assert svc["NotifyAccess"] == ["main"]      # the master alone notifies
     unit = parse_unit(units["appstack-proxy.service"])["Unit"]
     # The first request through the proxy starts the application.
     assert "appstack.socket" in " ".join(unit["Wants"])
