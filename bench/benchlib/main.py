@@ -60,6 +60,9 @@ def parse_args(argv, prog, defaults):
                    "(default); none: let the scheduler place everything")
     p.add_argument("--threads", type=int, help="wrk threads (default: 1 with --pin split, "
                    "else 2)")
+    p.add_argument("--front-processes", type=int, default=1,
+                   help="appstack-proxy's workers in every row, and nginx's worker_processes in the "
+                   "tls rows (default 1)")
     p.add_argument("--gunicorn-args", default="", help="extra gunicorn options, given as "
                    "--gunicorn-args=\"--preload\" (default none)")
     p.add_argument("--uwsgi-args", default="", help="extra uWSGI options, given as "
@@ -169,7 +172,7 @@ def run(o, builddir, outdir, rawdir, workdir):
     need_django = {"django", "lifecycle", "memory", "compress"} & set(o.only)
     django = apps.django(workdir, log) if need_django else None
     units = plan.plan(o, hello, django, static_paths, apps.mixed())
-    ctx = stacks.Context(builddir, workdir, o.server_cpus)
+    ctx = stacks.Context(builddir, workdir, o.server_cpus, o.front_processes)
     results = Results()
     runner = Runner(o, ctx, results, rawdir)
     pin = (f"wrk -t{o.threads} on CPU {o.client_cpus}, servers on CPU {o.server_cpus}"

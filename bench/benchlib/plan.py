@@ -39,7 +39,8 @@ def plan(o, hello, django, static_paths, mixed=None):
             units.append(Unit("vhosts", f"hello world via the front, {stacks.VHOSTS} [site]s vs none",
                               stacks.VHOST, hello, w, [Case(*hello.paths[0], [o.base_conc])]))
     if "tls" in o.only:
-        # HTTPS through one front process on each side, TLS 1.3, ECDSA P-256.
+        # HTTPS through as many front processes on each side (one unless
+        # --front-processes says otherwise), TLS 1.3, ECDSA P-256.
         units.append(Unit("tls", "HTTPS hello world via the front", stacks.TLS_FRONT, hello, last,
                           [Case(*hello.paths[0], [o.base_conc])]))
         (k1, p1, c1), (k100, p100, c100) = static_paths[:2]

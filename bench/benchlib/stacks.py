@@ -22,10 +22,11 @@ EXTRA = {"gunicorn": [], "uwsgi": []}
 class Context:
     """What every stack needs: where the programs are and where to write."""
 
-    def __init__(self, builddir, workdir, server_cpus):
+    def __init__(self, builddir, workdir, server_cpus, front_processes=1):
         self.builddir = builddir
         self.workdir = workdir
         self.server_cpus = server_cpus     # taskset list, or None
+        self.front_processes = front_processes  # appstack-proxy's workers, nginx's for the TLS rows
         self.seq = 0
         self._tls = None
 
@@ -138,7 +139,7 @@ class _Appstack(Stack):
                      f"[supervisor]\nlisten = {supervisor_listen}\nworkers = {self.workers}\n"
                      f"control = {self.dir}/control.sock\n{self.supervisor_options}\n")
         if proxy:
-            text += (f"[proxy]\nlisten = 127.0.0.1:{self.port}\n"
+            text += (f"[proxy]\nlisten = 127.0.0.1:{self.port}\nworkers = {self.ctx.front_processes}\n"
                      f"upstream = unix:{self.dir}/app.sock\n{self.proxy_extra}")
             if a.static_dir:
                 text += f"\n[location /static/]\nalias = {a.static_dir.rstrip('/')}/\nexpires = 30d\n"
@@ -298,7 +299,7 @@ PASS_TO_UWSGI = """
 class _Nginx(Stack):
     tls = False
     gzip = False            # gzip on, at GZIP_LEVEL
-    one_process = False     # worker_processes 1, as appstack-proxy is one process
+    one_process = False     # as many front processes as appstack-proxy (--front-processes, default one)
 
     def start_nginx(self, app_block):
         os.makedirs(os.path.join(self.dir, "tmp"))
@@ -306,13 +307,12 @@ class _Nginx(Stack):
         text = NGINX_CONF.format(d=self.dir, port=self.port, static=static, app=app_block)
         if self.gzip:
             text = text.replace("    sendfile on;\n", "    sendfile on;\n" + NGINX_GZIP.format(level=GZIP_LEVEL))
-        if self.one_process:
-            text = text.replace("worker_processes auto;", "worker_processes 1;")
+        if self.one_process or self.tls:
+            text = text.replace("worker_processes auto;", f"worker_processes {self.ctx.front_processes};")
         if self.tls:
             # The same certificate and protocol as appstack's TLS rows, and
-            # as many front processes (one).
+            # as many front processes (above).
             cert, key = self.ctx.tls()
-            text = text.replace("worker_processes auto;", "worker_processes 1;")
             text = text.replace(f"listen 127.0.0.1:{self.port} backlog=4096;",
                                 f"listen 127.0.0.1:{self.port} ssl http2 backlog=4096;\n"
                                 f"        ssl_certificate {cert};\n        ssl_certificate_key {key};\n"
@@ -372,7 +372,7 @@ class AppstackVhosts(AppstackFront):
     def ini(self, supervisor_listen, proxy=False):
         path = super().ini(supervisor_listen)
         a = self.app
-        text = f"[proxy]\nlisten = 127.0.0.1:{self.port}\n"
+        text = f"[proxy]\nlisten = 127.0.0.1:{self.port}\nworkers = {self.ctx.front_processes}\n"
         for i in range(1, VHOSTS + 1):
             names = (f"site{i:02d}.example.com www.site{i:02d}.example.com *.site{i:02d}.example.org"
                      if i != VHOSTS // 2 else "127.0.0.1 localhost")
@@ -435,7 +435,7 @@ class AppstackMetrics(AppstackFront):
 
 
 # ---- HTTPS and HTTP/2 -------------------------------------------------------
-# One front process on each side (appstack-proxy is one process), TLS 1.3,
+# As many front processes on each side (--front-processes, default one), TLS 1.3,
 # the same ECDSA P-256 certificate; HTTP/2 by ALPN on both.
 
 class _AppstackTls:
@@ -531,6 +531,7 @@ class AppstackWs(_WsEcho, AppstackStatic):
         self.start_echo()
         net.wait_port(self.echo_port, self.procs, timeout=20)
         path = self.write("appstack.ini", f"[proxy]\nlisten = 127.0.0.1:{self.port}\n"
+                                          f"workers = {self.ctx.front_processes}\n"
                                           f"upstream = 127.0.0.1:{self.echo_port}\n")
         self.start_proxy(path)
 
