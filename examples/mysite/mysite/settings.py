@@ -7,7 +7,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-secret-change-me")
 DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
-ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+# The names the site answers to, blank-separated (a container gets its
+# Service's name this way).
+ALLOWED_HOSTS = os.environ.get("MYSITE_ALLOWED_HOSTS", "localhost 127.0.0.1 [::1]").split()
 
 INSTALLED_APPS = [
     "django.contrib.admin",
