@@ -68,7 +68,9 @@ enum as_chunk_step as_chunk_byte(int *state, uint64_t *size, unsigned char c)
     case S_SIZE0:
     case S_SIZE:
         if ((v = hexval(c)) >= 0) {
-            if (*size >> 60)
+            /* below 2^63: no honest body is that long, and the size plus
+             * its CRLF must not wrap */
+            if (*size >> 59)
                 return AS_CHUNK_HUGE;
             *size = *size * 16 + (uint64_t)v;
             s = S_SIZE;

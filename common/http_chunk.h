@@ -10,7 +10,7 @@ enum as_chunk_step {
     AS_CHUNK_MORE,      /* the line goes on */
     AS_CHUNK_END,       /* its LF: *SIZE is the chunk size */
     AS_CHUNK_BAD,       /* not a chunk-size line */
-    AS_CHUNK_HUGE,      /* a size of 2^60 or more */
+    AS_CHUNK_HUGE,      /* a size of 2^63 or more */
 };
 
 /* *STATE starts at 0 for each line; *SIZE accumulates. */

@@ -296,6 +296,8 @@ TE = P + b"Transfer-Encoding: chunked\r\n\r\n"
     (TE + b"x\r\nabc\r\n0\r\n\r\n", 400),
     (TE + b"-3\r\nabc\r\n0\r\n\r\n", 400),
     (TE + b"fffffffffffffffff\r\n", 400),
+    (TE + b"fffffffffffffffe\r\nabc\r\n", 400),     # size + CRLF would wrap to 0
+    (TE + b"8000000000000000\r\nabc\r\n", 400),
     (TE + b"3\r\nabcX\r\n0\r\n\r\n", 400),
     (TE + b"3\r\nabc\n0\r\n\r\n", 400),
     (TE + b"3;a=b\rabc\r\n0\r\n\r\n", 400),
