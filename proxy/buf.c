@@ -61,6 +61,16 @@ void block_set_cache(size_t max)
     pool.max_free = max;
 }
 
+void block_cache_trim(size_t keep)
+{
+    while (pool.n_free > keep) {
+        struct block *b = pool.free;
+        pool.free = b->next;
+        pool.n_free--;
+        free(b);
+    }
+}
+
 void spool_set_tmpdir(const char *dir)
 {
     pool.tmpdir = dir;

@@ -21,6 +21,8 @@ struct block *block_get(void);
 void block_put(struct block *b);
 /* Blocks kept on the free list at most (the rest go back to malloc). */
 void block_set_cache(size_t max);
+/* Frees cached blocks beyond KEEP (the crowd that needed them has gone). */
+void block_cache_trim(size_t keep);
 
 struct spool {
     struct block *head, *tail;

@@ -5,6 +5,7 @@
 #include "metrics.h"
 #include "mime.h"
 #include "master.h"
+#include "memtrim.h"
 #include "request_id.h"
 
 #include <errno.h>
@@ -49,6 +50,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     master_beat();
     runtime_revalidate(srv.rt);
     as_log_flush();     /* entries that waited for a stalled journal */
+    mem_trim_tick(srv.n_conns);
 }
 
 static void stop_now_cb(struct ev_loop *loop, ev_timer *w, int revents)
