@@ -1,6 +1,10 @@
 /* Compression on the fly (see compress.h). zlib streams are kept for reuse
- * (deflateReset), since a deflate state costs about 256 KiB to set up;
- * brotli has no reset, so an encoder is made per response. */
+ * (deflateReset), by level and size: a full deflate state is about
+ * 256 KiB, and every start clears its 64 KiB hash table. A body of known
+ * length gets a window and a hash no larger than it needs (nginx's rule),
+ * which for a page of a few KiB makes that clearing, not the compression,
+ * the cheap part again. brotli has no reset, so an encoder is made per
+ * response. */
 #include "compress.h"
 #include "exchange.h"
 
@@ -21,6 +25,7 @@ static const char *const default_types[] = {
 struct zenc {
     int coding;
     int level;
+    int wbits, memlevel;        /* AE_GZIP: deflateInit2's, by the body's size */
     bool streamed;
     z_stream z;                 /* AE_GZIP */
     BrotliEncoderState *br;     /* AE_BR */
@@ -108,13 +113,37 @@ const char *compress_coding_name(int coding)
     return coding == AE_BR ? "br" : coding == AE_GZIP ? "gzip" : "identity";
 }
 
+/* The window and hash for a body of LEN bytes (0: unknown), as nginx sizes
+ * them: halve both while the body still fits in the smaller window (less
+ * zlib's MIN_LOOKAHEAD of 262 bytes). The output is the same deflate
+ * format at the same level; only the distance a match may reach back is
+ * shorter than the body never was anyway. 9 is the least window zlib takes
+ * with a gzip wrapper. */
+static void zsize(uint64_t len, int *wbits, int *memlevel)
+{
+    int wb = 15, ml = 8;
+
+    if (len) {
+        while (wb > 9 && len + 262 < (uint64_t)1 << (wb - 1)) {
+            wb--;
+            ml--;
+        }
+        if (ml < 1)
+            ml = 1;
+    }
+    *wbits = wb;
+    *memlevel = ml;
+}
+
 static struct zenc *zenc_get(int coding, int level, uint64_t size_hint)
 {
     struct zenc *e;
+    int wbits = 0, memlevel = 0;
 
     if (coding == AE_GZIP) {
+        zsize(size_hint, &wbits, &memlevel);
         for (struct zenc **p = &zc.free; (e = *p); p = &e->next) {
-            if (e->level == level) {
+            if (e->level == level && e->wbits == wbits && e->memlevel == memlevel) {
                 *p = e->next;
                 zc.n--;
                 if (deflateReset(&e->z) != Z_OK) {
@@ -132,8 +161,10 @@ static struct zenc *zenc_get(int coding, int level, uint64_t size_hint)
     e->coding = coding;
     e->level = level;
     if (coding == AE_GZIP) {
-        /* 31: a gzip wrapper around a 32 KiB window */
-        if (deflateInit2(&e->z, level, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        e->wbits = wbits;
+        e->memlevel = memlevel;
+        /* + 16: a gzip wrapper */
+        if (deflateInit2(&e->z, level, Z_DEFLATED, wbits + 16, memlevel, Z_DEFAULT_STRATEGY) != Z_OK) {
             free(e);
             return NULL;
         }

@@ -209,6 +209,40 @@ def test_http2_client(front, tmp_path):
         p.stop()
 
 
+# Bodies on both sides of each step where the deflate window and hash
+# shrink to fit a body of known length (a window of 2^N bytes serves bodies
+# below 2^N - 262), the smallest and the full window, in an order that
+# makes the proxy reuse a kept stream of another size.
+WINDOW_SIZES = (20, 249, 250, 251, 762, 763, 1785, 1786, 1787, 16121, 16122, 32505, 32506, 70000,
+                30, 300000, 1786, 16122, 5000)
+
+
+def test_window_sized_to_the_body_decodes_at_every_size(tmp_path):
+    root = tmp_path / "s"
+    root.mkdir()
+    bodies = {n: (text(n // 4 + 1, f"s{n}") * 2)[:n] for n in WINDOW_SIZES}
+    for n, b in bodies.items():
+        (root / f"{n}.txt").write_bytes(b)
+
+    def handler(req):
+        b = bodies[int(req.target.strip("/"))]
+        return b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % len(b) + b
+
+    up = Upstream(handler)
+    port = free_port()
+    p = Proxy(proxy_config(str(tmp_path), port, [up.addr], f"[location /s/]\nalias = {root}/\n",
+                           extra="gzip = on\ngzip_min_length = 20\ngzip_comp_level = 9"), port)
+    try:
+        for n in WINDOW_SIZES:
+            for path in (f"/s/{n}.txt", f"/{n}"):
+                r = get(port, path, {"Accept-Encoding": "gzip"})
+                assert r.status == 200 and r.header("content-encoding") == "gzip", path
+                assert gunzip(r.body) == bodies[n], path
+    finally:
+        p.stop()
+        up.close()
+
+
 def test_off_by_default(tmp_path):
     up = Upstream(lambda req: b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 3000\r\n\r\n" + b"a" * 3000)
     port = free_port()
