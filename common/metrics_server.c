@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "accept_rest.h"
 #include "http_date.h"
 #include "http_parse.h"
 #include "http_reply.h"
@@ -214,7 +215,13 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     int fd;
 
     (void)revents;
-    while ((fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+    for (;;) {
+        fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            if (as_accept_rest_failed(loop, &s->rest, errno, s->n_conns) == AS_ACCEPT_AGAIN)
+                continue;
+            return;
+        }
         if (s->n_conns >= MS_MAX_CONNS || !(c = calloc(1, sizeof *c))) {
             close(fd);
             continue;
@@ -232,8 +239,6 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         c->timer.data = c;
         ev_timer_start(loop, &c->timer);
     }
-    if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-        as_warn("metrics %s: accept: %s", s->addr, strerror(errno));
 }
 
 bool metrics_server_open(struct metrics_server *s, struct ev_loop *loop, const char *addr, char *err, size_t errlen)
@@ -259,7 +264,18 @@ bool metrics_server_open(struct metrics_server *s, struct ev_loop *loop, const c
     ev_io_init(&s->accept_w, accept_cb, s->fd, EV_READ);
     s->accept_w.data = s;
     ev_io_start(loop, &s->accept_w);
+    as_accept_rest_init(&s->rest, &s->accept_w, 1);
     return true;
+}
+
+void metrics_server_serve(struct metrics_server *s, bool on)
+{
+    if (s->fd < 0)
+        return;
+    if (on)
+        ev_io_start(s->loop, &s->accept_w);
+    else
+        as_accept_rest_stop(s->loop, &s->rest);
 }
 
 void metrics_server_close(struct metrics_server *s)
@@ -268,7 +284,7 @@ void metrics_server_close(struct metrics_server *s)
         return;
     while (s->conns)
         conn_close(s->conns);
-    ev_io_stop(s->loop, &s->accept_w);
+    as_accept_rest_stop(s->loop, &s->rest);
     close(s->fd);
     if (!s->inherited && !strncmp(s->addr, "unix:", 5) && unlink(s->addr + 5) < 0 && errno != ENOENT)
         as_warn("cannot remove %s: %s", s->addr + 5, strerror(errno));

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "accept_rest.h"
 #include "prom.h"
 
 #define MS_MAX_CONNS 16         /* more at once are closed at accept */
@@ -25,6 +26,7 @@ struct metrics_server {
     bool inherited;             /* from systemd: not ours to remove */
     char *addr;                 /* as configured */
     ev_io accept_w;
+    struct as_accept_rest rest;         /* out of descriptors: accept_w rests */
     struct ms_conn *conns;
     int n_conns;
     /* What the program provides. */
@@ -41,6 +43,9 @@ struct metrics_server {
  * passed under that name or address is used) and serves it in LOOP. False
  * with a message in ERR. */
 bool metrics_server_open(struct metrics_server *s, struct ev_loop *loop, const char *addr, char *err, size_t errlen);
+/* ON: accepts on the listen; off: no more (a process that leaves the
+ * scrapes to others), also after a pause for want of descriptors. */
+void metrics_server_serve(struct metrics_server *s, bool on);
 /* Closes the listen and every connection (a unix socket file we bound is
  * removed). Safe on a server never opened. */
 void metrics_server_close(struct metrics_server *s);

@@ -2,7 +2,7 @@
  * timer events, which go to the connection's protocol. The plain transport
  * is here too: bytes straight from and to the socket (sendfile for files). */
 #include "conn.h"
-#include "accept_pause.h"
+#include "accept_rest.h"
 #include "http_reply.h"
 #include "linger.h"
 #include "tls.h"
@@ -177,26 +177,6 @@ void conn_begin(struct conn *c)
     c->proto->start(c);
 }
 
-static void accept_resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    if (srv.accepting)
-        for (int i = 0; i < srv.n_listen; i++)
-            ev_io_start(loop, &srv.lio[i]);
-}
-
-/* Out of descriptors (accept_pause.h): the listening sockets rest. */
-static void accept_pause(void)
-{
-    static ev_timer resume;
-
-    if (ev_is_active(&resume))
-        return;
-    for (int i = 0; i < srv.n_listen; i++)
-        ev_io_stop(srv.loop, &srv.lio[i]);
-    ev_timer_init(&resume, accept_resume_cb, AS_ACCEPT_PAUSE, 0);
-    ev_timer_start(srv.loop, &resume);
-}
-
 /* An accepted connection: served, or refused over max_connections. */
 static void admit(int fd, const struct sockaddr_storage *ss, unsigned lflags)
 {
@@ -212,7 +192,6 @@ static void admit(int fd, const struct sockaddr_storage *ss, unsigned lflags)
 
 void conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    static struct as_accept_pause shortage;
     struct sockaddr_storage ss;
     unsigned lflags = srv.lflags[(ev_io *)w - srv.lio];
     socklen_t len;
@@ -222,15 +201,9 @@ void conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         len = sizeof ss;
         fd = accept4(w->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            switch (as_accept_failed(&shortage, errno, ev_now(loop), srv.n_conns)) {
-            case AS_ACCEPT_AGAIN:
+            if (as_accept_rest_failed(loop, &srv.accept_rest, errno, srv.n_conns) == AS_ACCEPT_AGAIN)
                 continue;
-            case AS_ACCEPT_PAUSE_NOW:
-                accept_pause();
-                return;
-            case AS_ACCEPT_DONE:
-                return;
-            }
+            return;
         }
         admit(fd, &ss, lflags);
     }

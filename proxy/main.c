@@ -70,8 +70,7 @@ static void begin_stop(void)
     srv.stopping = true;
     as_info("%s: %ld connections open", board->stopping ? "stopping" : "retiring", srv.n_conns);
     srv.accepting = false;
-    for (int i = 0; i < srv.n_listen; i++)
-        ev_io_stop(srv.loop, &srv.lio[i]);
+    as_accept_rest_stop(srv.loop, &srv.accept_rest);
     if (board->stopping)
         conns_take_queued();        /* the sockets are the master's: only when all stop */
     else
@@ -213,6 +212,7 @@ void proxy_serve(int slot, const sigset_t *mask)
     sigprocmask(SIG_SETMASK, mask, NULL);
     access_log_init(srv.loop);
     runtime_revalidate(srv.rt);
+    as_accept_rest_init(&srv.accept_rest, srv.lio, srv.n_listen);
     for (int i = 0; i < srv.n_listen; i++)
         ev_io_start(srv.loop, &srv.lio[i]);
     pm_server_serve(true);

@@ -293,12 +293,7 @@ void pm_server_close(void)
 
 void pm_server_serve(bool on)
 {
-    if (pmx.server.fd < 0)
-        return;
-    if (on)
-        ev_io_start(srv.loop, &pmx.server.accept_w);
-    else
-        ev_io_stop(srv.loop, &pmx.server.accept_w);
+    metrics_server_serve(&pmx.server, on);
 }
 
 void pm_server_reloaded(const char *addr)

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "accept_rest.h"
 #include "buf.h"
 #include "../common/config.h"  /* not the autoconf config.h in the build dir */
 #include "log.h"
@@ -84,6 +85,7 @@ struct server {
     unsigned lflags[MAX_LISTEN];    /* AS_LISTEN_* as opened: fixed until a restart */
     ev_io lio[MAX_LISTEN];
     int n_listen;
+    struct as_accept_rest accept_rest;  /* out of descriptors: lio rest */
     bool accepting;
     bool stopping;
     struct conn *conns;

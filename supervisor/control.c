@@ -368,17 +368,30 @@ static void accept_one(struct master *m, int fd)
     arm_timeout(c);
 }
 
+static long count_conns(const struct master *m)
+{
+    long n = 0;
+
+    for (const struct conn *c = m->conns; c; c = c->next)
+        n++;
+    return n;
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct master *m = io->data;
     int fd;
 
-    (void)loop;
     (void)revents;
-    while ((fd = accept4(m->control_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0)
-        accept_one(m, fd);
-    if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-        as_warn("control socket: accept: %s", strerror(errno));
+    for (;;) {
+        fd = accept4(m->control_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd >= 0) {
+            accept_one(m, fd);
+            continue;
+        }
+        if (as_accept_rest_failed(loop, &m->control_rest, errno, count_conns(m)) != AS_ACCEPT_AGAIN)
+            return;
+    }
 }
 
 /* mkdir -p of the socket's directory (e.g. /run/appstack). */
@@ -463,6 +476,7 @@ bool control_open(struct master *m)
     ev_io_init(&m->control_w, accept_cb, m->control_fd, EV_READ);
     m->control_w.data = m;
     ev_io_start(m->loop, &m->control_w);
+    as_accept_rest_init(&m->control_rest, &m->control_w, 1);
     return true;
 }
 
@@ -472,7 +486,7 @@ void control_close(struct master *m)
         conn_close(m->conns);
     if (m->control_fd < 0)
         return;
-    ev_io_stop(m->loop, &m->control_w);
+    as_accept_rest_stop(m->loop, &m->control_rest);
     close(m->control_fd);
     m->control_fd = -1;
     if (unlink(m->cfg.control) < 0 && errno != ENOENT)

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "accept_rest.h"
 #include "config.h"
 #include "generation.h"
 #include "metrics_server.h"
@@ -90,6 +91,7 @@ struct master {
 
     int control_fd;
     ev_io control_w;
+    struct as_accept_rest control_rest; /* out of descriptors: control_w rests */
     struct metrics_server metrics;  /* metrics = ADDR; fd -1 when off */
     struct conn *conns;     /* open control connections */
 

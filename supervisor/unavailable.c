@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "accept_rest.h"
 #include "log.h"
 #include "unavailable.h"
 
@@ -45,6 +46,7 @@ static struct {
     bool on;
     ev_io lw[SUP_MAX_LISTEN];
     int n_lw;
+    struct as_accept_rest rest;     /* out of descriptors: the sockets rest */
     int retry_after;            /* s */
     struct uconn *conns;
     int n_conns;
@@ -150,9 +152,10 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         struct uconn *c;
 
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                as_warn("503 responder: accept: %s", strerror(errno));
-            return;     /* a worker may have taken it first */
+            /* EAGAIN: none queued, or a worker took it first. */
+            if (as_accept_rest_failed(loop, &U.rest, errno, U.n_conns) == AS_ACCEPT_AGAIN)
+                continue;
+            return;
         }
         if (U.n_conns >= MAX_CONNS || !(c = malloc(sizeof *c))) {
             answer(fd, false);
@@ -198,10 +201,10 @@ void unavailable_set(struct master *m, bool on, double retry_after)
             ev_io_init(&U.lw[i], accept_cb, m->listen_fd[i], EV_READ);
             ev_io_start(m->loop, &U.lw[i]);
         }
+        as_accept_rest_init(&U.rest, U.lw, U.n_lw);
         as_warn("no worker can serve: appstackd answers 503 on the app sockets until one is ready");
     } else {
-        for (int i = 0; i < U.n_lw; i++)
-            ev_io_stop(m->loop, &U.lw[i]);
+        as_accept_rest_stop(m->loop, &U.rest);
         U.n_lw = 0;
         if (!m->stopping)
             as_notice("a worker serves again (%lu connections were answered 503 meanwhile)", U.answered);
@@ -216,8 +219,7 @@ bool unavailable_on(void)
 void unavailable_close(void)
 {
     if (U.on && U.m)
-        for (int i = 0; i < U.n_lw; i++)
-            ev_io_stop(U.m->loop, &U.lw[i]);
+        as_accept_rest_stop(U.m->loop, &U.rest);
     U.on = false;
     U.n_lw = 0;
     while (U.conns)

@@ -5,6 +5,7 @@ is logged once; `supctl status` and `supctl reload` say that nothing
 serves; the error a lazy importer hid is the one reported."""
 import json
 import os
+import resource
 import shutil
 import socket
 import time
@@ -47,14 +48,14 @@ def raw(port, request, timeout=5):
     return time.monotonic() - t0, data
 
 
-def start_broken(tmpdir, app_text=BROKEN, extra_files=()):
+def start_broken(tmpdir, app_text=BROKEN, extra_files=(), extra=""):
     app = os.path.join(tmpdir, "app")
     os.makedirs(app, exist_ok=True)
     write(app, "myapp.py", app_text)
     for name, text in extra_files:
         write(app, name, text)
     port = free_port()
-    sup = Supervisor(sup_config(tmpdir, port, app_dir=app, module="myapp:application"), port)
+    sup = Supervisor(sup_config(tmpdir, port, app_dir=app, module="myapp:application", extra=extra), port)
     sup.wait_control()
     wait_for(lambda: sup.status()["last_failure"], timeout=20, what="a failed start")
     return sup, app
@@ -132,4 +133,76 @@ def test_error_hidden_by_a_lazy_importer_is_the_one_reported(tmpdir_short):
         assert sup.log_text().count("no_such_attribute_for_appstack'") >= 1
         assert json.loads(sup.supctl("status", "--json").stdout)["serving"] is False
     finally:
+        sup.stop()
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def read_all(s):
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    return data
+
+
+def test_out_of_descriptors_pauses_accepts(tmpdir_short):
+    """appstackd's own listens (the 503 answer, metrics =, the control
+    socket) out of descriptors: the connections wait in the queues instead
+    of making the loop spin on them, the shortage is logged a few times, not
+    once per failed accept, and the waiting ones are served once
+    descriptors are free again."""
+    mport = free_port()
+    sup, _ = start_broken(tmpdir_short, extra=f"metrics = 127.0.0.1:{mport}")
+    pid = sup.proc.pid
+    control = os.path.join(tmpdir_short, "run", "control.sock")
+    old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    log_before = len(sup.log_text().splitlines())
+    # Room for a few: those are held (1 s for a request head, then the
+    # linger), the rest find no descriptor.
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (len(os.listdir(f"/proc/{pid}/fd")) + 4, old[1]))
+    app, metrics, ctl = [], [], []
+    try:
+        for _ in range(40):
+            app.append(socket.create_connection(("127.0.0.1", sup.port), timeout=10))
+        for _ in range(10):     # within the metrics listen's 16 connections
+            metrics.append(socket.create_connection(("127.0.0.1", mport), timeout=10))
+        for _ in range(5):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect(control)
+            ctl.append(s)
+        time.sleep(0.5)         # the first accepts and the first pause
+        cpu = cpu_seconds(pid)
+        time.sleep(3)
+        cpu = cpu_seconds(pid) - cpu
+        added = sup.log_text().splitlines()[log_before:]
+        # A loop that spins takes a core, or its share of a loaded machine
+        # (several tenths of a second); one that rests wakes ten times a
+        # second per socket for one failed accept each.
+        assert cpu < 0.3, f"{cpu:.2f} s of CPU in 3 s out of descriptors: the accept loop spins"
+        assert any("Too many open files" in line and "pausing accepts" in line for line in added), added
+        assert len(added) < 30, f"{len(added)} log lines while out of descriptors:\n" + "\n".join(added[-30:])
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
+        # Every connection that waited is served now.
+        for s in app:
+            s.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        for s in metrics:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n")
+        for s in app:
+            data = read_all(s)
+            assert data.startswith(b"HTTP/1.1 503 ") and b"\r\nRetry-After: " in data, data
+        for s in metrics:
+            data = read_all(s)
+            assert data.startswith(b"HTTP/1.1 200 ") and b"appstack_workers" in data, data[:200]
+        for s in ctl:
+            s.close()
+        assert json.loads(sup.supctl("status", "--json").stdout)["serving"] is False
+    finally:
+        for s in app + metrics + ctl:
+            s.close()
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
         sup.stop()
