@@ -8,9 +8,9 @@
  * event; the first READY worker turns it off.
  *
  * Each connection: read the request head (for HEAD, and so that the
- * answer does not race the request), answer, shut down our side, read
- * what else comes until the client closes or a short linger ends, close.
- * No Python, no parsing beyond finding the end of the head. */
+ * answer does not race the request), answer with the error response both
+ * servers write (http_reply.h), linger (linger.h), close. No Python, no
+ * parsing beyond finding the end of the head. */
 #include "master.h"
 
 #include <errno.h>
@@ -20,15 +20,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "accept_rest.h"
+#include "http_date.h"
+#include "http_reply.h"
+#include "linger.h"
 #include "log.h"
 #include "unavailable.h"
 
 #define HEAD_MAX 8192           /* read no more before answering */
 #define HEAD_WAIT 1.0           /* s to wait for a request head before answering anyway */
-#define LINGER 2.0              /* s to read what follows the answer before closing */
 #define MAX_CONNS 512           /* beyond: answered and closed at once */
 #define ACCEPTS_PER_TURN 64
 
@@ -68,20 +71,19 @@ static void conn_free(struct uconn *c)
     free(c);
 }
 
-/* One send: a fresh connection's socket buffer holds it whole. */
-static void answer(int fd, bool head_only)
+/* One send: a fresh connection's socket buffer holds it whole. False:
+ * close FD now (the linger could not begin). */
+static bool answer(int fd, bool head_only)
 {
-    static const char body[] = "503 Service Unavailable: the application cannot start; see `supctl status`.\n";
-    char buf[512];
-    int n = snprintf(buf, sizeof buf,
-                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                     "Content-Length: %zu\r\nRetry-After: %d\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n%s",
-                     sizeof body - 1, U.retry_after, head_only ? "" : body);
+    char extra[64], buf[AS_HTTP_REPLY_MAX + sizeof extra];
+    size_t n;
 
-    /* Content-Length of a HEAD answer is that of the GET one (RFC 9110 8.6). */
-    (void)send(fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    (void)shutdown(fd, SHUT_WR);
+    snprintf(extra, sizeof extra, "Retry-After: %d\r\nCache-Control: no-store\r\n", U.retry_after);
+    n = as_http_reply(buf, sizeof buf, 503, as_http_date_now(time(NULL)), false, false, head_only, extra);
+    if (send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        as_debug("503 responder: send: %s", strerror(errno));
     U.answered++;
+    return as_linger_begin(fd);
 }
 
 static bool head_complete(const struct uconn *c)
@@ -95,10 +97,13 @@ static bool head_complete(const struct uconn *c)
 
 static void do_answer(struct uconn *c)
 {
-    answer(c->io.fd, c->got >= 5 && !memcmp(c->head, "HEAD ", 5));
+    if (!answer(c->io.fd, c->got >= 5 && !memcmp(c->head, "HEAD ", 5))) {
+        conn_free(c);
+        return;
+    }
     c->answered = true;
     ev_timer_stop(U.m->loop, &c->timer);
-    ev_timer_set(&c->timer, LINGER, 0);
+    ev_timer_set(&c->timer, AS_LINGER_SECONDS, 0);
     ev_timer_start(U.m->loop, &c->timer);
 }
 
@@ -109,25 +114,28 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 
     (void)loop;
     (void)revents;
+    if (c->answered) {
+        if (!as_linger_drain(io->fd, discard, sizeof discard, 16))
+            conn_free(c);       /* the client closed */
+        return;
+    }
     for (;;) {
-        char *dst = c->answered ? discard : c->head + c->got;
-        size_t room = c->answered ? sizeof discard : sizeof c->head - c->got;
-        ssize_t n = recv(io->fd, dst, room, MSG_DONTWAIT);
+        ssize_t n = recv(io->fd, c->head + c->got, sizeof c->head - c->got, MSG_DONTWAIT);
 
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
             return;
         if (n <= 0) {
-            if (!c->answered && n == 0)
+            if (n == 0)
                 answer(io->fd, false);  /* half-closed after its request: it may still read */
             conn_free(c);
             return;
         }
-        if (!c->answered) {
-            c->got += (size_t)n;
-            if (head_complete(c))
-                do_answer(c);
+        c->got += (size_t)n;
+        if (head_complete(c)) {
+            do_answer(c);
+            return;
         }
     }
 }
@@ -158,7 +166,12 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             return;
         }
         if (U.n_conns >= MAX_CONNS || !(c = malloc(sizeof *c))) {
-            answer(fd, false);
+            char discard[4096];
+
+            /* No linger: this one does not wait, but what the client
+             * sent already is read, so that the close is no reset. */
+            if (answer(fd, false))
+                as_linger_drain(fd, discard, sizeof discard, 16);
             close(fd);
             continue;
         }
