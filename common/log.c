@@ -283,10 +283,8 @@ static void to_json(int priority, const char *ident, int pid, const char *messag
 bool as_log_json(char *out, size_t cap, size_t *len, int priority, const char *message, size_t mlen,
                  const char *const *fields, int n)
 {
-    static int self;
+    int self = (int)getpid();   /* not cached: the proxy forks its serving processes */
 
-    if (!self)
-        self = (int)getpid();   /* a syscall per entry otherwise; the proxy never forks */
     return json_entry(out, cap, len, priority, lg.ident, self, self, message, mlen, true, fields, n);
 }
 

@@ -55,8 +55,8 @@ enum as_log_format as_log_format(void);
 
 /* The JSON line (newline included) that log_format = json writes for an
  * entry of ours, into OUT (CAP bytes; *LEN set to its length): for a
- * caller that batches its writes (the proxy's access log) in a process
- * that does not fork. False when CAP is too small. */
+ * caller that batches its writes (the proxy's access log). False when CAP
+ * is too small. */
 bool as_log_json(char *out, size_t cap, size_t *len, int priority, const char *message, size_t mlen,
                  const char *const *fields, int n);
 
