@@ -395,6 +395,8 @@ void spool_advance(struct spool *s, size_t n)
         settle_cursor(s);
     }
     s->file_pos += (off_t)n;
+    /* as spool_send does: the room they held counts against mem_limit */
+    release_sent(s);
 }
 
 bool spool_file_part(const struct spool *s, int *fd, off_t *pos, off_t *end)

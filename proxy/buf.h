@@ -61,7 +61,8 @@ size_t spool_peek(struct spool *s, const char **p, bool *more);
 /* Copies up to LEN unsent bytes, memory then file, into BUF without
  * marking them sent. Returns the count, or -1 with errno (file read). */
 ssize_t spool_gather(struct spool *s, char *buf, size_t len);
-/* Marks N bytes sent, memory first, then the file part. */
+/* Marks N bytes sent, memory first, then the file part; the blocks sent
+ * are dropped (not with keep). */
 void spool_advance(struct spool *s, size_t n);
 /* The file part still unsent: false when there is none. */
 bool spool_file_part(const struct spool *s, int *fd, off_t *pos, off_t *end);
