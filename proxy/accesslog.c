@@ -156,7 +156,8 @@ void access_log(struct exchange *x)
 {
     const struct as_http_request *r = x->req;
     bool parsed = r && r->method && r->state != AS_HTTP_HEAD;
-    const char *method = parsed ? r->method : "-";
+    /* a WebSocket over HTTP/2 is the client's CONNECT (the upstream's GET) */
+    const char *method = parsed ? (x->h2_ws ? "CONNECT" : r->method) : "-";
     const char *upstream = x->static_req ? "-" : x->upstream ? x->upstream->name : "-";
     /* A request refused before its Host was read has no site. */
     const char *site = x->site ? x->site->name : "-";

@@ -104,7 +104,6 @@ struct exchange *exchange_new(struct conn *c)
     x->head_only = x->http10 = x->keep_alive = x->static_req = false;
     x->head_sent = x->chunk_out = x->resp_done = false;
     x->enc = NULL;
-    x->upgrade = false;
     x->tunnel = NULL;
     x->accel = NULL;
     memcpy(x->client, c->peer, sizeof x->client);
@@ -112,7 +111,7 @@ struct exchange *exchange_new(struct conn *c)
     x->limits_done = false;
     x->limit_conn = NULL;
     ev_init(&x->limit_wait, NULL);
-    x->h2 = false;
+    x->h2 = x->h2_ws = false;
     x->out.mem_limit = RESP_MEM_LIMIT;     /* an HTTP/2 stream may have had less */
     return x;
 }
@@ -121,6 +120,8 @@ void exchange_finish(struct exchange *x, bool completed)
 {
     double t = ev_time() - x->t0;
 
+    if (tunnel_opened(x))
+        completed = true;       /* however a tunnel ends, its entry says how long it lasted */
     x->usec = t > 0 ? (uint64_t)(t * 1e6) : 0;
     pm_exchange_done(x, completed, x->usec);
     if (--x->c->n_exchanges == 0)

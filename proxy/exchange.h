@@ -47,8 +47,7 @@ struct exchange {
     bool chunk_out;             /* the protocol frames the body in chunks */
     bool resp_done;             /* the whole response is in out */
     struct zenc *enc;           /* the body is compressed on the fly (compress.h) */
-    bool upgrade;               /* an admitted upgrade request, counted (tunnel.h) */
-    struct tunnel *tunnel;      /* after 101: the connection is a tunnel */
+    struct tunnel *tunnel;      /* an admitted upgrade request, counted; after 101 a tunnel (tunnel.h) */
     struct accel *accel;        /* the upstream said X-Accel-Redirect (accel.h) */
     char client[48];            /* the client's address (realip.h): the log's, the limits' */
     uint16_t client_port;       /* 0: not known */
@@ -62,6 +61,8 @@ struct exchange {
     bool h2_chunked;            /* its body reaches the parser in chunks (no content-length) */
     bool h2_deferred;           /* nghttp2 waits for more of out */
     bool h2_answered;           /* dispatched or answered: more request data is dropped */
+    bool h2_ws;                 /* a WebSocket by extended CONNECT (RFC 8441), forwarded as an upgrade */
+    size_t h2_held;             /* DATA the tunnel holds, not yet given back to the client's window */
     int32_t stream_id;
     struct exchange *link_prev, *link_next;     /* the connection's streams */
 };

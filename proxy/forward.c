@@ -194,7 +194,7 @@ void forward_start(struct exchange *x)
         return;
     /* Only what may be sent again is sent behind another request; nothing
      * behind an upgrade, whose connection may become a tunnel. */
-    x->pipelinable = !x->upgrade && x->body.total == 0 && (!strcmp(x->req->method, "GET") || x->head_only);
+    x->pipelinable = !x->tunnel && x->body.total == 0 && (!strcmp(x->req->method, "GET") || x->head_only);
     spool_init(&head, SIZE_MAX, false);
     hw_init(&w, &head);
     build_head(x, &w);

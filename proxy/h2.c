@@ -6,6 +6,12 @@
  * its body reaches the parser as DATA arrives (in chunked framing when the
  * client gave no content-length). Responses: the head lines the producers
  * write become the HEADERS frame, and x->out is the stream's DATA source.
+ * A WebSocket by extended CONNECT (RFC 8441: :protocol websocket, which
+ * SETTINGS_ENABLE_CONNECT_PROTOCOL allows) is a GET with Upgrade for the
+ * parser and the upstream; once the upstream says 101, its stream is a
+ * tunnel (tunnel.c). The proxy gives the client its flow-control window
+ * back as it takes DATA (at once for request bodies, as the upstream takes
+ * them for tunnels).
  *
  * Defences (each with a test in tests/test_proxy_h2_attacks.py):
  * at most H2_MAX_STREAMS concurrent streams (more are refused); client
@@ -19,12 +25,14 @@
  * socket, and no reading while they wait (a slow reader holds little). */
 #include "exchange.h"
 #include "metrics.h"
+#include "tunnel.h"
 
 #include <errno.h>
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define H2_MAX_STREAMS 128
 #define H2_STREAM_WINDOW (1 << 20)          /* a client may send this much per stream unread */
@@ -49,7 +57,7 @@ struct h2 {
     size_t hb_len, hb_cap, hb_bytes;
     char *cookie;               /* cookie fields, joined by "; " */
     size_t cookie_len, cookie_cap;
-    char *method, *path, *authority;
+    char *method, *path, *authority, *protocol;
     bool has_host;
 };
 
@@ -81,7 +89,8 @@ static void block_reset(struct h2 *h)
     free(h->method);
     free(h->path);
     free(h->authority);
-    h->method = h->path = h->authority = NULL;
+    free(h->protocol);
+    h->method = h->path = h->authority = h->protocol = NULL;
     h->has_host = false;
 }
 
@@ -114,7 +123,8 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     x->keep_alive = true;
     x->stream_id = f->hd.stream_id;
     x->out.mem_limit = H2_STREAM_MEM;
-    x->h2_chunked = x->h2_deferred = x->h2_answered = false;
+    x->h2_chunked = x->h2_deferred = x->h2_answered = x->h2_ws = false;
+    x->h2_held = 0;
     x->link_prev = NULL;
     x->link_next = h->streams;
     if (h->streams)
@@ -143,7 +153,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     if (name[0] == ':') {
         char **slot = nl == 7 && !memcmp(name, ":method", 7) ? &h->method
                       : nl == 5 && !memcmp(name, ":path", 5) ? &h->path
-                      : nl == 10 && !memcmp(name, ":authority", 10) ? &h->authority : NULL;
+                      : nl == 10 && !memcmp(name, ":authority", 10) ? &h->authority
+                      : nl == 9 && !memcmp(name, ":protocol", 9) ? &h->protocol : NULL;
         if (slot && !*slot)
             *slot = strndup((const char *)value, vl);
         return 0;
@@ -159,6 +170,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
             return 0;       /* :authority wins (RFC 9113 8.3.1) */
         h->has_host = true;
     }
+    if (h->protocol && nl == 17 && !memcmp(name, "sec-websocket-key", 17))
+        return 0;           /* not used over HTTP/2 (RFC 8441 5): the proxy sends its own */
     append(&h->hb, &h->hb_len, &h->hb_cap, name, nl);
     append(&h->hb, &h->hb_len, &h->hb_cap, ": ", 2);
     append(&h->hb, &h->hb_len, &h->hb_cap, value, vl);
@@ -205,6 +218,7 @@ static void request_head(struct conn *c, struct exchange *x, bool end_stream)
     struct h2 *h = c->h2;
     struct as_http_request *r = x->req;
     char *head = NULL;
+    const char *method = h->method;
     size_t len = 0, cap = 0;
 
     if (!h->method || !h->path) {
@@ -213,7 +227,21 @@ static void request_head(struct conn *c, struct exchange *x, bool end_stream)
         exchange_error(x, 400, false);
         return;
     }
-    append(&head, &len, &cap, h->method, strlen(h->method));
+    /* nghttp2 lets :protocol through only with CONNECT, :scheme, :path and
+     * :authority (RFC 8441 4); a protocol other than websocket stays a
+     * CONNECT, which the parser refuses as over HTTP/1.1 (501). A
+     * WebSocket whose client ended its side at once is no tunnel. */
+    if (h->protocol && !strcasecmp(h->protocol, "websocket")) {
+        x->h2_ws = true;
+        method = "GET";
+        if (end_stream) {
+            block_reset(h);
+            x->h2_answered = true;
+            exchange_error(x, 400, false);
+            return;
+        }
+    }
+    append(&head, &len, &cap, method, strlen(method));
     append(&head, &len, &cap, " ", 1);
     append(&head, &len, &cap, h->path, strlen(h->path));
     append(&head, &len, &cap, " HTTP/1.1\r\n", 11);
@@ -229,8 +257,12 @@ static void request_head(struct conn *c, struct exchange *x, bool end_stream)
         append(&head, &len, &cap, "\r\n", 2);
     }
     /* A body without content-length: chunked for the parser, which then
-     * applies the same limits as to an HTTP/1.1 chunked body. */
-    if (!end_stream && !(h->hb_len && memmem(h->hb, h->hb_len, "content-length: ", 16))) {
+     * applies the same limits as to an HTTP/1.1 chunked body. A
+     * WebSocket's DATA is no body but the tunnel's. */
+    if (x->h2_ws) {
+        static const char up[] = "upgrade: websocket\r\nconnection: upgrade\r\n";
+        append(&head, &len, &cap, up, sizeof up - 1);
+    } else if (!end_stream && !(h->hb_len && memmem(h->hb, h->hb_len, "content-length: ", 16))) {
         x->h2_chunked = true;
         append(&head, &len, &cap, "transfer-encoding: chunked\r\n", 28);
     }
@@ -254,7 +286,7 @@ static void request_head(struct conn *c, struct exchange *x, bool end_stream)
         nghttp2_submit_headers(h->s, NGHTTP2_FLAG_NONE, x->stream_id, NULL, &cont, 1, NULL);
     }
     as_http_begin_body(r);
-    if (end_stream)
+    if (end_stream || x->h2_ws)
         request_end(x);
 }
 
@@ -263,6 +295,13 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
     struct exchange *x = nghttp2_session_get_stream_user_data(s, id);
     char size[20];
 
+    if (x && x->tunnel) {
+        x->h2_held += len;
+        if (!tunnel_client_data(x, (const char *)data, len))
+            h2_consumed(x, len);
+        return 0;
+    }
+    nghttp2_session_consume(s, id, len);       /* a body is spooled as it comes */
     if (!x || x->h2_answered)
         return 0;
     if (x->h2_chunked) {
@@ -288,13 +327,19 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
             return 0;
         if (f->headers.cat == NGHTTP2_HCAT_REQUEST)
             request_head(c, x, f->hd.flags & NGHTTP2_FLAG_END_STREAM);
+        else if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM) && x->tunnel)
+            tunnel_client_eof(x);
         else if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
             request_end(x);         /* after trailers, which are dropped */
         return 0;
     case NGHTTP2_DATA:
         x = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-        if (x && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
-            request_end(x);
+        if (x && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+            if (x->tunnel)
+                tunnel_client_eof(x);
+            else
+                request_end(x);
+        }
         return 0;
     }
     return 0;
@@ -311,8 +356,32 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error, void 
         return 0;
     nghttp2_session_set_stream_user_data(s, id, NULL);
     unlink_stream(c->h2, x);
+    if (x->h2_held)     /* the stream's window is gone, the connection's is not */
+        nghttp2_session_consume_connection(s, x->h2_held);
     exchange_finish(x, error == NGHTTP2_NO_ERROR && x->resp_done && x->out.total == x->out.sent);
     return 0;
+}
+
+/* A WebSocket's response is complete (its tunnel's upstream ended, or it
+ * was refused) and the client still has its half open: that half ends
+ * too (RFC 9113 8.1 allows NO_ERROR after a complete response), as an
+ * HTTP/1.1 tunnel closes when either side has. */
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    struct exchange *x;
+
+    if (f->hd.type != NGHTTP2_DATA || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    x = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (x && x->h2_ws && !nghttp2_session_get_stream_remote_close(s, f->hd.stream_id))
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
+void h2_consumed(struct exchange *x, size_t n)
+{
+    x->h2_held -= n;
+    nghttp2_session_consume(x->c->h2->s, x->stream_id, n);
 }
 
 /* ---- responses ---- */
@@ -326,6 +395,8 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
     if (n < 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;     /* the file broke: reset the stream */
     spool_advance(&x->out, (size_t)n);
+    if (x->tunnel && n)
+        tunnel_client_took(x);
     if (x->resp_done && x->out.sent == x->out.total) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         return n;
@@ -414,10 +485,15 @@ static void h2_output(struct exchange *x)
     h2_flush(x->c);
 }
 
+void h2_reset(struct exchange *x, uint32_t code)
+{
+    nghttp2_submit_rst_stream(x->c->h2->s, NGHTTP2_FLAG_NONE, x->stream_id, code);
+    h2_flush(x->c);
+}
+
 static void h2_abort(struct exchange *x)
 {
-    nghttp2_submit_rst_stream(x->c->h2->s, NGHTTP2_FLAG_NONE, x->stream_id, NGHTTP2_INTERNAL_ERROR);
-    h2_flush(x->c);
+    h2_reset(x, NGHTTP2_INTERNAL_ERROR);
 }
 
 /* ---- the connection ---- */
@@ -558,6 +634,13 @@ static void h2_stop(struct conn *c)
 {
     struct h2 *h = c->h2;
 
+    /* Tunnels end now, as over HTTP/1.1; their resets go out with the
+     * GOAWAY in one flush (busy defers each reset's own), which ends
+     * their streams: none ends while the list is walked. */
+    h->busy = true;
+    for (struct exchange *x = h->streams; x; x = x->link_next)
+        tunnel_stop(x);
+    h->busy = false;
     nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s),
                           NGHTTP2_NO_ERROR, NULL, 0);
     h2_flush(c);
@@ -598,6 +681,7 @@ static nghttp2_session_callbacks *callbacks(void)
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
         nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
         nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+        nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     }
     return cb;
 }
@@ -615,6 +699,7 @@ static nghttp2_option *options(void)
         nghttp2_option_set_max_continuations(opt, H2_MAX_CONTINUATIONS);
         nghttp2_option_set_max_outbound_ack(opt, 1000);
         nghttp2_option_set_max_settings(opt, 32);
+        nghttp2_option_set_no_auto_window_update(opt, 1);     /* h2_consumed, on_data */
     }
     return opt;
 }
@@ -627,6 +712,7 @@ static void h2_start(struct conn *c)
         { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS },
         { NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW },
         { NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
+        { NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1 },   /* WebSockets, RFC 8441 */
     };
     struct h2 *h = calloc(1, sizeof *h);
 

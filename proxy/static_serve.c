@@ -457,7 +457,8 @@ void static_serve(struct exchange *x, const struct location_rt *loc, const char 
     struct file f = { .fd = -1, .name = path, .name_len = strlen(path) };
     int status;
 
-    if (strcmp(x->req->method, "GET") && strcmp(x->req->method, "HEAD")) {
+    /* a WebSocket over HTTP/2 is a GET for the upstream, a CONNECT here */
+    if (x->h2_ws || (strcmp(x->req->method, "GET") && strcmp(x->req->method, "HEAD"))) {
         resp_simple(x, 405, "Allow: GET, HEAD\r\n");
         return;
     }

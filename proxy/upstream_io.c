@@ -211,6 +211,10 @@ static int on_headers_complete(llhttp_t *p)
     }
     if (u->unknown)
         upstream_anonymous(u);
+    if (!tunnel_answer_ok(u->x, p->status_code)) {
+        as_warn("upstream %s: %d, not 101, to a WebSocket request over HTTP/2: 502", u->u->name, p->status_code);
+        return -1;              /* parse_at answers 502 */
+    }
     forward_response_head(u->x, u);
     u->head_done = true;
     return u->x->head_only ? 1 : 0;
@@ -437,7 +441,8 @@ static bool parse_at(struct upconn *u, char *dst, size_t n)
         return false;
     }
     if (e != HPE_OK) {
-        as_warn("upstream %s: bad response: %s", u->u->name, llhttp_get_error_reason(&u->parser));
+        if (e != HPE_CB_HEADERS_COMPLETE)       /* on_headers_complete said why */
+            as_warn("upstream %s: bad response: %s", u->u->name, llhttp_get_error_reason(&u->parser));
         forward_fail(u->x, 502);
         return false;
     }

@@ -9,7 +9,13 @@ import time
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
+import h2.settings
 import hpack
+from websockets.client import ClientConnection
+from websockets.connection import OPEN
+from websockets.frames import Opcode
+from websockets.uri import parse_uri
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, CONTINUATION = 0, 1, 3, 4, 6, 7, 9
@@ -81,16 +87,23 @@ class Client:
                 if isinstance(ev, h2.events.ResponseReceived):
                     self.responses[ev.stream_id]["headers"] = dict(ev.headers)
                 elif isinstance(ev, h2.events.DataReceived):
-                    self.responses[ev.stream_id]["body"] += ev.data
-                    self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    self.received(ev)
                 elif isinstance(ev, h2.events.StreamEnded):
                     self.responses[ev.stream_id]["done"] = True
+                    self.ended(ev.stream_id)
                 elif isinstance(ev, h2.events.StreamReset):
                     self.resets[ev.stream_id] = ev.error_code
                 elif isinstance(ev, h2.events.ConnectionTerminated):
                     self.goaway = ev.error_code
             self.flush()
         return True
+
+    def received(self, ev):
+        self.responses[ev.stream_id]["body"] += ev.data
+        self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+
+    def ended(self, sid):
+        pass
 
     def get(self, path, **kw):
         sid = self.send(path, **kw)
@@ -158,3 +171,144 @@ class Victim:
 
 def encoder():
     return hpack.Encoder()
+
+
+class WebSocketClosed(Exception):
+    def __init__(self, code, reason):
+        super().__init__(f"closed {code} {reason!r}")
+        self.code, self.reason = code, reason
+
+
+class WebSocketClient(Client):
+    """RFC 8441 with python3-h2: each WebSocket an extended CONNECT stream
+    (beside ordinary requests on the same connection), its frames made and
+    read by python3-websockets' own protocol object (sans I/O), which also
+    answers pings and closes. ACK=False leaves the WebSockets' DATA
+    unacknowledged (a client whose window stays shut) until ack_all()."""
+
+    def __init__(self, port, sock=None, ack=True, config=None, window=None):
+        self.sock = sock or socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.conn = h2.connection.H2Connection(config or h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8"))
+        self.conn.initiate_connection()
+        if window:      # what the proxy may send before it must wait, per stream and in all
+            self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+            self.conn.increment_flow_control_window(window - 65535)
+        self.responses, self.resets, self.goaway = {}, {}, None
+        self.ws, self.frames, self.pending, self.unacked, self.eof = {}, {}, {}, {}, set()
+        self.ack = ack
+        self.flush()
+        self.pump(lambda: self.conn.remote_settings.enable_connect_protocol == 1)
+
+    def open(self, path, headers=(), authority="localhost", scheme="http", framed=True):
+        """Sends the extended CONNECT; returns (stream id, :status or None when reset, headers).
+        FRAMED=False: the stream's bytes are raw() ones and go to responses[sid]["body"]."""
+        sid = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", scheme),
+                                     (":path", path), (":authority", authority),
+                                     *([] if any(k == "sec-websocket-version" for k, _ in headers)
+                                       else [("sec-websocket-version", "13")]), *headers])
+        self.responses[sid] = {"headers": None, "body": b"", "done": False}
+        self.flush()
+        self.pump(lambda: self.responses[sid]["headers"] is not None or sid in self.resets or self.goaway is not None)
+        head = self.responses[sid]["headers"]
+        status = int(head[":status"]) if head else None
+        if status == 200 and framed:
+            self.ws[sid] = ClientConnection(parse_uri(f"ws://{authority}{path}"), state=OPEN, max_size=None)
+            self.frames[sid], self.pending[sid], self.unacked[sid] = [], bytearray(), 0
+        return sid, status, head
+
+    def raw(self, sid, data, end=False):
+        """Bytes on the stream as they are (no WebSocket framing)."""
+        self.pending.setdefault(sid, bytearray()).extend(data)
+        if end:
+            self.eof.add(sid)
+        self.flush()
+        self.pump(lambda: not self.pending.get(sid) or sid in self.resets or self.goaway is not None)
+
+    def send_ws(self, sid, msg):
+        ws = self.ws[sid]
+        ws.send_text(msg.encode()) if isinstance(msg, str) else ws.send_binary(msg)
+        self._queue(sid)
+        self.flush()
+        self.pump(lambda: not self.pending[sid] or sid in self.resets or self.goaway is not None)
+
+    def close_ws(self, sid, code=1000, reason=""):
+        self.ws[sid].send_close(code, reason)
+        self._queue(sid)
+        self.flush()
+
+    def recv_ws(self, sid, timeout=20):
+        """The next message (str or bytes); WebSocketClosed at a close frame."""
+        parts = []
+
+        def complete():
+            while self.frames[sid]:
+                f = self.frames[sid].pop(0)
+                if f.opcode is Opcode.CLOSE:
+                    raise WebSocketClosed(self.ws[sid].close_rcvd.code, self.ws[sid].close_rcvd.reason)
+                if f.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+                    parts.append(f)
+                    if f.fin:
+                        return True
+            if sid in self.resets or self.responses[sid]["done"]:
+                raise WebSocketClosed(None, "stream ended")
+            return False
+        self.pump(complete, timeout)
+        data = b"".join(bytes(f.data) for f in parts)
+        return data.decode() if parts[0].opcode is Opcode.TEXT else data
+
+    def ack_all(self):
+        self.ack = True
+        for sid, n in self.unacked.items():
+            if n and sid not in self.resets:
+                self.conn.acknowledge_received_data(n, sid)
+            self.unacked[sid] = 0
+        self.flush()
+
+    def received(self, ev):
+        sid = ev.stream_id
+        if sid not in self.ws:
+            return super().received(ev)
+        self.ws[sid].receive_data(ev.data)
+        self.frames[sid].extend(self.ws[sid].events_received())
+        self._queue(sid)            # pongs, the answer to a close
+        if self.ack:
+            self.conn.acknowledge_received_data(ev.flow_controlled_length, sid)
+        else:
+            self.unacked[sid] += ev.flow_controlled_length
+
+    def ended(self, sid):
+        if sid in self.ws:
+            self.ws[sid].receive_eof()
+            self._queue(sid)
+
+    def _queue(self, sid):
+        for data in self.ws[sid].data_to_send():
+            if data:
+                self.pending[sid].extend(data)
+            else:
+                self.eof.add(sid)       # websockets' end of the byte stream: END_STREAM
+
+    def _move(self):
+        """What waits for each stream, as far as its window allows."""
+        for sid, buf in self.pending.items():
+            try:
+                while buf and sid not in self.resets:
+                    window = min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size,
+                                 len(buf))
+                    if window <= 0:
+                        break
+                    self.conn.send_data(sid, bytes(buf[:window]))
+                    del buf[:window]
+                if not buf and sid in self.eof:
+                    self.eof.discard(sid)
+                    self.conn.end_stream(sid)
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                buf.clear()         # reset, or ended already
+                self.eof.discard(sid)
+
+    def flush(self):
+        if hasattr(self, "pending"):
+            self._move()
+        super().flush()

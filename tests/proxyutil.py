@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 
-from conftest import free_port, prog, wait_for, write_config
+from conftest import APPS, free_port, prog, wait_for, write_config
 
 ENV = dict(os.environ)
 for var in ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "JOURNAL_STREAM"):
@@ -98,6 +98,15 @@ class Proxy:
         if not deaths_expected:
             bad = [l for l in text.splitlines() if any(d in l for d in self.DEATHS)]
             assert not bad, "a proxy process ended badly:\n" + text[-4000:]
+
+
+def start_ws_echo():
+    """tests/apps/ws_echo.py (python3-websockets) on a free port: (process, port)."""
+    port = free_port()
+    proc = subprocess.Popen(["/usr/bin/python3", os.path.join(APPS, "ws_echo.py"), str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout.readline().strip() == b"ready"
+    return proc, port
 
 
 def start_proxy(tmpdir, upstreams=(), locations="", extra=""):

@@ -16,20 +16,12 @@ import pytest
 import websockets
 
 from conftest import APPS, free_port, wait_for
-from proxyutil import ENV, Proxy, Upstream, get, ok, proxy_config
-
-
-def start_echo():
-    port = free_port()
-    proc = subprocess.Popen(["/usr/bin/python3", os.path.join(APPS, "ws_echo.py"), str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.stdout.readline().strip() == b"ready"
-    return proc, port
+from proxyutil import ENV, Proxy, Upstream, get, ok, proxy_config, start_ws_echo
 
 
 @pytest.fixture(scope="module")
 def echo():
-    proc, port = start_echo()
+    proc, port = start_ws_echo()
     yield port
     proc.kill()
     proc.wait()
@@ -209,8 +201,9 @@ def test_daphne_asgi_app_behind_the_proxy(tmp_path):
 
 
 def test_wss_over_a_tls_listen_with_http2_on(echo, tmp_path):
-    """A browser on an h2-enabled HTTPS site opens its WebSocket over
-    HTTP/1.1 (no extended CONNECT is offered): the tunnel runs through TLS."""
+    """A client that negotiates HTTP/1.1 on an h2-enabled HTTPS listen
+    upgrades as over plain HTTP/1.1, through TLS (HTTP/2 clients use
+    extended CONNECT: test_proxy_h2_websocket.py)."""
     from tlsutil import ca_in
     ca = ca_in(str(tmp_path))
     cert, key = ca.issue(["localhost"])
