@@ -181,11 +181,16 @@ static bool same_addr(int fd, const struct as_addr *a)
 
 static int find_inherited(const char *spec, const char *name_hint, const struct as_addr *a)
 {
-    for (int i = 0; i < inh.n; i++) {
-        if (inh.claimed[i] || !inh.name[i])
-            continue;
-        if (!strcmp(inh.name[i], spec) || (name_hint && !strcmp(inh.name[i], name_hint)))
-            return i;
+    /* A socket unit gives all its sockets its one FileDescriptorName= (80
+     * and 443 both "http"): among those of the name, the one with the
+     * address comes first. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < inh.n; i++) {
+            if (inh.claimed[i] || !inh.name[i] || (pass == 0 && !same_addr(inh.fd[i], a)))
+                continue;
+            if (!strcmp(inh.name[i], spec) || (name_hint && !strcmp(inh.name[i], name_hint)))
+                return i;
+        }
     }
     for (int i = 0; i < inh.n; i++)
         if (!inh.claimed[i] && same_addr(inh.fd[i], a))

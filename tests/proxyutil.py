@@ -37,11 +37,13 @@ def proxy_config(tmpdir, port, upstreams=(), locations="", extra="", name="appst
 class Proxy:
     """A running appstack-proxy; its stderr (log) goes to a file."""
 
-    def __init__(self, config, port, env=None):
+    def __init__(self, config, port, env=None, wrap=()):
+        """WRAP: a command that execs the proxy given as its last arguments
+        (the proxy's pid stays the one Popen gives)."""
         self.config, self.port = config, port
         self.logpath = config + ".log"
         self.log = open(self.logpath, "wb")
-        self.proc = subprocess.Popen([prog("appstack-proxy"), "-c", config], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([*wrap, prog("appstack-proxy"), "-c", config], stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env or ENV)
         wait_for(self._accepts, timeout=10, what="appstack-proxy listening")
 
@@ -280,3 +282,4 @@ def wait_exit(proc, timeout=10):
             return proc.returncode
         time.sleep(0.05)
     raise AssertionError("process did not exit")
+
