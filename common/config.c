@@ -110,6 +110,10 @@ static const struct key proxy_keys[] = {
     { "limit_allow", K_NETS, F(limit_allow), 0, 0 },
     { "limit_zone_size", K_SIZE, F(limit_zone_size), 0, 0 },
     { "workers", K_WORKERS, F(proxy_workers), 1, AS_PROXY_MAX_WORKERS },
+    { "acme", K_BOOL, F(acme), 0, 0 },
+    { "acme_domains", K_HOSTS, F(acme_domains), 0, 0 },
+    { "acme_email", K_STR, F(acme_email), 0, 0 },
+    { "acme_directory", K_STR, F(acme_directory), 0, 0 },
     { NULL, 0, 0, 0, 0 }
 };
 
@@ -593,6 +597,10 @@ static bool set_value(struct loader *ld, char *base, const struct key *k, const 
         *(char **)(base + k->off) = xstrdup(value);
         if (base == (char *)ld->cfg && k->off == F(tls_ciphers))
             ld->cfg->tls_ciphers_line = ld->lineno;
+        if (base == (char *)ld->cfg && k->off == F(acme_email))
+            ld->cfg->acme_email_line = ld->lineno;
+        if (base == (char *)ld->cfg && k->off == F(acme_directory))
+            ld->cfg->acme_directory_line = ld->lineno;
         return true;
     case K_LIST:
         list_add((struct as_strlist *)(base + k->off), value, ld->lineno);
@@ -698,6 +706,8 @@ static bool set_value(struct loader *ld, char *base, const struct key *k, const 
             err_at(ld, ld->lineno, "%s: \"%s\" is not on or off", k->name, value);
             return false;
         }
+        if (base == (char *)ld->cfg && k->off == F(acme))
+            ld->cfg->acme_line = ld->lineno;
         return true;
     }
     return false;
@@ -894,6 +904,23 @@ static void check_app(struct loader *ld)
         err_at(ld, ld->app_line, "script_name: \"%s\" must start with / and not end with /", c->script_name);
 }
 
+/* The ACME options' values; what the proxy needs besides (acme_domains
+ * with acme = on, a TLS listen) is the proxy's check. */
+static void check_acme(struct loader *ld)
+{
+    const struct as_config *c = ld->cfg;
+    const char *e = c->acme_email;
+
+    for (size_t i = 0; i < c->acme_domains.n; i++)
+        if (c->acme_domains.v[i][0] == '*')
+            err_at(ld, c->acme_domains.line[i], "acme_domains: %s: a wildcard needs DNS validation, and the proxy "
+                   "obtains certificates by HTTP-01 (name the hosts one by one)", c->acme_domains.v[i]);
+    if (e && (!strchr(e, '@') || e[0] == '@' || strpbrk(e, " \t,<>\"")))
+        err_at(ld, c->acme_email_line, "acme_email: \"%s\" is not an email address", e);
+    if (c->acme_directory && strncmp(c->acme_directory, "https://", 8))
+        err_at(ld, c->acme_directory_line, "acme_directory: \"%s\" is not an https:// URL", c->acme_directory);
+}
+
 static void check_tls_pairs(struct loader *ld)
 {
     for (size_t i = 0; i < ld->cfg->n_tls_pairs; i++)
@@ -994,6 +1021,7 @@ int as_config_load(const char *path, struct as_config *cfg)
     check_locations(&ld, cfg->locations, cfg->n_locations);
     check_sites(&ld);
     check_tls_pairs(&ld);
+    check_acme(&ld);
     return ld.errors;
 }
 
@@ -1021,6 +1049,9 @@ void as_config_free(struct as_config *c)
     free(c->proxy_group);
     free(c->metrics);
     free(c->proxy_metrics);
+    list_free(&c->acme_domains);
+    free(c->acme_email);
+    free(c->acme_directory);
     list_free(&c->pythonpath);
     list_free(&c->env);
     list_free(&c->listen);

@@ -11,6 +11,7 @@
 #define AS_RUN_DIR "/run/appstack"                      /* instance NAME: AS_RUN_DIR/NAME/{app,control}.sock */
 #define AS_INSTANCE_MAX 64
 #define AS_MAX_WORKERS 256     /* a reload runs two generations side by side */
+#define AS_ACME_DEFAULT_DIRECTORY "https://acme-v02.api.letsencrypt.org/directory"
 #define AS_PROXY_WORKERS_AUTO 0
 #define AS_PROXY_MAX_WORKERS 256
 
@@ -148,6 +149,13 @@ struct as_config {
     struct as_strlist limit_allow;  /* clients no limit applies to */
     size_t limit_zone_size;         /* memory of each table of clients */
     int proxy_workers;              /* proxy processes; AS_PROXY_WORKERS_AUTO = one per CPU */
+    bool acme;                      /* a certificate for acme_domains from acme_directory */
+    int acme_line;
+    struct as_strlist acme_domains; /* one name per entry, lower case */
+    char *acme_email;               /* NULL: an account without contact */
+    int acme_email_line;
+    char *acme_directory;           /* NULL: AS_ACME_DEFAULT_DIRECTORY */
+    int acme_directory_line;
 
     /* The [location] sections before any [site]: the default site's. */
     struct as_location *locations;

@@ -252,37 +252,32 @@ static void redirect_https(struct exchange *x)
     resp_output(x);
 }
 
-void exchange_dispatch(struct exchange *x)
+/* The request from the locations LOCS (their static_resolve view SP), or
+ * forwarded when none matches. */
+static void serve(struct exchange *x, const struct sp_location *sp, const struct location_rt *locs, size_t n)
 {
-    struct site *site = x->site;
     char path[PATH_MAX_DECODED];
     const char *rel = NULL;
     size_t idx = 0;
     enum sp_result r;
 
-    if (x->rt->cfg.redirect_https && !x->c->tp->secure
-        && !(x->req->path_len >= sizeof ACME_PREFIX - 1
-             && !memcmp(x->req->path, ACME_PREFIX, sizeof ACME_PREFIX - 1))) {
-        redirect_https(x);
-        return;
-    }
     /* The path, also of an absolute-form target ("http://host/path"). */
-    r = static_resolve(x->req->path, x->req->path_len, site->sp, site->n_locs, path, sizeof path, &idx, &rel);
-    if ((r == SP_STATIC || r == SP_FORWARD) && limit_check(x, r == SP_STATIC ? &site->locs[idx] : NULL) != LIMIT_PASS)
+    r = static_resolve(x->req->path, x->req->path_len, sp, n, path, sizeof path, &idx, &rel);
+    if ((r == SP_STATIC || r == SP_FORWARD) && limit_check(x, r == SP_STATIC ? &locs[idx] : NULL) != LIMIT_PASS)
         return;     /* refused, or waiting for its turn (limit.h) */
     switch (r) {
     case SP_STATIC:
-        if (!site->locs[idx].alias) {
+        if (!locs[idx].alias) {
             forward_start(x);       /* a location for its limits only */
             return;
         }
         x->static_req = true;
-        if (site->locs[idx].internal) {
+        if (locs[idx].internal) {
             resp_simple(x, 404, NULL);      /* for X-Accel-Redirect only */
             resp_output(x);
             return;
         }
-        static_serve(x, &site->locs[idx], rel, path);
+        static_serve(x, &locs[idx], rel, path);
         resp_output(x);
         return;
     case SP_NOT_FOUND:
@@ -297,6 +292,25 @@ void exchange_dispatch(struct exchange *x)
         forward_start(x);
         return;
     }
+}
+
+void exchange_dispatch(struct exchange *x)
+{
+    const struct runtime *rt = x->rt;
+    bool challenge = x->req->path_len >= sizeof ACME_PREFIX - 1
+                     && !memcmp(x->req->path, ACME_PREFIX, sizeof ACME_PREFIX - 1);
+
+    /* acme = on: the HTTP-01 answers of the proxy's own ACME client, from
+     * its state directory, on every site. */
+    if (challenge && rt->acme.alias) {
+        serve(x, &rt->acme.sp, &rt->acme, 1);
+        return;
+    }
+    if (rt->cfg.redirect_https && !x->c->tp->secure && !challenge) {
+        redirect_https(x);
+        return;
+    }
+    serve(x, x->site->sp, x->site->locs, x->site->n_locs);
 }
 
 void exchange_error(struct exchange *x, int status, bool close_after)

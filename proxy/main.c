@@ -209,6 +209,7 @@ void proxy_serve(int slot, const sigset_t *mask)
     ev_signal_start(srv.loop, &sig_hup);
     ev_timer_init(&srv.tick, tick_cb, 1.0, 1.0);
     ev_timer_start(srv.loop, &srv.tick);
+    signal(SIGUSR1, SIG_IGN);      /* the master's (ACME), should one reach us */
     sigprocmask(SIG_SETMASK, mask, NULL);
     access_log_init(srv.loop);
     runtime_revalidate(srv.rt);

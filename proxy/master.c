@@ -16,6 +16,7 @@
 #include "master.h"
 #include "proxy.h"
 #include "metrics.h"
+#include "acme.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -55,7 +56,7 @@ static struct {
     int news[2];
     ev_io news_w;
     ev_child child_w;
-    ev_signal sig_term, sig_int, sig_hup;
+    ev_signal sig_term, sig_int, sig_hup, sig_usr1;
     ev_timer tick, respawn_w, reload_w, kill_w;
     bool ready_told, stopping, reloading, reload_again;
     int reload_failures;
@@ -122,9 +123,10 @@ static void notify_status(void)
         return;
     pm_sum(&t);
     answered = pm_answered(&t);
-    sd_notifyf(0, "STATUS=%lld connections, %.1f req/s, %lld waiting for a worker, %d processes%s",
+    sd_notifyf(0, "STATUS=%lld connections, %.1f req/s, %lld waiting for a worker, %d processes%s%s%s",
                (long long)(t.open > 0 ? t.open : 0), dt > 0 ? (double)(answered - m.status_answered) / dt : 0.0,
-               (long long)(t.up_queued > 0 ? t.up_queued : 0), count(P_SERVING), m.stopping ? ", stopping" : "");
+               (long long)(t.up_queued > 0 ? t.up_queued : 0), count(P_SERVING), m.stopping ? ", stopping" : "",
+               acme_status()[0] ? "; " : "", acme_status());
     m.last_status = now;
     m.status_answered = answered;
 }
@@ -135,6 +137,7 @@ static void forget(void)
     ev_signal_stop(srv.loop, &m.sig_term);
     ev_signal_stop(srv.loop, &m.sig_int);
     ev_signal_stop(srv.loop, &m.sig_hup);
+    ev_signal_stop(srv.loop, &m.sig_usr1);
     ev_child_stop(srv.loop, &m.child_w);
     ev_io_stop(srv.loop, &m.news_w);
     ev_timer_stop(srv.loop, &m.tick);
@@ -142,6 +145,7 @@ static void forget(void)
     ev_timer_stop(srv.loop, &m.reload_w);
     ev_timer_stop(srv.loop, &m.kill_w);
     close(m.news[0]);
+    acme_forget();
     srv.notify = false;
 }
 
@@ -265,11 +269,16 @@ static bool has_tls_listen(void)
     return false;
 }
 
+void master_status_now(void)
+{
+    notify_status();
+}
+
 /* HUP: the master reads the file first; only a good one reaches the
  * processes, which each reload it in place (their connections stay, the
  * next request uses the new configuration), and new processes start with
  * it. READY=1 once every process has answered. */
-static void reload(void)
+void master_reload(void)
 {
     struct runtime *rt, *old = srv.rt;
 
@@ -313,6 +322,7 @@ static void reload(void)
     ev_timer_set(&m.reload_w, RELOAD_LIMIT, 0);
     ev_timer_start(srv.loop, &m.reload_w);
     reload_check();
+    acme_poke(true);    /* new domains, a fixed cause of failure: look now */
 }
 
 static struct proc *find(pid_t pid, int *slot)
@@ -364,8 +374,10 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
     struct proc *p = find(w->rpid, &slot);
     bool expected, quick;
 
-    if (!p)
+    if (!p) {
+        acme_child_exited(w->rpid, st);
         return;
+    }
     expected = m.stopping || p->state == P_RETIRING;
     quick = ev_now(loop) - p->started < QUICK_DEATH;
     if (WIFSIGNALED(st))
@@ -419,6 +431,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     ev_tstamp now = ev_now(loop);
 
     check_beats();
+    acme_tick();
     as_log_flush();
     if (srv.watchdog_interval > 0 && now - m.last_watchdog >= srv.watchdog_interval / 2) {
         sd_notify(0, "WATCHDOG=1");
@@ -451,6 +464,7 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
         if (srv.notify)
             sd_notify(0, "STOPPING=1");
         as_info("stopping: %d processes", count(P_STARTING) + count(P_SERVING) + count(P_RETIRING));
+        acme_stop();
         ev_timer_stop(loop, &m.respawn_w);
         ev_timer_set(&m.kill_w, STOP_LIMIT, 0);
         ev_timer_start(loop, &m.kill_w);
@@ -467,7 +481,14 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     if (!m.stopping)
-        reload();
+        master_reload();
+}
+
+/* appstack-acme.timer: look at the certificate now. */
+static void usr1_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    if (!m.stopping)
+        acme_poke(false);
 }
 
 int master_run(void)
@@ -492,6 +513,8 @@ int master_run(void)
     ev_signal_start(srv.loop, &m.sig_term);
     ev_signal_start(srv.loop, &m.sig_int);
     ev_signal_start(srv.loop, &m.sig_hup);
+    ev_signal_init(&m.sig_usr1, usr1_cb, SIGUSR1);
+    ev_signal_start(srv.loop, &m.sig_usr1);
     /* Any child: the serving processes, and as PID 1 of a container every
      * orphan of its PID namespace (what "podman exec" leaves behind), which
      * the default loop reaps so none stays a zombie. */
@@ -507,6 +530,7 @@ int master_run(void)
     as_info("starting %d proxy processes%s", m.target,
             srv.rt->cfg.proxy_workers == AS_PROXY_WORKERS_AUTO ? " (workers = auto: one per CPU)" : "");
     maintain();
+    acme_start();
     ev_run(srv.loop, 0);
     ev_timer_stop(srv.loop, &m.kill_w);
     pm_server_close();

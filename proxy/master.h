@@ -38,6 +38,11 @@ int proxy_workers(const struct as_config *cfg);
  * Returns the exit status. */
 int master_run(void);
 
+/* In the master: HUP's reload (acme_run.c installs a new certificate with
+ * it), and a STATUS= now rather than at the next 5 s. */
+void master_reload(void);
+void master_status_now(void);
+
 /* In a serving process: tells the master. */
 void master_tell(enum news_kind kind);
 /* In a serving process: the heartbeat the master watches. */

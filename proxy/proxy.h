@@ -73,6 +73,7 @@ struct runtime {
     struct limit *limit_proxy;  /* [proxy]'s, for every site, or NULL */
     struct as_net *limit_allow;
     size_t n_limit_allow;
+    struct location_rt acme;    /* acme = on: the HTTP-01 answers (acme.h); alias NULL without */
 };
 
 /* The process-wide state. */

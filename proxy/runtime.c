@@ -6,6 +6,7 @@
 #include "tls.h"
 #include "upstream.h"
 #include "limit.h"
+#include "acme.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -73,8 +74,8 @@ void runtime_revalidate(struct runtime *rt)
 {
     struct stat st;
 
-    for (size_t i = 0; i < rt->n_locs; i++) {
-        struct location_rt *l = &rt->locs[i];
+    for (size_t i = 0; i <= rt->n_locs; i++) {
+        struct location_rt *l = i < rt->n_locs ? &rt->locs[i] : &rt->acme;
         if (l->sp.exact || !l->alias)
             continue;
         if (stat(l->alias, &st) < 0 || !S_ISDIR(st.st_mode)) {
@@ -192,6 +193,9 @@ static void build_fronts(struct runtime *rt)
 
 static void runtime_free(struct runtime *rt)
 {
+    if (rt->acme.root_fd >= 0)
+        close(rt->acme.root_fd);
+    free(rt->acme.alias);
     tls_rt_free(rt->tls);
     free(rt->hsts);
     for (size_t i = 0; i < rt->n_locs; i++)
@@ -290,6 +294,7 @@ static int proxy_errors(const struct as_config *cfg)
     }
     errors += metrics_upstream(cfg, &cfg->upstream);
     errors += own_listen(cfg, &cfg->upstream);
+    errors += acme_config_errors(cfg);
     for (size_t i = 0; i < cfg->n_sites; i++) {
         const struct as_site *site = &cfg->sites[i];
         if (!site->upstream.n) {
@@ -307,7 +312,7 @@ static int proxy_errors(const struct as_config *cfg)
  * HSTS header and the port redirect_https sends clients to. */
 static bool build_tls(struct runtime *rt)
 {
-    const struct as_config *c = &rt->cfg;
+    struct as_config *c = &rt->cfg;
     char hsts[80];
 
     rt->https_port = 443;
@@ -326,8 +331,26 @@ static bool build_tls(struct runtime *rt)
     }
     if (!has_tls_listen(c))
         return true;
+    if (c->acme && !acme_add_pair(c, false))
+        return false;
     rt->tls = tls_rt_load(c);
     return rt->tls != NULL;
+}
+
+/* acme = on: /.well-known/acme-challenge/ from the state directory, for
+ * every site (exchange_dispatch), quiet while the directory is missing. */
+static void build_acme(struct runtime *rt)
+{
+    struct acme_paths p;
+
+    rt->acme.root_fd = -1;
+    if (!rt->cfg.acme || !acme_paths(&rt->cfg, &p))
+        return;
+    rt->acme.alias = xstrdup(p.challenges);
+    rt->acme.sp.prefix = ACME_CHALLENGE_PREFIX;
+    rt->acme.sp.prefix_len = strlen(ACME_CHALLENGE_PREFIX);
+    rt->acme.expires = -1;
+    open_root(&rt->acme);
 }
 
 struct runtime *runtime_load(const char *path, bool warn)
@@ -342,6 +365,7 @@ struct runtime *runtime_load(const char *path, bool warn)
     }
     set_limits(rt);
     build_fronts(rt);
+    build_acme(rt);
     build_locations(rt, warn);
     if (!build_upstreams(rt) || !build_tls(rt)) {
         runtime_free(rt);
@@ -403,7 +427,9 @@ int proxy_check(const char *path)
     int errors = as_config_load(path, &cfg);
 
     errors += proxy_errors(&cfg);
-    if (has_tls_listen(&cfg)) {
+    if (cfg.acme)
+        acme_add_pair(&cfg, true);      /* the issued pair, when there is one; else the placeholder, made at start */
+    if (has_tls_listen(&cfg) && (cfg.n_tls_pairs || !cfg.acme)) {
         struct tls_rt *t = tls_rt_load(&cfg);
         if (!t)
             errors++;

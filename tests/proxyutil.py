@@ -283,3 +283,36 @@ def wait_exit(proc, timeout=10):
         time.sleep(0.05)
     raise AssertionError("process did not exit")
 
+
+class Notify:
+    """A NOTIFY_SOCKET that records the sender's pid with every line."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.settimeout(0.2)
+        self.got = []       # (pid, line)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run)
+        self.thread.start()
+
+    def run(self):
+        creds_size = socket.CMSG_SPACE(12)
+        while not self.done.is_set():
+            try:
+                data, anc, _, _ = self.sock.recvmsg(4096, creds_size)
+            except socket.timeout:
+                continue
+            pid = next((int.from_bytes(d[:4], "little") for lvl, typ, d in anc
+                        if lvl == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS), None)
+            self.got += [(pid, line) for line in data.decode().splitlines()]
+
+    def lines(self):
+        return [line for _, line in list(self.got)]
+
+    def close(self):
+        self.done.set()
+        self.thread.join()
+        self.sock.close()

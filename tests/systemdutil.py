@@ -9,7 +9,8 @@ import time
 SRCDIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UNITS = ("appstack.socket", "appstack.service",
          "appstack-proxy.socket", "appstack-proxy.service",
-         "appstack@.socket", "appstack@.service")
+         "appstack@.socket", "appstack@.service",
+         "appstack-acme.service", "appstack-acme.timer")
 
 
 def render_units(dest, bindir, sysconfdir):

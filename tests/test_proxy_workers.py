@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import free_port, prog, wait_for
-from proxyutil import ENV, Proxy, Upstream, get, ok, proxy_config, read_response
+from proxyutil import ENV, Notify, Proxy, Upstream, get, ok, proxy_config, read_response
 from tlsutil import CA
 
 
@@ -281,40 +281,6 @@ def test_metrics_sum_every_process_and_forget_a_dead_ones_connections(tmpdir_sho
             s.close()
         proxy.stop(deaths_expected=True)
         up.close()
-
-
-class Notify:
-    """NOTIFY_SOCKET with the sender's pid of every datagram."""
-
-    def __init__(self, path):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self.sock.settimeout(0.2)
-        self.got = []       # (pid, line)
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self.run)
-        self.thread.start()
-
-    def run(self):
-        creds_size = socket.CMSG_SPACE(12)
-        while not self.done.is_set():
-            try:
-                data, anc, _, _ = self.sock.recvmsg(4096, creds_size)
-            except socket.timeout:
-                continue
-            pid = next((int.from_bytes(d[:4], "little") for lvl, typ, d in anc
-                        if lvl == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS), None)
-            self.got += [(pid, line) for line in data.decode().splitlines()]
-
-    def lines(self):
-        return [line for _, line in list(self.got)]
-
-    def close(self):
-        self.done.set()
-        self.thread.join()
-        self.sock.close()
 
 
 def test_master_alone_notifies_systemd(tmpdir_short):

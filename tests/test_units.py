@@ -85,6 +85,21 @@ def test_proxy_contract(units):
     assert "appstack.socket" in " ".join(unit["Wants"])
 
 
+def test_acme_timer_pokes_the_proxy_it_does_not_start_it(units):
+    """The timer asks the running proxy's master to look at its certificate
+    (SIGUSR1, what appstack-proxy(8) says); the proxy does the rest."""
+    timer = parse_unit(units["appstack-acme.timer"])
+    assert timer["Timer"]["Persistent"] == ["true"] and timer["Timer"]["OnCalendar"]
+    assert timer["Install"]["WantedBy"] == ["timers.target"]
+    svc = parse_unit(units["appstack-acme.service"])
+    assert svc["Unit"]["Requisite"] == ["appstack-proxy.service"]
+    assert svc["Service"]["Type"] == ["oneshot"]
+    assert svc["Service"]["ExecStart"] == [
+        "/bin/systemctl kill --kill-whom=main --signal=SIGUSR1 appstack-proxy.service"]
+    proxy = parse_unit(units["appstack-proxy.service"])["Service"]
+    assert proxy["StateDirectory"] == ["appstack"]      # $STATE_DIRECTORY: the ACME state
+
+
 def test_sockets_match_the_config(units):
     """Names and addresses the programs look for (SPEC.md, listen.h)."""
     app = parse_unit(units["appstack.socket"])["Socket"]
@@ -144,5 +159,5 @@ def test_built_units_have_the_install_paths():
             pytest.fail(f"{path} is not built (run make first)")
         text = open(path).read()
         assert not re.search(r"@(bindir|sysconfdir)@", text), name
-        if name.endswith(".service"):
+        if name.endswith(".service") and name != "appstack-acme.service":
             assert re.search(r"^ExecStart=/\S+/appstack", text, re.M), name
