@@ -51,6 +51,7 @@ static const struct key app_keys[] = {
 static const struct key supervisor_keys[] = {
     { "listen", K_ADDRS, F(listen), 0, 0 },
     { "workers", K_INT, F(workers), 1, AS_MAX_WORKERS },
+    { "threads", K_INT, F(threads), 1, AS_MAX_THREADS },
     { "timeout", K_DURATION, F(timeout), 0, 0 },
     { "graceful_timeout", K_DURATION, F(graceful_timeout), 0, 0 },
     { "max_requests", K_INT, F(max_requests), 0, 1000000000 },
@@ -821,6 +822,7 @@ static void set_defaults(struct as_config *c)
 {
     memset(c, 0, sizeof *c);
     c->workers = 2;
+    c->threads = 1;
     c->stderr_level = LOG_WARNING;
     c->timeout = 30;
     c->graceful_timeout = 30;

@@ -14,6 +14,7 @@
 #define AS_ACME_DEFAULT_DIRECTORY "https://acme-v02.api.letsencrypt.org/directory"
 #define AS_PROXY_WORKERS_AUTO 0
 #define AS_PROXY_MAX_WORKERS 256
+#define AS_MAX_THREADS 128     /* [supervisor] threads: requests a worker serves at once */
 
 struct as_strlist {
     char **v;
@@ -90,6 +91,7 @@ struct as_config {
     /* [supervisor] */
     struct as_strlist listen;
     int workers;
+    long threads;                   /* requests each worker serves at once, on Python threads */
     double timeout;                 /* seconds */
     double graceful_timeout;
     long max_requests;

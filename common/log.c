@@ -27,7 +27,6 @@ static struct {
     char ident_field[96];
     bool journal;
     char *global[MAX_GLOBAL];
-    char request[96];           /* as_log_set_request_field(); "" = none */
     int n_global;
     int fd;                     /* stderr, or what as_log_set_fd() named */
     enum as_log_format format;
@@ -90,9 +89,12 @@ void as_log_clear_global_fields(void)
         free(lg.global[--lg.n_global]);
 }
 
+/* Per thread: a worker's request threads each serve a request of their own. */
+static __thread char log_request[96];
+
 void as_log_set_request_field(const char *field)
 {
-    snprintf(lg.request, sizeof lg.request, "%s", field ? field : "");
+    snprintf(log_request, sizeof log_request, "%s", field ? field : "");
 }
 
 int as_log_to_journal(void)
@@ -238,7 +240,7 @@ static bool json_entry(char *out, size_t cap, size_t *len, int priority, const c
     for (int i = 0; globals && i < lg.n_global; i++)
         if (!json_field(out, cap, &o, lg.global[i]))
             return false;
-    if (globals && lg.request[0] && !json_field(out, cap, &o, lg.request))
+    if (globals && log_request[0] && !json_field(out, cap, &o, log_request))
         return false;
     for (int i = 0; i < n && i < MAX_FIELDS; i++)
         if (!json_field(out, cap, &o, fields[i]))
@@ -511,8 +513,8 @@ void as_log_fields(int priority, const char *message, const char *const *fields,
     iov[k++] = (struct iovec){ lg.ident_field, strlen(lg.ident_field) };
     for (int i = 0; i < lg.n_global; i++)
         iov[k++] = (struct iovec){ lg.global[i], strlen(lg.global[i]) };
-    if (lg.request[0])
-        iov[k++] = (struct iovec){ lg.request, strlen(lg.request) };
+    if (log_request[0])
+        iov[k++] = (struct iovec){ log_request, strlen(log_request) };
     for (int i = 0; i < n && i < MAX_FIELDS; i++)
         iov[k++] = (struct iovec){ (void *)fields[i], strlen(fields[i]) };
     if (journal_send(iov, k) < 0)

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "config.h"
+
 #define AS_SCOREBOARD_SLOTS 1024
 
 enum as_slot_state {
@@ -19,19 +21,27 @@ enum as_slot_state {
     AS_SLOT_BUSY,       /* inside the app */
     AS_SLOT_STOPPING,   /* finishing its last request */
     AS_SLOT_RECYCLE,    /* max_requests reached: still serving (idle or busy,
-                         * request_start says) until the master's SIGTERM */
+                         * the requests' start says) until the master's SIGTERM */
 };
 
-struct as_slot {
-    volatile uint32_t state;          /* enum as_slot_state */
-    volatile int32_t pid;
-    volatile uint64_t requests;       /* served since start */
-    volatile uint64_t errors;         /* of those, answered with a 5xx status */
-    volatile uint64_t request_start;  /* CLOCK_MONOTONIC usec, 0 when idle */
-    volatile uint64_t heartbeat;      /* CLOCK_MONOTONIC usec of last loop turn */
+/* A request in progress. A worker has one per request thread ([supervisor]
+ * threads); start is written last when it begins and first when it ends. */
+struct as_req {
+    volatile uint64_t start;          /* CLOCK_MONOTONIC usec, 0 when the thread is idle */
+    volatile uint64_t thread;         /* pthread_self() of its thread, as stack dumps name it */
     char method[16];
     char path[208];
     char request_id[64];              /* X-Request-ID of the request, "" = none (AS_REQUEST_ID_MAX) */
+};
+
+struct as_slot {
+    volatile uint32_t state;          /* enum as_slot_state; BUSY: a request is in progress */
+    volatile int32_t pid;
+    volatile uint64_t requests;       /* served since start */
+    volatile uint64_t errors;         /* of those, answered with a 5xx status */
+    volatile uint64_t heartbeat;      /* CLOCK_MONOTONIC usec of last loop turn */
+    volatile uint32_t threads;        /* request threads: entries of req in use */
+    struct as_req req[AS_MAX_THREADS];/* (the memfd is sparse: unused entries cost nothing) */
 };
 
 struct as_scoreboard {

@@ -14,15 +14,16 @@ struct worker;
 
 /* A request in progress, as the slot shows it. */
 struct reqview {
-    char method[sizeof ((struct as_slot *)0)->method + 1];
-    char path[sizeof ((struct as_slot *)0)->path + 1];
-    char request_id[sizeof ((struct as_slot *)0)->request_id + 1];   /* "" = none */
+    char method[sizeof ((struct as_req *)0)->method + 1];
+    char path[sizeof ((struct as_req *)0)->path + 1];
+    char request_id[sizeof ((struct as_req *)0)->request_id + 1];   /* "" = none */
     uint64_t start;         /* CLOCK_MONOTONIC usec */
     double age;             /* s it has run */
+    uint64_t thread;        /* the thread that runs it (pthread_self), 0 unknown */
 };
 
-/* At most one request per worker today. */
-#define SLOT_MAX_REQUESTS 1
+/* One per request thread ([supervisor] threads). */
+#define SLOT_MAX_REQUESTS AS_MAX_THREADS
 
 struct as_slot *slot_of(const struct worker *w);
 void slot_reset(const struct worker *w, pid_t pid);

@@ -83,6 +83,17 @@ static void text_worker(struct sbuf *b, const struct wview *v)
     } while (++k < v->n_req);
 }
 
+static void json_request(struct sbuf *b, const struct reqview *r)
+{
+    sbuf_printf(b, "{\"method\":");
+    sbuf_json_str(b, r->method);
+    sbuf_printf(b, ",\"path\":");
+    sbuf_json_str(b, r->path);
+    sbuf_printf(b, ",\"age\":%.3f,\"request_id\":", r->age);
+    sbuf_json_str(b, r->request_id);
+    sbuf_printf(b, ",\"thread\":\"0x%016llx\"}", (unsigned long long)r->thread);
+}
+
 static void json_worker(struct sbuf *b, const struct wview *v, bool first)
 {
     sbuf_printf(b, "%s{\"id\":%d,\"pid\":%d,\"generation\":%u,\"state\":\"%s\",\"reason\":", first ? "" : ",",
@@ -92,17 +103,17 @@ static void json_worker(struct sbuf *b, const struct wview *v, bool first)
     else
         sbuf_printf(b, "null");
     sbuf_printf(b, ",\"requests\":%llu,\"rss\":%lld,\"request\":", v->requests, v->rss);
-    if (v->n_req > 0) {
-        sbuf_printf(b, "{\"method\":");
-        sbuf_json_str(b, v->req[0].method);
-        sbuf_printf(b, ",\"path\":");
-        sbuf_json_str(b, v->req[0].path);
-        sbuf_printf(b, ",\"age\":%.3f,\"request_id\":", v->req[0].age);
-        sbuf_json_str(b, v->req[0].request_id);
-        sbuf_printf(b, "}}");
-    } else {
-        sbuf_printf(b, "null}");
+    if (v->n_req > 0)
+        json_request(b, &v->req[0]);
+    else
+        sbuf_printf(b, "null");
+    /* Every request in progress, oldest first ([supervisor] threads). */
+    sbuf_printf(b, ",\"active\":[");
+    for (int k = 0; k < v->n_req; k++) {
+        sbuf_printf(b, "%s", k ? "," : "");
+        json_request(b, &v->req[k]);
     }
+    sbuf_printf(b, "]}");
 }
 
 /* Connections waiting for a worker on all the listening sockets. */

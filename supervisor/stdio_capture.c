@@ -16,7 +16,8 @@
  * its entries get APPSTACK_REQUEST_ID, from the worker's scoreboard slot
  * when the bytes are read (note_request). The worker does not end a
  * request while its pipes hold output (worker/master.c), so output read
- * while the slot shows a request is that request's. */
+ * while the slot shows a request is that request's (with request threads,
+ * only while it shows one). */
 #include "stdio_capture.h"
 
 #include <errno.h>
@@ -134,16 +135,34 @@ static void stream_free(struct stdio_stream *s)
     free(s);
 }
 
+/* The one request in progress, or NULL: with request threads ([supervisor]
+ * threads) output read while several run cannot be told apart. */
+static const struct as_req *only_request(const struct as_slot *sl)
+{
+    uint32_t threads = sl->threads < 1 ? 1 : sl->threads > AS_MAX_THREADS ? AS_MAX_THREADS : sl->threads;
+    const struct as_req *found = NULL;
+
+    for (uint32_t i = 0; i < threads; i++) {
+        if (!sl->req[i].start)
+            continue;
+        if (found)
+            return NULL;
+        found = &sl->req[i];
+    }
+    return found;
+}
+
 /* The request the output being read now is about (see the top). */
 static void note_request(struct stdio_stream *s)
 {
     const struct as_slot *sl = s->slot;
+    const struct as_req *r;
     char id[AS_REQUEST_ID_MAX];
 
     s->request[0] = '\0';
-    if (!sl || sl->pid != s->pid || !sl->request_start)
+    if (!sl || sl->pid != s->pid || !(r = only_request(sl)))
         return;
-    snprintf(id, sizeof id, "%.*s", (int)sizeof sl->request_id, sl->request_id);
+    snprintf(id, sizeof id, "%.*s", (int)sizeof r->request_id, r->request_id);
     if (as_request_id_valid(id, strlen(id)))    /* not torn by a write in progress */
         snprintf(s->request, sizeof s->request, "APPSTACK_REQUEST_ID=%s", id);
 }

@@ -213,7 +213,11 @@ static void log_kill(struct worker *w, const char *stacks, const char *missing)
     const char *extra[] = { f_pid, f_cause, f_method, f_path, f_usec, f_rid };
     struct sbuf b = { 0 };
 
-    if (w->stuck.in_request)
+    if (w->stuck.in_request && r->thread)
+        sbuf_printf(&b, "worker %d (pid %d) killed: request %s %s ran for %.1f s (timeout %g s) in thread "
+                    "0x%016llx\n", w->id, (int)w->pid, r->method, r->path, w->stuck.age, w->m->cfg.timeout,
+                    (unsigned long long)r->thread);
+    else if (w->stuck.in_request)
         sbuf_printf(&b, "worker %d (pid %d) killed: request %s %s ran for %.1f s (timeout %g s)\n", w->id,
                     (int)w->pid, r->method, r->path, w->stuck.age, w->m->cfg.timeout);
     else

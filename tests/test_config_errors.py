@@ -39,6 +39,8 @@ BAD = [
     ("line without =", GOOD + "just some words\n", 8, 'expected "key = value"'),
     ("key before any section", "workers = 3\n" + GOOD, 1, "outside of any section"),
     ("jitter without max_requests", GOOD + "max_requests_jitter = 10\n", 8, "needs max_requests"),
+    ("threads out of range", GOOD + "threads = 0\n", 8, "from 1 to 128"),
+    ("threads not a number", GOOD + "threads = eight\n", 8, '"eight" is not a whole number'),
     ("preload not on or off", GOOD.replace("[supervisor]", "preload = sometimes\n\n[supervisor]"), 4,
      'preload: "sometimes" is not on or off'),
     ("relative control path", GOOD.replace("{d}/control.sock", "control.sock"), 7, "must be an absolute path"),

@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -40,8 +41,14 @@ def stop(proc):
             proc.wait()
 
 
+@pytest.fixture(params=["workers = 2"])
+def pool(request):
+    """The [supervisor] lines of the stack's pool."""
+    return request.param
+
+
 @pytest.fixture
-def stack(journal, tmpdir_short):
+def stack(journal, tmpdir_short, pool):
     port = free_port()
     cfg = write_config(tmpdir_short, f"""
         [app]
@@ -50,7 +57,7 @@ def stack(journal, tmpdir_short):
 
         [supervisor]
         listen = unix:{tmpdir_short}/app.sock
-        workers = 2
+        {pool}
         timeout = 1
         control = {tmpdir_short}/control.sock
 
@@ -157,3 +164,23 @@ def test_timeout_kill_entry_carries_the_request_id(journal, stack):
     kill = entries_with(journal, "APPSTACK_REQUEST_ID=" + rid, "APPSTACK_CAUSE=timeout", timeout=20)
     assert "killed" in kill[0]["MESSAGE"] and "/sleep" in kill[0]["MESSAGE"], kill[0]
 
+
+@pytest.mark.parametrize("pool", ["workers = 1\n        threads = 4"], indirect=True)
+def test_each_request_thread_logs_with_its_own_id(journal, stack):
+    # Two requests raise at the same time on two threads of one worker:
+    # each traceback carries the ID of its own request.
+    marker = f"thr{os.getpid()}{time.monotonic_ns()}"
+    rids = {}
+
+    def one(k):
+        rids[k] = request(stack, f"/sleep-raise?{marker}-{k}")[1]
+    ts = [threading.Thread(target=one, args=(k,)) for k in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(20)
+    assert rids[0] and rids[1] and rids[0] != rids[1], rids
+    for k in range(2):
+        tb = entries_with(journal, "APPSTACK_REQUEST_ID=" + rids[k], "SYSLOG_IDENTIFIER=appstack-worker",
+                          pred=lambda e: "Traceback" in e["MESSAGE"])
+        assert len(tb) == 1 and f"{marker}-{k}" in tb[0]["MESSAGE"], tb

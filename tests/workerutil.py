@@ -10,9 +10,12 @@ import time
 
 from conftest import APPS, free_port, prog, wait_for, write_config
 
-# struct as_slot (common/scoreboard.h)
-SLOT_FMT = "<IiQQQQ16s208s64s"
-SLOT_SIZE = struct.calcsize(SLOT_FMT)
+# struct as_slot (common/scoreboard.h): a head, then one struct as_req per
+# request thread.
+SLOT_HEAD_FMT = "<IiQQQI4x"
+REQ_FMT = "<QQ16s208s64s"
+MAX_THREADS = 128
+SLOT_SIZE = struct.calcsize(SLOT_HEAD_FMT) + MAX_THREADS * struct.calcsize(REQ_FMT)
 SLOTS = 1024
 STATES = {0: "free", 1: "loading", 2: "idle", 3: "busy", 4: "stopping", 5: "recycle"}
 
@@ -80,10 +83,15 @@ class Worker:
         return self.chan.recv(1 << 20).decode()
 
     def slot(self, index=5):
-        fields = struct.unpack_from(SLOT_FMT, self.sb, index * SLOT_SIZE)
-        state, pid, requests, errors, start, heartbeat, method, path, request_id = fields
-        return {"state": STATES.get(state, state), "pid": pid, "requests": requests,
-                "request_start": start, "heartbeat": heartbeat,
+        """The slot's head and the request of its first thread (the one
+        request of a worker with threads = 1)."""
+        base = index * SLOT_SIZE
+        state, pid, requests, errors, heartbeat, threads = struct.unpack_from(SLOT_HEAD_FMT, self.sb, base)
+        start, thread, method, path, request_id = struct.unpack_from(
+            REQ_FMT, self.sb, base + struct.calcsize(SLOT_HEAD_FMT))
+        return {"state": STATES.get(state, state), "pid": pid, "requests": requests, "errors": errors,
+                "threads": threads, "request_start": start, "heartbeat": heartbeat, "thread": thread,
+                "request_id": request_id.split(b"\0")[0].decode(),
                 "method": method.split(b"\0")[0].decode(), "path": path.split(b"\0")[0].decode()}
 
     def accepts(self):

@@ -1,6 +1,10 @@
 /* Client connections: accept, parse, serve one request at a time, keep
  * alive. Idle connections wait in the event loop (they never pin the
- * worker) on a list ordered by last activity, so expiring them is O(1). */
+ * worker) on a list ordered by last activity, so expiring them is O(1).
+ * With threads > 1 a connection is served by a request thread: epoll
+ * reports it once (EPOLLONESHOT), the loop takes it off the idle list and
+ * hands it over, and the thread parks it again when it is done, so that
+ * only one thread ever has it. */
 #include "worker.h"
 
 #include <errno.h>
@@ -34,6 +38,35 @@ static void list_append(struct wk_conn *c)
     c->next = h;
     h->prev->next = c;
     h->prev = c;
+}
+
+/* Back to the loop, on the idle list; with threads > 1 armed (again: the
+ * event that handed it over disarmed it). False when closed instead. */
+static bool park(struct wk_conn *c)
+{
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.ptr = c };
+
+    list_append(c);
+    if (W.threads > 1) {
+        if (epoll_ctl(W.epfd, c->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &ev) < 0) {
+            as_err("epoll_ctl: %s", strerror(errno));
+            wk_conn_close(c);
+            return false;
+        }
+        c->in_epoll = true;
+    }
+    return true;
+}
+
+/* The loop saw C readable (or closed). */
+void wk_conn_event(struct wk_conn *c)
+{
+    if (W.threads <= 1) {
+        wk_conn_readable(c);
+        return;
+    }
+    list_remove(c);
+    wk_threads_dispatch(c);
 }
 
 void wk_conn_close(struct wk_conn *c)
@@ -81,13 +114,19 @@ bool wk_conn_accept(struct wk_listener *l)
     as_http_init(&c->req, c->trusted ? &W.proxy_limits : &W.limits);
     c->req.on_body = wk_on_body;
     W.n_conns++;
+    /* Usually the request is already there: no need to wait for epoll. A
+     * request thread takes it at once; it is registered when one parks it,
+     * so that it counts among the thread's connections from the start. */
+    if (W.threads > 1) {
+        wk_threads_dispatch(c);
+        return true;
+    }
     ev.data.ptr = c;
     if (epoll_ctl(W.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         as_err("epoll_ctl: %s", strerror(errno));
         wk_conn_close(c);
         return true;
     }
-    /* Usually the request is already there: no need to wait for epoll. */
     wk_conn_readable(c);
     return true;
 }
@@ -137,7 +176,7 @@ static bool identify(struct wk_conn *c)
         uint64_t token;
         if (getrandom(&token, sizeof token, 0) != (ssize_t)sizeof token)
             token = ((uint64_t)getpid() << 40) ^ wk_now_usec();     /* still unique enough on one host */
-        len = as_worker_ident_answer(msg, sizeof msg, token, 1);
+        len = as_worker_ident_answer(msg, sizeof msg, token, W.threads);
     }
     iov.iov_base = msg;
     iov.iov_len = len;
@@ -166,7 +205,7 @@ static bool serve(struct wk_conn *c)
         R.client_gone = true;
         return false;
     }
-    W.req_seq++;
+    R.seq = ++W.req_seq;
     c->served++;
     R.active = true;
     rid = c->trusted ? as_http_header(r, "X-Request-ID") : NULL;
@@ -196,18 +235,16 @@ static bool linger(struct wk_conn *c)
     }
     c->lingering = true;
     c->last_active = wk_now();
-    list_append(c);
-    return true;
+    return park(c);
 }
 
 static bool discard_input(struct wk_conn *c)
 {
-    if (!as_linger_drain(c->fd, W.rbuf, WK_RBUF_SIZE, 16)) {
+    if (!as_linger_drain(c->fd, R.rbuf, WK_RBUF_SIZE, 16)) {
         wk_conn_close(c);
         return false;
     }
-    list_append(c);
-    return true;
+    return park(c);
 }
 
 /* Reads and serves whatever the connection has. Returns false when the
@@ -221,8 +258,8 @@ bool wk_conn_readable(struct wk_conn *c)
     if (c->lingering)
         return discard_input(c);
     for (;;) {
-        if (W.rpos == W.rlen) {
-            ssize_t n = recv(c->fd, W.rbuf, WK_RBUF_SIZE, 0);
+        if (R.rpos == R.rlen) {
+            ssize_t n = recv(c->fd, R.rbuf, WK_RBUF_SIZE, 0);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n < 0 && errno == EAGAIN)
@@ -231,10 +268,10 @@ bool wk_conn_readable(struct wk_conn *c)
                 unread = false;
                 goto close;
             }
-            W.rpos = 0;
-            W.rlen = (size_t)n;
+            R.rpos = 0;
+            R.rlen = (size_t)n;
         }
-        W.rpos += as_http_feed(r, W.rbuf + W.rpos, W.rlen - W.rpos);
+        R.rpos += as_http_feed(r, R.rbuf + R.rpos, R.rlen - R.rpos);
         if (r->state == AS_HTTP_ERROR) {
             wk_send_error(c->fd, r->status ? r->status : 400, true, false);
             unread = true;
@@ -242,20 +279,19 @@ bool wk_conn_readable(struct wk_conn *c)
         }
         if (r->state == AS_HTTP_HEAD_DONE || r->state == AS_HTTP_DONE) {
             if (!serve(c)) {
-                unread = !R.client_gone && (!R.body_done || W.rpos < W.rlen);
+                unread = !R.client_gone && (!R.body_done || R.rpos < R.rlen);
                 goto close;
             }
             as_http_next(r);
-            if (W.rpos == W.rlen)
+            if (R.rpos == R.rlen)
                 break;  /* nothing pipelined: back to the loop, no extra recv */
         }
     }
-    W.rpos = W.rlen = 0;
+    R.rpos = R.rlen = 0;
     c->last_active = wk_now();
-    list_append(c);
-    return true;
+    return park(c);
 close:
-    W.rpos = W.rlen = 0;
+    R.rpos = R.rlen = 0;
     if (unread)
         return linger(c);
     wk_conn_close(c);
@@ -282,11 +318,35 @@ double wk_conn_expire(double now)
  * request that meets such a close). A connection whose first request has not
  * arrived yet stays open: its client is about to send, and closing it would
  * fail that request. Returns how many such connections remain. */
+/* The same with request threads: a connection with bytes waiting is
+ * reported by epoll and served by a thread; this only closes the others. */
+static size_t drain_parked(void)
+{
+    struct wk_conn *h = &W.idle_head, *c, *next;
+    size_t waiting = 0;
+    char b;
+
+    for (c = h->next; c != h; c = next) {
+        ssize_t n;
+        next = c->next;
+        if (c->lingering)
+            continue;
+        n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n > 0 || (n < 0 && errno == EAGAIN && c->served == 0))
+            waiting++;      /* a request is there, or may come */
+        else
+            wk_conn_close(c);
+    }
+    return waiting;
+}
+
 size_t wk_conn_drain_all(void)
 {
     struct wk_conn *h = &W.idle_head, *c;
     size_t waiting = 0, n = 0;
 
+    if (W.threads > 1)
+        return drain_parked();
     /* Each one visited leaves the head: closed, or re-queued at the tail. */
     for (c = h->next; c != h; c = c->next)
         n++;

@@ -120,7 +120,7 @@ bool wk_environ_init(void)
         return false;
     if (!tpl_set("wsgi.version", Py_BuildValue("(ii)", 1, 0)) ||
         !tpl_set("wsgi.url_scheme", PyUnicode_FromString("http")) ||
-        !tpl_set("wsgi.multithread", Py_NewRef(Py_False)) ||
+        !tpl_set("wsgi.multithread", Py_NewRef(W.threads > 1 ? Py_True : Py_False)) ||
         !tpl_set("wsgi.multiprocess", Py_NewRef(Py_True)) ||
         !tpl_set("wsgi.run_once", Py_NewRef(Py_False)) ||
         !tpl_set("wsgi.input_terminated", Py_NewRef(Py_True)) ||

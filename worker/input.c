@@ -56,18 +56,18 @@ ssize_t wk_body_read(char *dst, size_t n)
     R.sink_cap = n;
     R.sink_len = 0;
     for (;;) {
-        if (W.rpos == W.rlen) {
-            ssize_t got = wk_recv(R.c->fd, W.rbuf, WK_RBUF_SIZE);
+        if (R.rpos == R.rlen) {
+            ssize_t got = wk_recv(R.c->fd, R.rbuf, WK_RBUF_SIZE);
             if (got <= 0) {
                 R.client_gone = true;
                 break;
             }
-            W.rpos = 0;
-            W.rlen = (size_t)got;
+            R.rpos = 0;
+            R.rlen = (size_t)got;
         }
         /* A chunked body decodes to no more bytes than it takes on the wire. */
-        size_t avail = W.rlen - W.rpos, room = R.sink_cap - R.sink_len;
-        W.rpos += as_http_feed(r, W.rbuf + W.rpos, avail < room ? avail : room);
+        size_t avail = R.rlen - R.rpos, room = R.sink_cap - R.sink_len;
+        R.rpos += as_http_feed(r, R.rbuf + R.rpos, avail < room ? avail : room);
         if (r->state == AS_HTTP_DONE) {
             R.body_done = true;
             break;
@@ -116,7 +116,7 @@ static PyObject *body_error(void)
 
 static bool input_live(Input *in)
 {
-    return R.active && in->seq == W.req_seq;
+    return R.active && in->seq == R.seq;
 }
 
 /* Moves up to N bytes of lookahead into DST. */
@@ -334,6 +334,6 @@ PyObject *wk_input_new(void)
     Input *in = PyObject_New(Input, &InputType);
 
     if (in)
-        in->seq = W.req_seq;
+        in->seq = R.seq;
     return (PyObject *)in;
 }

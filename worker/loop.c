@@ -1,13 +1,17 @@
 /* The worker's event loop: epoll over the shared listening sockets
  * (EPOLLEXCLUSIVE, so one connection wakes one idle worker and busy
  * workers leave new connections to idle ones), the keep-alive
- * connections, the signal pipe and the master's channel. */
+ * connections, the signal pipe and the master's channel. With threads = 1
+ * the loop serves a readable connection itself; with more it hands it to
+ * a request thread (threads.c) and stops taking new connections while
+ * every thread has one. */
 #include "worker.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -76,7 +80,37 @@ static bool prepare_listener(struct wk_listener *l)
     /* Accepted sockets inherit it: no setsockopt per connection. */
     if (!l->is_unix && setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
         as_warn("TCP_NODELAY on listening socket %d: %s", l->fd, strerror(errno));
-    return watch(l->fd, EPOLLIN | EPOLLEXCLUSIVE, l);
+    return true;
+}
+
+/* The listening sockets are in epoll exactly while this worker takes new
+ * connections: not stopping, not out of descriptors (accept_pause.h), and
+ * with a request thread free. Leaving the sockets' wait queues means no
+ * wake-up comes to a worker that would not act on it (EPOLLEXCLUSIVE wakes
+ * one waiter). */
+void wk_listening_update(void)
+{
+    bool want = !W.stopping && !W.term && W.accept_paused_until == 0 && (W.threads <= 1 || wk_threads_has_room());
+
+    if (want == W.listening)
+        return;
+    for (int i = 0; i < W.n_lst; i++) {
+        if (want)
+            watch(W.lst[i].fd, EPOLLIN | EPOLLEXCLUSIVE, &W.lst[i]);
+        else if (epoll_ctl(W.epfd, EPOLL_CTL_DEL, W.lst[i].fd, NULL) < 0)
+            as_warn("epoll_ctl(DEL listening socket %d): %s", W.lst[i].fd, strerror(errno));
+    }
+    W.listening = want;
+}
+
+/* The read buffer of a thread that serves requests. */
+bool wk_request_buffers(struct wk_request *r)
+{
+    r->rbuf = malloc(WK_RBUF_SIZE);
+    r->rpos = r->rlen = 0;
+    if (!r->rbuf)
+        as_err("out of memory for a request buffer");
+    return r->rbuf != NULL;
 }
 
 bool wk_loop_init(void)
@@ -98,7 +132,13 @@ bool wk_loop_init(void)
         if (!prepare_listener(&W.lst[i]))
             return false;
     signal(SIGPIPE, SIG_IGN);
-    return set_handler(SIGTERM, on_term) && set_handler(SIGQUIT, on_quit) && set_handler(SIGINT, on_quit);
+    if (!set_handler(SIGTERM, on_term) || !set_handler(SIGQUIT, on_quit) || !set_handler(SIGINT, on_quit))
+        return false;
+    if (W.threads > 1 && !wk_threads_start())
+        return false;
+    W.listening = false;
+    wk_listening_update();
+    return true;
 }
 
 static void drain_signal_pipe(void)
@@ -135,7 +175,7 @@ static void dispatch(struct epoll_event *ev)
         wk_conn_accept(ev->data.ptr);
         break;
     case WK_CONN:
-        wk_conn_readable(ev->data.ptr);
+        wk_conn_event(ev->data.ptr);
         break;
     case WK_SIGNAL:
         drain_signal_pipe();
@@ -152,29 +192,16 @@ void wk_accept_pause(void)
 {
     if (W.accept_paused_until > 0)
         return;
-    for (int i = 0; i < W.n_lst; i++)
-        epoll_ctl(W.epfd, EPOLL_CTL_DEL, W.lst[i].fd, NULL);
     W.accept_paused_until = wk_now() + AS_ACCEPT_PAUSE;
+    wk_listening_update();
 }
 
 void wk_accept_resume_due(double now)
 {
-    if (W.accept_paused_until == 0 || now < W.accept_paused_until || W.stopping || W.term)
+    if (W.accept_paused_until == 0 || now < W.accept_paused_until)
         return;
     W.accept_paused_until = 0;
-    for (int i = 0; i < W.n_lst; i++)
-        watch(W.lst[i].fd, EPOLLIN | EPOLLEXCLUSIVE, &W.lst[i]);
-}
-
-/* Leaving the sockets' wait queues first means no further wake-up can come
- * to a worker that would not act on it (EPOLLEXCLUSIVE wakes one waiter). */
-static void stop_listening(void)
-{
-    if (W.accept_paused_until > 0)
-        return;     /* already out of the wait queues */
-    for (int i = 0; i < W.n_lst; i++)
-        if (epoll_ctl(W.epfd, EPOLL_CTL_DEL, W.lst[i].fd, NULL) < 0)
-            as_warn("epoll_ctl(DEL listening socket %d): %s", W.lst[i].fd, strerror(errno));
+    wk_listening_update();
 }
 
 /* The whole server stops gracefully: the master has closed its sockets to
@@ -200,17 +227,24 @@ static void drain(void)
     double grace = W.cfg.graceful_timeout < DRAIN_GRACE ? W.cfg.graceful_timeout : DRAIN_GRACE;
     double deadline = wk_now() + grace;
 
-    while (wk_conn_drain_all() > 0 && wk_now() < deadline) {
-        int n = epoll_wait(W.epfd, ev, MAX_EVENTS, 100);
+    /* Request threads finish what they serve; what they hand back, and
+     * what arrives meanwhile, is served or closed here. */
+    while ((wk_conn_drain_all() > 0 && wk_now() < deadline) || (W.threads > 1 && !wk_threads_idle())) {
+        int n;
+        Py_BEGIN_ALLOW_THREADS
+        n = epoll_wait(W.epfd, ev, MAX_EVENTS, 100);
+        Py_END_ALLOW_THREADS
         if (n < 0 && errno != EINTR) {
             as_err("epoll_wait: %s", strerror(errno));
             break;
         }
         for (int i = 0; i < n; i++)
             if (*(enum wk_item *)ev[i].data.ptr == WK_CONN)
-                wk_conn_readable(ev[i].data.ptr);
+                wk_conn_event(ev[i].data.ptr);
         wk_slot_heartbeat();
     }
+    if (W.threads > 1)
+        wk_threads_stop();
 }
 
 /* Runs until SIGTERM, max_requests or the master's death; returns the
@@ -248,7 +282,7 @@ int wk_loop_run(void)
     W.stopping = true;
     if (W.term)
         take_queued();
-    stop_listening();
+    wk_listening_update();
     wk_slot_state(AS_SLOT_STOPPING);   /* the master's reload waits for this */
     drain();
     return 0;

@@ -17,7 +17,8 @@
 #include "log.h"
 
 struct wk_worker W;
-struct wk_request R;
+struct wk_request wk_loop_request;
+__thread struct wk_request *wk_thread_request = &wk_loop_request;
 
 static void usage(FILE *f)
 {
@@ -139,6 +140,7 @@ static void set_limits(void)
     const struct as_config *c = &W.cfg;
     struct rlimit rl;
 
+    W.threads = c->threads > 1 ? (int)c->threads : 1;
     W.limits.max_request_line = (size_t)c->limit_request_line;
     W.limits.max_fields = (size_t)c->limit_request_fields;
     W.limits.max_field_size = (size_t)c->limit_request_field_size;
@@ -184,8 +186,7 @@ int main(int argc, char **argv)
     as_log_set_format(W.cfg.log_format);
     set_limits();
     W.idle_head.next = W.idle_head.prev = &W.idle_head;
-    W.rbuf = malloc(WK_RBUF_SIZE);
-    if (!W.rbuf || !open_listeners() || !wk_trust_init())
+    if (!wk_request_buffers(&wk_loop_request) || !open_listeners() || !wk_trust_init())
         fail_start("cannot set up the worker (see the log)");
     if (!setup_python())
         fail_start("cannot start Python (see the log)");

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,7 @@ bool wk_master_attach(void)
     long id = 0, gen, slot = 0, sb, chan, maxr = 0;
 
     W.slot = &private_slot;
+    wk_loop_request.slot_req = &W.slot->req[0];
     W.channel_fd = -1;
     if (!getenv(AS_ENV_CHANNEL)) {
         W.standalone = true;
@@ -125,7 +127,8 @@ void wk_master_bind(int id, int slot, uint64_t max_requests)
     wk_log_generation();
     W.slot->pid = (int32_t)getpid();
     W.slot->requests = 0;
-    W.slot->request_start = 0;
+    W.slot->req[0].start = 0;
+    wk_loop_request.slot_req = &W.slot->req[0];
 }
 
 /* One datagram to the master. A lost message is the master's timeout to
@@ -165,24 +168,32 @@ static void copy_field(char *dst, size_t cap, const char *src, size_t len)
     dst[len] = '\0';
 }
 
+void wk_slot_threads(int threads)
+{
+    W.slot->threads = (uint32_t)threads;
+}
+
 void wk_slot_request_begin(const char *method, const char *target, size_t target_len, const char *rid,
                            size_t rid_len)
 {
-    struct as_slot *s = W.slot;
-    const char *q = memchr(target, '?', target_len);
+    struct as_req *q = R.slot_req;
+    const char *qm = memchr(target, '?', target_len);
     char field[AS_REQUEST_ID_MAX + 24];
 
-    if (q)
-        target_len = (size_t)(q - target);
-    copy_field(s->method, sizeof s->method, method, strlen(method));
-    copy_field(s->path, sizeof s->path, target, target_len);
-    copy_field(s->request_id, sizeof s->request_id, rid, rid_len);
+    if (qm)
+        target_len = (size_t)(qm - target);
+    copy_field(q->method, sizeof q->method, method, strlen(method));
+    copy_field(q->path, sizeof q->path, target, target_len);
+    copy_field(q->request_id, sizeof q->request_id, rid, rid_len);
     if (rid_len) {
-        snprintf(field, sizeof field, "APPSTACK_REQUEST_ID=%s", s->request_id);
-        as_log_set_request_field(field);
+        snprintf(field, sizeof field, "APPSTACK_REQUEST_ID=%s", q->request_id);
+        as_log_set_request_field(field);    /* this thread's messages */
     }
-    s->state = W.recycle ? AS_SLOT_RECYCLE : AS_SLOT_BUSY;
-    s->request_start = wk_now_usec();
+    /* Several threads: which one, as the stack dumps name it. */
+    q->thread = W.threads > 1 ? (uint64_t)pthread_self() : 0;
+    W.busy++;
+    W.slot->state = W.recycle ? AS_SLOT_RECYCLE : AS_SLOT_BUSY;
+    q->start = wk_now_usec();
 }
 
 /* At max_requests: a standalone worker stops; one with a master asks to be
@@ -223,28 +234,33 @@ static void wait_output_read(void)
     if (W.standalone || !output_unread())
         return;
     deadline = wk_now() + OUTPUT_WAIT;
+    Py_BEGIN_ALLOW_THREADS      /* other request threads go on meanwhile */
     do {
         struct timespec ts = { 0, 50000 };
         nanosleep(&ts, NULL);
     } while (output_unread() && wk_now() < deadline);
+    Py_END_ALLOW_THREADS
 }
 
 void wk_slot_request_end(void)
 {
     struct as_slot *s = W.slot;
-    uint64_t served = s->requests + 1, now;
+    struct as_req *q = R.slot_req;
+    uint64_t served, now;
 
-    if (s->request_id[0])
+    if (q->request_id[0])
         wait_output_read();
     now = wk_now_usec();
-    s->request_start = 0;
-    s->request_id[0] = '\0';
+    q->start = 0;
+    q->request_id[0] = '\0';
     as_log_set_request_field(NULL);
+    W.busy--;
+    served = s->requests + 1;   /* after the wait: other threads may have served meanwhile */
     check_limit(served);
     if (W.stopping)
         s->state = AS_SLOT_STOPPING;
     else
-        s->state = W.recycle ? AS_SLOT_RECYCLE : AS_SLOT_IDLE;
+        s->state = W.recycle ? AS_SLOT_RECYCLE : W.busy ? AS_SLOT_BUSY : AS_SLOT_IDLE;
     if (R.code >= 500)
         s->errors++;
     s->requests = served;   /* last: a reader that sees the count sees the state too */

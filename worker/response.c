@@ -28,27 +28,28 @@
 #define DRAINABLE_BODY (256 * 1024)
 
 static PyObject *start_response_fn, *write_fn, *s_close, *s_fileno, *s_tell;
-static char *hbuf;
-static size_t hlen, hcap;
 
 /* ---- header buffer ---- */
 
+/* In R: each request thread builds its own head. */
 static bool hb_put(const char *s, size_t n)
 {
-    if (hlen + n > hcap) {
-        size_t cap = hcap ? hcap : 1024;
-        while (cap < hlen + n)
+    struct wk_request *r = &R;
+
+    if (r->hlen + n > r->hcap) {
+        size_t cap = r->hcap ? r->hcap : 1024;
+        while (cap < r->hlen + n)
             cap *= 2;
-        char *p = PyMem_Realloc(hbuf, cap);
+        char *p = PyMem_Realloc(r->hbuf, cap);
         if (!p) {
             PyErr_NoMemory();
             return false;
         }
-        hbuf = p;
-        hcap = cap;
+        r->hbuf = p;
+        r->hcap = cap;
     }
-    memcpy(hbuf + hlen, s, n);
-    hlen += n;
+    memcpy(r->hbuf + r->hlen, s, n);
+    r->hlen += n;
     return true;
 }
 
@@ -206,7 +207,7 @@ static bool build_head(int64_t known_len)
     const char *conn;
     size_t conn_len;
 
-    hlen = 0;
+    R.hlen = 0;
     R.resp_length = -1;
     R.chunked = false;
     if (!R.started) {
@@ -258,7 +259,7 @@ static bool emit(PyObject *const *items, Py_ssize_t n)
     int k = 0;
 
     if (!R.headers_sent) {
-        iov[k++] = (struct iovec){ hbuf, hlen };
+        iov[k++] = (struct iovec){ R.hbuf, R.hlen };
         R.headers_sent = true;
     }
     for (Py_ssize_t i = 0; i < n && !R.no_body; i++) {

@@ -1,7 +1,10 @@
-/* appstack-worker: process-wide state. The worker runs one request at a
- * time on one thread, so the request in progress lives in globals (W, R)
- * that every part of the worker shares instead of threading pointers
- * through the Python callbacks. */
+/* appstack-worker: process-wide state in W, the request in progress in R,
+ * which every part of the worker shares instead of threading pointers
+ * through the Python callbacks. With [supervisor] threads = 1 the event
+ * loop runs the requests itself, one at a time; with more, each request
+ * thread (threads.c) has its own R, and the loop hands it connections.
+ * Shared state (W, the connection lists, the scoreboard slot) is only
+ * touched with the GIL held, which serializes the threads there. */
 #ifndef APPSTACK_WORKER_H
 #define APPSTACK_WORKER_H
 
@@ -37,6 +40,8 @@ struct wk_conn {
     struct wk_listener *lst;
     struct wk_conn *prev, *next;    /* idle list, oldest activity first */
     double last_active;             /* monotonic seconds */
+    struct wk_conn *qnext;          /* threads > 1: the queue of connections for the request threads */
+    bool in_epoll;                  /* threads > 1: registered (only once a thread parked it) */
     bool trusted;                   /* peer may set X-Forwarded-* */
     bool lingering;                 /* answered and shut down: discarding input */
     unsigned served;                /* requests answered on this connection */
@@ -57,6 +62,8 @@ struct wk_worker {
     pid_t master_pid;           /* appstackd, our parent */
     uint64_t max_requests;      /* 0 = unlimited */
     bool recycle;               /* limit reached: the master is replacing us */
+    int threads;                /* [supervisor] threads: requests served at once */
+    int busy;                   /* requests in progress */
 
     struct wk_listener lst[WK_MAX_LISTEN];
     int n_lst;
@@ -64,6 +71,8 @@ struct wk_worker {
     int sig_pipe[2];
     volatile sig_atomic_t term;     /* SIGTERM seen */
     bool stopping;                  /* no new requests after the current one */
+    bool listening;                 /* the listening sockets are in epoll */
+    int inflight;                   /* threads > 1: connections handed to request threads, not back yet */
     double accept_paused_until;     /* out of descriptors: listeners unwatched until then */
     struct as_accept_pause accept_pause;
 
@@ -73,11 +82,6 @@ struct wk_worker {
     double io_timeout;              /* s a blocked read/write in a request may wait */
     double heartbeat_every;         /* s the loop may sleep: well inside the master's `timeout` */
 
-    /* Shared read buffer: only the connection being served has unparsed
-     * bytes in it; the parser copies a header section it keeps. */
-    char *rbuf;
-    size_t rpos, rlen;
-
     struct wk_conn idle_head;       /* sentinel of the idle list */
     size_t n_conns;
 
@@ -85,8 +89,19 @@ struct wk_worker {
     uint64_t req_seq;               /* bumps per request: stale wsgi.input objects see EOF */
 };
 
-/* The request being served. */
+/* The request being served by one thread (the loop's, or a request
+ * thread's). */
 struct wk_request {
+    /* Read buffer: only the connection this thread serves has unparsed
+     * bytes in it; the parser copies a header section it keeps. */
+    char *rbuf;
+    size_t rpos, rlen;
+    /* Response head being built. */
+    char *hbuf;
+    size_t hlen, hcap;
+    struct as_req *slot_req;    /* this thread's entry in the scoreboard slot */
+    uint64_t seq;               /* W.req_seq when it began: a wsgi.input of another request reads EOF */
+
     struct wk_conn *c;
     struct as_http_request *r;
     bool active;
@@ -119,7 +134,12 @@ struct wk_request {
 };
 
 extern struct wk_worker W;
-extern struct wk_request R;
+/* The request of this thread: a request thread's own; in every other
+ * thread the loop's (with threads = 1 the one request, which an app's own
+ * threads see too, as in any WSGI server). */
+extern struct wk_request wk_loop_request;
+extern __thread struct wk_request *wk_thread_request;
+#define R (*wk_thread_request)
 
 /* util.c */
 double wk_now(void);
@@ -135,6 +155,7 @@ void wk_log_generation(void);
 void wk_master_send(const char *msg, size_t len);
 void wk_slot_state(enum as_slot_state st);
 void wk_slot_heartbeat(void);
+void wk_slot_threads(int threads);
 /* RID: the request's ID (X-Request-ID from a trusted peer), RID_LEN 0 for none. */
 void wk_slot_request_begin(const char *method, const char *target, size_t target_len, const char *rid,
                            size_t rid_len);
@@ -191,11 +212,19 @@ bool wk_filewrap_check(PyObject *o);
 PyObject *wk_filewrap_filelike(PyObject *o);
 Py_ssize_t wk_filewrap_blksize(PyObject *o);
 
+/* threads.c: [supervisor] threads > 1 */
+bool wk_threads_start(void);
+void wk_threads_dispatch(struct wk_conn *c);
+bool wk_threads_has_room(void);
+bool wk_threads_idle(void);
+void wk_threads_stop(void);
+
 /* conn.c */
 bool wk_conn_accept(struct wk_listener *l);
 void wk_accept_pause(void);
 void wk_accept_resume_due(double now);
 bool wk_conn_readable(struct wk_conn *c);
+void wk_conn_event(struct wk_conn *c);
 void wk_conn_close(struct wk_conn *c);
 double wk_conn_expire(double now);
 size_t wk_conn_drain_all(void);
@@ -203,5 +232,7 @@ size_t wk_conn_drain_all(void);
 /* loop.c */
 int wk_loop_run(void);
 bool wk_loop_init(void);
+void wk_listening_update(void);
+bool wk_request_buffers(struct wk_request *r);
 
 #endif

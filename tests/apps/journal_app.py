@@ -22,6 +22,9 @@ def application(environ, start_response):
         log.warning("app-log %s", arg)
     elif path == "/raise":
         raise ValueError("journal-test-boom " + arg)
+    elif path == "/sleep-raise":     # [supervisor] threads: raises while another request runs
+        time.sleep(0.3)
+        raise ValueError("journal-test-boom " + arg)
     elif path == "/sleep":
         time.sleep(float(arg))
     elif path == "/flood":
