@@ -30,10 +30,11 @@ SERVING = ("idle", "busy", "recycling")
 
 # The ways appstackd can run the same app, as (section, key, value) lines:
 # the operations tests run in each ([app] preload forks workers from a
-# template).
+# template; [supervisor] threads serves several requests per worker).
 MODES = {
     "plain": [],
     "preload": [("app", "preload", "on")],
+    "threads": [("supervisor", "threads", "4")],
 }
 
 
