@@ -33,6 +33,11 @@ def mixed():
                paths=[("mixed", "/", b" ")])
 
 
+def sleep10():
+    return App("sleep10", os.path.join(BENCH, "apps"), "sleep10:application",
+               paths=[("sleep 10 ms", "/", b"slept 10 ms")])
+
+
 def _site_env(workdir, settings):
     # The example reads MYSITE_*, the benchmark's own site BENCH_*.
     static_root = os.path.join(workdir, "django-static")

@@ -13,7 +13,7 @@ from . import apps, deps, docs, host, plan, procs, report, stacks
 from .runner import Results, Runner, log
 
 GROUPS = ("hello-direct", "hello-front", "static", "django", "mixed", "lifecycle", "vhosts", "tls", "memory",
-          "compress", "websocket", "metrics")
+          "compress", "websocket", "metrics", "io")
 MEMORY_WORKERS = 8      # the pool whose memory the "memory" group compares
 
 
@@ -171,7 +171,7 @@ def run(o, builddir, outdir, rawdir, workdir):
     hello = apps.hello(files_dir)
     need_django = {"django", "lifecycle", "memory", "compress"} & set(o.only)
     django = apps.django(workdir, log) if need_django else None
-    units = plan.plan(o, hello, django, static_paths, apps.mixed())
+    units = plan.plan(o, hello, django, static_paths, apps.mixed(), apps.sleep10())
     ctx = stacks.Context(builddir, workdir, o.server_cpus, o.front_processes)
     results = Results()
     runner = Runner(o, ctx, results, rawdir)

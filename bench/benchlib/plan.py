@@ -6,9 +6,10 @@ from .runner import Case, Unit
 
 H2_CONNECTIONS = 8     # h2load connections, 100 streams each
 WS_CONNECTIONS = 1000
+IO_WORKERS, IO_CONC = 4, 256    # the I/O-bound group: ceiling workers x threads / 10 ms
 
 
-def plan(o, hello, django, static_paths, mixed=None):
+def plan(o, hello, django, static_paths, mixed=None, sleep10=None):
     units = []
     last = o.workers[-1]
 
@@ -64,6 +65,11 @@ def plan(o, hello, django, static_paths, mixed=None):
         units.append(Unit("websocket", f"WebSocket echo, {WS_CONNECTIONS} connections, {ws.MESSAGE}-byte "
                           "messages, one front process", stacks.WS, hello, 0,
                           [Case(f"echo, {WS_CONNECTIONS} connections", "/ws", b"", [WS_CONNECTIONS], kind="ws")]))
+    if "io" in o.only:
+        ceiling = IO_WORKERS * stacks.IO_THREADS * 100
+        units.append(Unit("io", f"I/O-bound app (10 ms per request) direct, {stacks.IO_THREADS} threads per "
+                          f"worker, ceiling {ceiling} req/s", stacks.THREADED, sleep10, IO_WORKERS,
+                          [Case(*sleep10.paths[0], [IO_CONC])]))
     if "static" in o.only:
         first, *rest = static_paths
         units.append(Unit("static", "static files from the front", stacks.STATIC, hello, 0,

@@ -122,6 +122,9 @@ class Stack:
 
 # ---- appstack ---------------------------------------------------------------
 
+IO_THREADS = 8     # threads per worker of the I/O-bound group, every stack
+
+
 class _Appstack(Stack):
     appstack = True
     app_options = ""            # more [app] lines, e.g. "preload = on\n"
@@ -177,6 +180,11 @@ class AppstackDirect(_Appstack):
 class AppstackDirectPreload(AppstackDirect):
     key, label = "appstack-worker-preload", "appstack workers, preload"
     app_options = "preload = on\n"
+
+
+class AppstackDirectThreads(AppstackDirect):
+    key, label = "appstack-worker-threads", f"appstack workers, threads = {IO_THREADS}"
+    supervisor_options = f"threads = {IO_THREADS}\n"
 
 
 class AppstackFront(_Appstack):
@@ -237,6 +245,17 @@ class GunicornDirect(Stack):
             stop_signal=GUNICORN_STOP, env=python_env(self.app))
 
 
+class GunicornGthread(GunicornDirect):
+    """gunicorn's threaded worker, the documented choice for I/O-bound apps."""
+    key, label = "gunicorn-gthread", f"gunicorn gthread, {IO_THREADS} threads"
+
+    def start(self):
+        argv = gunicorn_argv(self.app, self.workers, f"127.0.0.1:{self.port}", self.dir)
+        argv[argv.index("sync")] = "gthread"
+        argv[-1:-1] = ["--threads", str(IO_THREADS)]
+        self.master = self.spawn("gunicorn", argv, stop_signal=GUNICORN_STOP, env=python_env(self.app))
+
+
 class UwsgiDirect(Stack):
     key, label = "uwsgi", "uWSGI http-socket"
 
@@ -244,6 +263,15 @@ class UwsgiDirect(Stack):
         self.master = self.spawn("uwsgi", uwsgi_argv(
             self.app, self.workers, ["--http-socket", f"127.0.0.1:{self.port}"], self.dir),
             stop_signal=UWSGI_STOP, env=python_env(self.app))
+
+
+class UwsgiThreads(UwsgiDirect):
+    key, label = "uwsgi-threads", f"uWSGI http-socket, {IO_THREADS} threads"
+
+    def start(self):
+        argv = uwsgi_argv(self.app, self.workers, ["--http-socket", f"127.0.0.1:{self.port}"], self.dir)
+        self.master = self.spawn("uwsgi", argv + ["--threads", str(IO_THREADS)], stop_signal=UWSGI_STOP,
+                                 env=python_env(self.app))
 
 
 # ---- nginx fronts -----------------------------------------------------------
@@ -558,6 +586,8 @@ GZIP_FRONT = (AppstackFrontGzip, NginxGunicornGzip, NginxUwsgiGzip)
 GZIP_STATIC = (AppstackStaticGzip, NginxStaticGzip)
 WS = (AppstackWs, NginxWs)
 DIRECT = (AppstackDirect, GunicornDirect, UwsgiDirect)
+# An I/O-bound app with threads in every worker.
+THREADED = (AppstackDirectThreads, GunicornGthread, UwsgiThreads)
 # Memory of a pool: appstack with and without preload against the peers'
 # defaults (gunicorn imports the app in each worker, uWSGI forks them from
 # its master after the import).
