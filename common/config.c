@@ -17,7 +17,8 @@
 #include <sys/stat.h>
 
 enum kind { K_STR, K_LIST, K_INT, K_SIZE, K_DURATION, K_BOOL, K_ADDRS, K_LEVEL, K_HOSTS, K_LISTEN, K_CERT,
-             K_CERT_KEY, K_TLS_PROTOCOLS, K_NETS, K_ADDR, K_LOG_FORMAT, K_TYPES, K_RATE, K_WORKERS };
+             K_CERT_KEY, K_TLS_PROTOCOLS, K_NETS, K_ADDR, K_LOG_FORMAT, K_TYPES, K_RATE, K_WORKERS,
+             K_POSITIVE_DURATION, K_PATH_OR_OFF };
 
 struct key {
     const char *name;
@@ -95,6 +96,10 @@ static const struct key proxy_keys[] = {
     { "real_ip_from", K_NETS, F(real_ip_from), 0, 0 },
     { "proxy_buffer_size", K_SIZE, F(proxy_buffer_size), 0, 0 },
     { "metrics", K_ADDR, F(proxy_metrics), 0, 0 },
+    { "max_fails", K_INT, F(max_fails), 0, 1000000 },
+    { "fail_timeout", K_POSITIVE_DURATION, F(fail_timeout), 0, 0 },
+    { "health_check", K_PATH_OR_OFF, F(health_check), 0, 0 },
+    { "health_check_interval", K_POSITIVE_DURATION, F(health_check_interval), 0, 0 },
 
     { "log_format", K_LOG_FORMAT, F(proxy_log_format), 0, 0 },
     { "gzip", K_BOOL, F(gzip), 0, 0 },
@@ -683,6 +688,28 @@ static bool set_value(struct loader *ld, char *base, const struct key *k, const 
             list_add((struct as_strlist *)(base + k->off), value, ld->lineno);
         return ok;
     }
+    case K_POSITIVE_DURATION:
+        if (!as_parse_duration(value, (double *)(base + k->off)) || *(double *)(base + k->off) <= 0) {
+            err_at(ld, ld->lineno, "%s: \"%s\" is not a duration above 0 (e.g. 0.5, 10s, 1m)", k->name, value);
+            return false;
+        }
+        return true;
+    case K_PATH_OR_OFF: {
+        /* A path the proxy can put in a request line as it is. */
+        bool ok = value[0] == '/';
+        for (const char *p = value; ok && *p; p++)
+            ok = (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f;
+        free(*(char **)(base + k->off));
+        *(char **)(base + k->off) = NULL;
+        if (!strcmp(value, "off"))
+            return true;
+        if (!ok) {
+            err_at(ld, ld->lineno, "%s: \"%s\" is not off or a path starting with / (no blanks)", k->name, value);
+            return false;
+        }
+        *(char **)(base + k->off) = xstrdup(value);
+        return true;
+    }
     case K_LOG_FORMAT:
         if (strcmp(value, "text") && strcmp(value, "json")) {
             err_at(ld, ld->lineno, "%s: \"%s\" is not text or json", k->name, value);
@@ -841,6 +868,9 @@ static void set_defaults(struct as_config *c)
     c->proxy_connect_timeout = 5;
     c->proxy_read_timeout = 60;
     c->max_connections = 10000;
+    c->max_fails = 1;
+    c->fail_timeout = 10;
+    c->health_check_interval = 5;
     c->tls_protocols = AS_TLS_1_2 | AS_TLS_1_3;
     c->http2 = true;
     c->gzip_comp_level = 5;
@@ -1054,6 +1084,7 @@ void as_config_free(struct as_config *c)
     list_free(&c->acme_domains);
     free(c->acme_email);
     free(c->acme_directory);
+    free(c->health_check);
     list_free(&c->pythonpath);
     list_free(&c->env);
     list_free(&c->listen);

@@ -158,6 +158,10 @@ struct as_config {
     int acme_email_line;
     char *acme_directory;           /* NULL: AS_ACME_DEFAULT_DIRECTORY */
     int acme_directory_line;
+    long max_fails;                 /* failures within fail_timeout that take an upstream out; 0 = never */
+    double fail_timeout;            /* s: that window, and how long it stays out */
+    char *health_check;             /* path an active check GETs on each upstream; NULL = off */
+    double health_check_interval;   /* s between two checks of an upstream */
 
     /* The [location] sections before any [site]: the default site's. */
     struct as_location *locations;

@@ -249,6 +249,14 @@ static enum offer offer_for(const struct balancer *b, struct upstream *u, const 
     return o;
 }
 
+bool balancer_other(const struct balancer *b, const struct upstream *u, ev_tstamp now)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (b->ups[i] != u && b->ups[i]->listed && upstream_healthy(b->ups[i], now))
+            return true;
+    return false;
+}
+
 /* 0: healthy and listed; 1: the one a retry avoids; 2: down or removed. */
 static int tier(const struct balancer *b, const struct upstream *u, const struct upstream *avoid, ev_tstamp now)
 {
@@ -327,7 +335,7 @@ void balancer_submit(struct balancer *b, struct exchange *x, struct upstream *av
         }
         /* A full backlog (EAGAIN) is no reason to think the upstream down. */
         if (errno != EAGAIN)
-            upstream_failed(u);
+            upstream_fault(u, "cannot connect");
         set_upstream(x, u);
         if (tries >= b->n) {
             forward_fail(x, 502);
@@ -389,7 +397,7 @@ void balancer_kick(struct upstream *u)
             c = upstream_take(u, offer, x, now);
             if (!c) {
                 if (errno != EAGAIN)
-                    upstream_failed(u);
+                    upstream_fault(u, "cannot connect");
                 set_upstream(x, u);
                 balancer_submit(b, x, u);   /* elsewhere, or 502 */
                 break;

@@ -170,7 +170,7 @@ void forward_broken(struct exchange *x, int err, bool connect_failed)
     forward_detach(x);
     if (connect_failed) {
         PM_INC(up_connect_errors);
-        upstream_failed(up);
+        upstream_fault(up, "connect failed");
         if (x->tries < (int)b->n + 1) {
             balancer_submit(b, x, up);      /* nothing was sent: any method may go elsewhere */
             return;
@@ -183,6 +183,21 @@ void forward_broken(struct exchange *x, int err, bool connect_failed)
         return;
     }
     forward_fail(x, 502);
+}
+
+void forward_timed_out(struct exchange *x, bool connecting)
+{
+    struct upstream *up = x->up->u;
+    struct balancer *b = balancer_of(x);
+
+    /* Never the same upstream again: it just did not answer in time. */
+    if (!x->head_sent && (connecting || idempotent(x->req->method)) && x->tries < 3
+        && balancer_other(b, up, ev_now(srv.loop))) {
+        forward_detach(x);
+        balancer_submit(b, x, up);
+        return;
+    }
+    forward_fail(x, 504);
 }
 
 void forward_start(struct exchange *x)

@@ -116,6 +116,7 @@ static void reload(void)
     as_log_set_format(rt->cfg.proxy_log_format);
     runtime_retire(old, rt);
     runtime_put(old);
+    health_configure();
     master_tell(NEWS_RELOADED);     /* the master says it once for all */
 }
 
@@ -218,6 +219,7 @@ void proxy_serve(int slot, const sigset_t *mask)
         ev_io_start(srv.loop, &srv.lio[i]);
     pm_server_serve(true);
     srv.accepting = true;
+    health_configure();
     master_tell(NEWS_READY);
     ev_run(srv.loop, 0);
     access_log_flush();

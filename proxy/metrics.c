@@ -238,7 +238,7 @@ static void upstream_text(const struct pm_counters *t, struct prom *p)
             continue;           /* draining after a reload */
         prom_escape(u->name, esc, sizeof esc);
         snprintf(labels, sizeof labels, "upstream=\"%s\"", esc);
-        prom_u64(p, "appstack_proxy_upstream_up", labels, upstream_healthy(u, now));
+        prom_u64(p, "appstack_proxy_upstream_up", labels, upstream_up(u, now));
     }
 }
 

@@ -27,7 +27,6 @@
                                            this, so high concurrency does not connect and close
                                            per request (workers close idle ones after their
                                            keepalive) */
-#define UPSTREAM_FAIL_SECONDS 10.0      /* a failed upstream is skipped this long */
 
 struct location_rt {
     struct sp_location sp;
@@ -122,6 +121,7 @@ void forward_init(void);
 
 /* upstream.h, for main.c */
 void upstream_close_all_idle(void);
+void health_configure(void);
 size_t upstream_listed(void);
 size_t balancer_waiting(void);
 

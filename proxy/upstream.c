@@ -68,23 +68,12 @@ void upstream_put(struct upstream *u)
     }
     if (srv.loop)
         ev_timer_stop(srv.loop, &u->kick);
+    health_stop(u);
     free(u->name);
     free(u);
 }
 
-void upstream_failed(struct upstream *u)
-{
-    PM_INC(up_marked_down);
-    u->down_until = ev_now(srv.loop) + UPSTREAM_FAIL_SECONDS;
-}
-
-bool upstream_healthy(const struct upstream *u, ev_tstamp now)
-{
-    return u->down_until <= now;
-}
-
-/* Calls balancer_kick for U at AT (or sooner, when already due sooner). */
-static void kick_at(struct upstream *u, ev_tstamp at)
+void upstream_kick_at(struct upstream *u, ev_tstamp at)
 {
     ev_tstamp now = ev_now(srv.loop);
 
@@ -161,7 +150,7 @@ static struct upworker *ready_worker(struct upstream *u, ev_tstamp now)
     w = u->ready.rprev;     /* freed longest ago */
     if (w->freed + UPSTREAM_HOLD <= now)
         return w;
-    kick_at(u, w->freed + UPSTREAM_HOLD);
+    upstream_kick_at(u, w->freed + UPSTREAM_HOLD);
     return NULL;
 }
 
@@ -209,7 +198,7 @@ enum offer upstream_offer(struct upstream *u, const struct exchange *x, bool man
         return OFFER_NONE;      /* its outcome says more: wait for it */
     if (!u->n_workers || u->probe_after <= now)
         return OFFER_PROBE;
-    kick_at(u, u->probe_after);
+    upstream_kick_at(u, u->probe_after);
     return OFFER_NONE;
 }
 
@@ -391,7 +380,7 @@ void upstream_release(struct upconn *c, bool reusable)
         pathtime_learn(x->path_key, now - x->started);
     end_request(c, x, now);
     if (reusable)
-        u->down_until = 0;
+        upstream_success(u);
     c->x = NULL;
     if (next && reusable && !c->close_after) {
         c->pipe_head = next->pipe_next;

@@ -116,7 +116,14 @@ struct upstream {
     int listed;             /* balancers listing it; 0: draining */
     struct upstream *reg_next;
     enum up_kind kind;
-    ev_tstamp down_until;   /* passive health: skipped until then */
+    /* health.c */
+    int fails;              /* failures since fails_since (passive) */
+    ev_tstamp fails_since;
+    ev_tstamp down_until;   /* out until then, */
+    bool trial;             /* then one request at a time until one succeeds */
+    bool check_failed;      /* the last active check failed: out */
+    struct upcheck *check;  /* the active check in progress */
+    ev_timer check_timer;
     struct upworker *workers;
     int n_workers;
     struct upworker ready;  /* ring head (only rprev/rnext used): most recently freed first */
@@ -166,7 +173,7 @@ struct balancer {
 struct upstream *upstream_get(const char *name, char *err, size_t errlen);
 struct upstream *upstream_ref(struct upstream *u);
 void upstream_put(struct upstream *u);
-bool upstream_healthy(const struct upstream *u, ev_tstamp now);
+
 /* What U can do for X now; PIPELINE only when the requests waiting are
  * many (at least one per worker we know of): then a worker that frees takes
  * the next one anyway, and the one behind its current request loses
@@ -183,7 +190,6 @@ struct upconn *upstream_take(struct upstream *u, enum offer offer, const struct 
 void upstream_release(struct upconn *u, bool reusable);
 /* X, pipelined on U, is given up before its turn. */
 void upstream_unpipeline(struct upconn *u, struct exchange *x);
-void upstream_failed(struct upstream *u);
 /* A pooled connection had an event: the worker closed it. */
 void upstream_idle_event(struct upconn *u);
 /* U's worker said who it is (TOKEN, CAPACITY). */
@@ -198,6 +204,25 @@ void upstream_close_all_idle(void);
 size_t upstream_listed(void);
 /* The first upstream of the registry (then u->reg_next). */
 struct upstream *upstream_registry(void);
+
+/* Calls balancer_kick for U at AT (or sooner, when already due sooner). */
+void upstream_kick_at(struct upstream *u, ev_tstamp at);
+
+/* health.c */
+/* Whether U takes requests now (not out, and not on trial with one in
+ * flight). */
+bool upstream_healthy(const struct upstream *u, ev_tstamp now);
+/* Whether U is in (/metrics): not taken out. */
+bool upstream_up(const struct upstream *u, ev_tstamp now);
+/* A request on U failed for a reason that says U may be down (WHY, for the
+ * log): counted toward max_fails. */
+void upstream_fault(struct upstream *u, const char *why);
+/* A request on U succeeded. */
+void upstream_success(struct upstream *u);
+/* Starts or stops the active checks as the running config says. */
+void health_configure(void);
+/* U goes away: its check ends. */
+void health_stop(struct upstream *u);
 
 /* balancer.c */
 /* A balancer over the upstreams named in NAMES (valid addresses). */
@@ -219,6 +244,8 @@ void balancer_cancel(struct exchange *x);
 /* U may take more now: waiting requests go to it. */
 void balancer_kick(struct upstream *u);
 size_t balancer_waiting(void);
+/* Whether B has a healthy upstream other than U. */
+bool balancer_other(const struct balancer *b, const struct upstream *u, ev_tstamp now);
 
 /* upstream_io.c */
 void upconn_init_parser(void);
@@ -241,6 +268,9 @@ void forward_broken(struct exchange *x, int err, bool connect_failed);
 void forward_fail(struct exchange *x, int status);
 /* X, pipelined, never reached the worker: once more, from the start. */
 void forward_retry(struct exchange *x);
+/* No connection or no response in time (CONNECTING: the connect): on
+ * another upstream when that is safe, else 504. */
+void forward_timed_out(struct exchange *x, bool connecting);
 /* The response head is parsed (U's spans and parser). */
 void forward_response_head(struct exchange *x, struct upconn *u);
 /* The whole response is read; the connection may serve another request

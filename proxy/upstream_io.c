@@ -534,10 +534,11 @@ static void up_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     if (u->connecting) {
         as_warn("upstream %s: connect timed out", u->u->name);
-        upstream_failed(u->u);
+        upstream_fault(u->u, "connect timed out");
     } else {
         as_warn("upstream %s: %s %.*s: no response within %gs", u->u->name, x->req->method,
                 (int)x->req->target_len, x->req->target, x->site->read_timeout);
+        upstream_fault(u->u, "no response in time");
     }
-    forward_fail(x, 504);
+    forward_timed_out(x, u->connecting);
 }

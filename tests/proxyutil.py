@@ -196,11 +196,11 @@ class Upstream:
     None to close without answering, or a callable(sock) that does its own
     sending. Records every request it read and counts connections."""
 
-    def __init__(self, handler=None):
+    def __init__(self, handler=None, port=0):
         self.handler = handler or (lambda req: ok(f"{req.method} {req.target}".encode()))
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", port))
         self.sock.listen(256)
         self.port = self.sock.getsockname()[1]
         self.addr = f"127.0.0.1:{self.port}"
