@@ -12,8 +12,8 @@ import time
 from . import apps, deps, docs, host, plan, procs, report, stacks
 from .runner import Results, Runner, log
 
-GROUPS = ("hello-direct", "hello-front", "static", "django", "mixed", "lifecycle", "vhosts", "tls", "memory",
-          "compress", "websocket", "metrics", "io")
+GROUPS = ("hello-direct", "hello-front", "static", "django", "mixed", "hosts", "lifecycle", "vhosts", "tls",
+          "memory", "compress", "websocket", "metrics", "io")
 MEMORY_WORKERS = 8      # the pool whose memory the "memory" group compares
 
 

@@ -36,6 +36,11 @@ def plan(o, hello, django, static_paths, mixed=None, sleep10=None):
         if "metrics" in o.only and w == last:
             units.append(Unit("metrics", "hello world via the front, metrics on vs off", stacks.METRICS,
                               hello, w, [Case(*hello.paths[0], [o.base_conc])]))
+        if "hosts" in o.only and w == last:
+            # Equal total workers: a third on each host.
+            hw = 3 * max(1, w // 3) if w >= 3 else 3
+            units.append(Unit("hosts", f"hello world via the front, {stacks.HOSTS} hosts vs 1 local upstream",
+                              stacks.HOSTS_FRONT, hello, hw, [Case(*hello.paths[0], [o.base_conc])]))
         if "vhosts" in o.only and w == last:
             units.append(Unit("vhosts", f"hello world via the front, {stacks.VHOSTS} [site]s vs none",
                               stacks.VHOST, hello, w, [Case(*hello.paths[0], [o.base_conc])]))

@@ -50,7 +50,7 @@ class Proc:
     """One started program (and, through its session, its children)."""
 
     def __init__(self, name, argv, log_path, cpus=None, env=None, cwd=None,
-                 stop_signal=signal.SIGTERM):
+                 stop_signal=signal.SIGTERM, pass_fds=()):
         self.name = name
         self.log_path = log_path
         self.stop_signal = stop_signal
@@ -62,7 +62,7 @@ class Proc:
         with open(log_path, "ab") as log:
             self.popen = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                env=env, cwd=cwd, start_new_session=True)
+                env=env, cwd=cwd, start_new_session=True, pass_fds=pass_fds)
         self.pid = self.popen.pid
         _started.append(self)
         _tell_reaper(self.pid)

@@ -6,12 +6,13 @@ down. Where a default would refuse the benchmark's 1024 connections (accept
 backlogs, nginx worker_connections) it is raised, as production setups do."""
 import os
 import signal
+import socket
 import subprocess
 import textwrap
 import threading
 import urllib.request
 
-from . import net, procs, ws
+from . import net, netns, procs, ws
 
 PYTHON = "/usr/bin/python3"
 UWSGI_PLUGIN = "python3"
@@ -84,9 +85,9 @@ class Stack:
     def url(self, path="/"):
         return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
-    def spawn(self, name, argv, stop_signal=signal.SIGTERM, env=None, cwd=None):
+    def spawn(self, name, argv, stop_signal=signal.SIGTERM, env=None, cwd=None, pass_fds=()):
         p = procs.Proc(name, argv, os.path.join(self.dir, name + ".log"),
-                       cpus=self.ctx.server_cpus, env=env, cwd=cwd, stop_signal=stop_signal)
+                       cpus=self.ctx.server_cpus, env=env, cwd=cwd, stop_signal=stop_signal, pass_fds=pass_fds)
         self.procs.append(p)
         return p
 
@@ -462,6 +463,81 @@ class AppstackMetrics(AppstackFront):
         super().stop()
 
 
+# ---- several hosts ------------------------------------------------------------
+# One proxy and three upstream hosts, each in a network namespace of its own
+# (netns.py), against the same proxy with one local upstream of as many
+# workers, both over TCP: what balancing over hosts costs.
+
+HOSTS = 3
+LISTEN_SHIM = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "chaoslib",
+                           "listenexec.py")
+
+
+class AppstackLocalTcp(AppstackFront):
+    """The reference of the hosts row: one appstackd on 127.0.0.1 over TCP
+    (counted as the peer, so the row's ratio is hosts / local)."""
+    key, label = "appstack-1local", "appstack-proxy, 1 local upstream"
+    appstack = False
+
+    def start(self):
+        up = f"127.0.0.1:{net.free_port()}"
+        ini = self.ini(up, proxy=True)
+        with open(ini) as f:
+            text = f.read().replace(f"upstream = unix:{self.dir}/app.sock", f"upstream = {up}")
+        with open(ini, "w") as f:
+            f.write(text)
+        self.start_master(ini)
+        self.start_proxy(ini)
+
+
+class AppstackHosts(AppstackFront):
+    """The proxy in a front namespace (its listening socket made here, on
+    loopback, and handed over as systemd would), each host's appstackd in a
+    namespace of its own with a third of the workers."""
+    key, label = "appstack-3hosts", f"appstack-proxy, {HOSTS} hosts"
+
+    hosts = lsock = None
+
+    def start(self):
+        self.hosts = netns.Hosts(HOSTS)
+        per_host = max(1, self.workers // HOSTS)
+        ups = []
+        self.masters = []
+        for i in range(1, HOSTS + 1):
+            addr = f"{netns.Hosts.addr(i)}:8000"
+            ups.append(addr)
+            ini = self.write(f"host{i}.ini", open(self.ini(addr)).read()
+                             .replace(f"workers = {self.workers}\n", f"workers = {per_host}\n")
+                             .replace("control.sock", f"control{i}.sock")
+                             + f"forwarded_allow_ips = {netns.NET}.0.0/16\n")
+            self.masters.append(self.spawn(f"appstackd{i}", netns.Hosts.exec_in(self.hosts.hosts[i - 1])
+                                           + [self.ctx.prog("appstackd"), "-c", ini],
+                                           stop_signal=signal.SIGINT, env=python_env(self.app)))
+        self.master = self.masters[0]
+        text = f"[proxy]\nlisten = 127.0.0.1:{self.port}\n" + "".join(f"upstream = {u}\n" for u in ups)
+        ini = self.write("proxy.ini", text)
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", self.port))
+        self.lsock.listen(4096)
+        fd = self.lsock.fileno()
+        self.proxy = self.spawn("appstack-proxy", ["/usr/bin/python3", LISTEN_SHIM, f"{fd}:http", "--"]
+                                + netns.Hosts.exec_in(self.hosts.front) + [self.ctx.prog("appstack-proxy"), "-c", ini],
+                                pass_fds=(fd,))
+
+    def worker_pids(self):
+        return [p for m in self.masters for p in procs.children(m.pid)]
+
+    def stop(self):
+        try:
+            super().stop()
+        finally:
+            if self.lsock:
+                self.lsock.close()
+            if self.hosts:
+                self.hosts.close()
+
+
 # ---- HTTPS and HTTP/2 -------------------------------------------------------
 # As many front processes on each side (--front-processes, default one), TLS 1.3,
 # the same ECDSA P-256 certificate; HTTP/2 by ALPN on both.
@@ -594,6 +670,7 @@ THREADED = (AppstackDirectThreads, GunicornGthread, UwsgiThreads)
 MEMORY = (AppstackDirectPreload, AppstackDirect, GunicornDirect, UwsgiDirect)
 VHOST = (AppstackVhosts, AppstackOneSite)
 METRICS = (AppstackMetrics, AppstackNoMetrics)
+HOSTS_FRONT = (AppstackHosts, AppstackLocalTcp)
 FRONT = (AppstackFront, NginxGunicorn, NginxUwsgi)
 STATIC = (AppstackStatic, NginxStatic)
 TLS_FRONT = (AppstackFrontTls, NginxGunicornTls, NginxUwsgiTls)
@@ -602,6 +679,8 @@ TLS_STATIC = (AppstackStaticTls, NginxStaticTls)
 
 def available(cls, builddir):
     """Why CLS cannot run here, or None when it can."""
+    if cls is AppstackHosts and netns.available():
+        return f"network namespaces: {netns.available()}"
     for name in cls.programs:
         path = os.path.join(builddir, name)
         if not os.access(path, os.X_OK):
