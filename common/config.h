@@ -1,4 +1,4 @@
-/* The appstack INI file (SPEC.md "Configuration"), loaded once by every
+/* The appstack INI file (appstack.ini(5), docs/man/), loaded once by every
  * program so that all of them agree on what is valid. */
 #ifndef APPSTACK_CONFIG_H
 #define APPSTACK_CONFIG_H
@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define AS_DEFAULT_CONFIG "/etc/appstack/appstack.ini"  /* SPEC.md */
+#define AS_DEFAULT_CONFIG "/etc/appstack/appstack.ini"  /* appstack.ini(5) */
 #define AS_CONFIG_DIR "/etc/appstack"                   /* instance NAME: AS_CONFIG_DIR/NAME.ini */
 #define AS_RUN_DIR "/run/appstack"                      /* instance NAME: AS_RUN_DIR/NAME/{app,control}.sock */
 #define AS_INSTANCE_MAX 64

@@ -321,7 +321,7 @@ static int absolute_host(struct as_http_request *r, const struct scan *sc)
  * nothing. Refused with 400: Transfer-Encoding with Content-Length or in
  * HTTP/1.0 (the framing is faulty), an empty member, chunked twice or not
  * last (the length cannot be known). Refused with 501: codings we do not
- * implement, "gzip, chunked" or no chunked at all (6.1; SPEC.md's
+ * implement, "gzip, chunked" or no chunked at all (6.1; appstack(7)'s
  * "unsupported Transfer-Encoding"). The connection closes after either. */
 static int check_te(struct as_http_request *r, const struct scan *sc)
 {

@@ -1,4 +1,4 @@
-/* Listening sockets from systemd or bound here (SPEC.md "listen"). */
+/* Listening sockets from systemd or bound here (appstack.ini(5) "listen"). */
 #include "listen.h"
 
 #include <arpa/inet.h>

@@ -1,5 +1,5 @@
 /* One access log entry per response: a readable combined-style MESSAGE and
- * the fields SPEC.md makes queryable (HTTP_STATUS=502 ...).
+ * the fields appstack(7) makes queryable (HTTP_STATUS=502 ...).
  *
  * Every request pays for this, so it avoids printf and localtime (the date
  * is formatted once a second), and on stderr (no journal) the lines of one

@@ -1,4 +1,4 @@
-/* The supervisor's own configuration checks (SPEC.md: --check and start-up
+/* The supervisor's own configuration checks (appstackd(8): --check and start-up
  * print every error as FILE:LINE: message). */
 #include "cfgcheck.h"
 

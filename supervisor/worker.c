@@ -203,7 +203,7 @@ static void tell_to_stop(struct worker *w, int sig, double grace, enum worker_en
     worker_signal(w, sig);
 }
 
-/* The one entry a stuck worker gets (SPEC.md): why, the request, and the
+/* The one entry a stuck worker gets (appstack(7) LOGS): why, the request, and the
  * Python stack of each of its threads, or why there is none. */
 static void log_kill(struct worker *w, const char *stacks, const char *missing)
 {

@@ -124,7 +124,7 @@ void worker_signal(struct worker *w, int sig);
 /* Reads one channel message into BUF (NUL-terminated): its length, 0 when
  * there is none, -1 when the channel closed (then closed here too). */
 ssize_t worker_recv(struct worker *w, char *buf, size_t size);
-/* A message about W with APPSTACK_WORKER/APPSTACK_GENERATION (SPEC.md). */
+/* A message about W with APPSTACK_WORKER/APPSTACK_GENERATION (appstack(7)). */
 void worker_log(const struct worker *w, int prio, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -5,7 +5,7 @@ reaches the application.
 Every hostile case hides "GET /smuggled" where a parser that frames the
 message differently would see a second request, and ends with a last
 request on the same connection. A refused case must get exactly one answer
-with the status SPEC.md gives, the connection closed, and nothing at all
+with the status appstack-proxy(8) gives, the connection closed, and nothing at all
 reaching the app. An accepted case must reach the app exactly once with the
 body as the sender framed it, followed by the last request: never
 /smuggled. Afterwards the same worker and proxy processes still serve.
@@ -26,8 +26,8 @@ def chunk(data):
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-# (name, bytes before LAST, the statuses SPEC.md allows). 505 is the
-# parser's answer to a well-formed version other than 1.0/1.1; SPEC.md only
+# (name, bytes before LAST, the statuses appstack(7) allows). 505 is the
+# parser's answer to a well-formed version other than 1.0/1.1; appstack(7) only
 # promises "malformed: 400", so both are accepted for versions.
 REFUSED = [pytest.param(*c, id=c[0]) for c in [
     ("cl-te", HEAD + b"Content-Length: 5\r\n" + CHUNKED + b"\r\n0\r\n\r\n" + SMUG, {400}),

@@ -1,5 +1,5 @@
 """Logging into a real systemd-journald (run standalone by systemdutil):
-the structured fields of SPEC.md, one entry per traceback, the app's own
+the structured fields of appstack(7), one entry per traceback, the app's own
 stdout/stderr tagged with its worker, and a stalled journal that must not
 stall the workers. Under a booted systemd the same is checked by
 tests/e2e/run with journalctl -u."""

@@ -6,7 +6,7 @@ from opsutil import MODES, mode_kw, assert_no_failures, ops_stack, under_load  #
 
 @pytest.mark.parametrize("mode", MODES)
 def test_reload_every_second_under_load(ops_stack, mode):
-    # SPEC: "No request is refused or fails" during a reload, whatever its
+    # supctl(8): "No request is refused or fails" during a reload, whatever its
     # method: a POST cannot be retried, so none may reach a worker that is
     # about to close its connection without reading it.
     s = ops_stack(**mode_kw(mode, workers=2))

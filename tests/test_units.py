@@ -1,5 +1,5 @@
 """The shipped systemd units: systemd-analyze verify is clean, and they say
-what SPEC.md promises (socket activation, Type=notify, watchdog, graceful
+what appstack(7) promises (socket activation, Type=notify, watchdog, graceful
 stop, reload through supctl). Booting them for real is tests/e2e/run."""
 import os
 import re
@@ -101,7 +101,7 @@ def test_acme_timer_pokes_the_proxy_it_does_not_start_it(units):
 
 
 def test_sockets_match_the_config(units):
-    """Names and addresses the programs look for (SPEC.md, listen.h)."""
+    """Names and addresses the programs look for (appstack(7), listen.h)."""
     app = parse_unit(units["appstack.socket"])["Socket"]
     http = parse_unit(units["appstack-proxy.socket"])["Socket"]
     assert app["FileDescriptorName"] == ["app"]

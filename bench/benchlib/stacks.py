@@ -133,7 +133,7 @@ class _Appstack(Stack):
     proxy_extra = ""        # more [proxy] lines (compression rows)
 
     def ini(self, supervisor_listen, proxy=False):
-        """The one INI file (SPEC.md) both appstackd and appstack-proxy read;
+        """The one INI file (appstack.ini(5)) both appstackd and appstack-proxy read;
         without SUPERVISOR_LISTEN only the proxy's part."""
         a = self.app
         env = "".join(f"env = {k}={v}\n" for k, v in sorted(a.env.items()))
