@@ -381,6 +381,9 @@ def test_certificate_replaced_ten_times_under_load_fails_no_request(tmpdir_short
             time.sleep(0.3)
             replace_pair(live, pki.localhost_ec2 if i % 2 == 0 else pki.localhost_ec)
             proxy.proc.send_signal(signal.SIGHUP)
+            # One reload per pair: a HUP sent while the last one is still
+            # being handled would be folded into it.
+            wait_for(lambda: proxy.log_text().count("reloaded") == i + 1, what="reload %d" % (i + 1))
         time.sleep(0.3)
         log = proxy.log_text()
     finally:
