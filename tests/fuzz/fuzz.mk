@@ -87,16 +87,20 @@ fuzz-build: fuzz/fuzz_http_parse fuzz/fuzz_chunked fuzz/fuzz_differential fuzz/f
 	fuzz/fuzz_accept_enc fuzz/fuzz_proxy_proto fuzz/fuzz_forwarded
 
 # Each target gets its dictionary when there is one (tests/fuzz/TARGET.dict).
-fuzz: fuzz-build
-	@set -e; for t in $(FUZZ_TARGETS); do \
-	  $(MKDIR_P) fuzz/corpus-$$t fuzz/artifacts; \
-	  dict=$(abs_top_srcdir)/tests/fuzz/$$t.dict; \
-	  if test -f $$dict; then dict=-dict=$$dict; else dict=; fi; \
-	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
-	  ./fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
-	    -print_final_stats=1 $$dict -artifact_prefix=fuzz/artifacts/$$t- \
-	    fuzz/corpus-$$t $(abs_top_srcdir)/tests/fuzz/corpus/$$t; \
-	done
+# One rule per target, so that `make -jN fuzz` runs N of them at once.
+FUZZ_RUNS = $(FUZZ_TARGETS:%=fuzz-run-%)
+fuzz: $(FUZZ_RUNS)
+$(FUZZ_RUNS): fuzz-run-%: fuzz-build
+	@$(MKDIR_P) fuzz/corpus-$* fuzz/artifacts
+	@dict=$(abs_top_srcdir)/tests/fuzz/$*.dict; \
+	if test -f $$dict; then dict=-dict=$$dict; else dict=; fi; \
+	echo "fuzz: $* for $(FUZZ_SECONDS) s"; \
+	./fuzz/fuzz_$* -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	  -print_final_stats=1 $$dict -artifact_prefix=fuzz/artifacts/$*- \
+	  fuzz/corpus-$* $(abs_top_srcdir)/tests/fuzz/corpus/$* >fuzz/$*.log 2>&1 || \
+	  { tail -n 40 fuzz/$*.log; echo "fuzz: $* FAILED (fuzz/$*.log)"; exit 1; }; \
+	echo "fuzz: $* clean, `grep -h '^stat::number_of_executed_units' fuzz/$*.log | awk '{ print $$2 }'` runs"
+.PHONY: $(FUZZ_RUNS)
 
 # Replays every committed crash reproducer through the libFuzzer builds.
 fuzz-regress: fuzz-build
