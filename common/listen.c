@@ -297,10 +297,20 @@ static int family_of(int fd)
 
 bool as_listen_refuse_new(int fd)
 {
-    /* A socket filter that keeps nothing: it sees the SYNs of new
-     * connections, not the queued ones, which are sockets of their own. */
-    static struct sock_filter drop_all[] = { BPF_STMT(BPF_RET | BPF_K, 0) };
-    static const struct sock_fprog prog = { .len = 1, .filter = drop_all };
+    /* A socket filter on the listener sees the packets of connections not
+     * yet accepted (the queued ones are sockets of their own), from the
+     * TCP header on. It drops a SYN without ACK, a new connection, and
+     * keeps the rest: the last ACK of a handshake already under way must
+     * pass, or that connection, already open for its client, would be
+     * reset when the socket closes instead of queued and served. */
+    static struct sock_filter drop_syn[] = {
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),             /* TCP flags */
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x02, 0, 2),   /* SYN? */
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x10, 1, 0),   /* and no ACK: */
+        BPF_STMT(BPF_RET | BPF_K, 0),                       /* dropped */
+        BPF_STMT(BPF_RET | BPF_K, 0xffffffff),              /* kept */
+    };
+    static const struct sock_fprog prog = { .len = 5, .filter = drop_syn };
 
     switch (family_of(fd)) {
     case AF_UNIX:

@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,11 @@
 #include <unistd.h>
 
 #define ACCEPT_BATCH 64
+/* At a stop, the listen queue is taken until it has been empty this long
+ * (a handshake under way takes one round trip to land in it), for at most
+ * TAKE_QUEUED_SETTLE_MAX: the loop waits that long once, at the stop. */
+#define TAKE_QUEUED_QUIET 0.05
+#define TAKE_QUEUED_SETTLE_MAX 0.5
 
 static ssize_t plain_recv(struct conn *c, void *buf, size_t len)
 {
@@ -209,33 +215,66 @@ void conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-void conns_take_queued(void)
+/* Accepts and admits every connection queued on listen socket I. */
+static long take_queue(int i)
 {
     struct sockaddr_storage ss;
     socklen_t len;
     long taken = 0;
     int fd;
 
+    for (;;) {
+        len = sizeof ss;
+        fd = accept4(srv.lfd[i], (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            return taken;       /* EAGAIN: the queue is empty; anything else: nothing to take */
+        }
+        taken++;
+        admit(fd, &ss, srv.lflags[i]);
+    }
+}
+
+void conns_take_queued(void)
+{
+    struct pollfd p[MAX_LISTEN];
+    double settled_by = ev_time() + TAKE_QUEUED_SETTLE_MAX;
+    long taken = 0;
+    nfds_t n = 0;
+    int idx[MAX_LISTEN];
+
     for (int i = 0; i < srv.n_listen; i++) {
         if (srv.linherited[i] || srv.lfd[i] < 0)
             continue;           /* systemd keeps it, and its queue, for the next start */
         if (!as_listen_refuse_new(srv.lfd[i]))
-            as_warn("stopping: cannot close listen socket %d to new connections: %s", srv.lfd[i],
-                    strerror(errno));
-        for (;;) {
-            len = sizeof ss;
-            fd = accept4(srv.lfd[i], (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (fd < 0) {
-                if (errno == EINTR || errno == ECONNABORTED)
-                    continue;
-                break;          /* EAGAIN: the queue is empty; anything else: nothing to take */
-            }
-            taken++;
-            admit(fd, &ss, srv.lflags[i]);
+            /* EPERM: a kernel that wants CAP_NET_ADMIN for socket filters.
+             * New connections are then served too, until none comes. */
+            as_info("stopping: listen socket %d stays open to new connections until its queue is empty: %s",
+                    srv.lfd[i], strerror(errno));
+        p[n] = (struct pollfd){ .fd = srv.lfd[i], .events = POLLIN };
+        idx[n++] = i;
+    }
+    /* Handshakes under way when the socket stopped taking new ones still
+     * complete into the queue (their last ACK passes the filter): the queue
+     * is taken until it has stayed empty for TAKE_QUEUED_QUIET. */
+    for (;;) {
+        for (nfds_t k = 0; k < n; k++)
+            taken += take_queue(idx[k]);
+        if (n == 0 || ev_time() >= settled_by)
+            break;
+        int r = poll(p, n, (int)(TAKE_QUEUED_QUIET * 1000));
+        if (r < 0 && errno != EINTR) {
+            as_warn("stopping: poll on the listen sockets: %s", strerror(errno));
+            break;
         }
-        if (close(srv.lfd[i]) < 0)
+        if (r == 0)
+            break;
+    }
+    for (nfds_t k = 0; k < n; k++) {
+        if (close(srv.lfd[idx[k]]) < 0)
             as_warn("stopping: close listen socket: %s", strerror(errno));
-        srv.lfd[i] = -1;
+        srv.lfd[idx[k]] = -1;
     }
     if (taken)
         as_info("stopping: %ld connections taken from the listen queues", taken);

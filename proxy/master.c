@@ -452,6 +452,22 @@ static void kill_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
+/* At a stop, the serving processes take what is queued on the sockets we
+ * bound and then close them (conns_take_queued). The master's copies must
+ * not outlive theirs: a socket still open here would go on completing
+ * handshakes that nobody accepts, reset when the master exits. Sockets
+ * from systemd stay: systemd keeps them and their queue. */
+static void close_listen_sockets(void)
+{
+    for (int i = 0; i < srv.n_listen; i++) {
+        if (srv.linherited[i] || srv.lfd[i] < 0)
+            continue;
+        if (close(srv.lfd[i]) < 0)
+            as_warn("stopping: close listen socket: %s", strerror(errno));
+        srv.lfd[i] = -1;
+    }
+}
+
 /* TERM (or a first INT): every process stops gracefully; a second INT is
  * passed on too, and they exit at once. */
 static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -474,6 +490,8 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
     for (int i = 0; i < PROXY_SLOTS; i++)
         if (m.procs[i].state != P_FREE)
             kill(m.procs[i].pid, w->signum);
+    if (!again)
+        close_listen_sockets();
     if (count(P_STARTING) + count(P_SERVING) + count(P_RETIRING) == 0)
         ev_break(loop, EVBREAK_ALL);
 }

@@ -144,3 +144,62 @@ def test_proxy_serves_its_listen_queue_at_term(tmpdir_short):
             pass
         proxy.stop()
         up.close()
+
+
+@pytest.mark.parametrize("user", ["root", "nobody"])
+def test_proxy_term_during_connection_churn_resets_nothing(tmpdir_short, user):
+    """Clients that open a connection per request while TERM arrives: each
+    one is answered or refused, none reset. A handshake under way at TERM
+    completes into the queue (the socket filter drops only new SYNs), and
+    the queue is taken until it stays empty. Unprivileged (a container's
+    user), a kernel may refuse the filter: new connections are then served
+    until none comes, and the master's copy of the socket must not keep it
+    open after the serving processes have closed theirs."""
+    up = Upstream(lambda req: ok(b"fine"))
+    port = free_port()
+    os.chmod(tmpdir_short, 0o755)
+    wrap = () if user == "root" else ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+    proxy = Proxy(proxy_config(tmpdir_short, port, [up.addr], workers=2), port, wrap=wrap)
+    res = {"ok": 0, "refused": 0, "failed": []}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client():
+        while not stop.is_set():
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            except ConnectionRefusedError:
+                with lock:
+                    res["refused"] += 1
+                time.sleep(0.02)
+                continue
+            try:
+                s.sendall(b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                with s.makefile("rb") as f:
+                    r = read_response(f)
+                with lock:
+                    if r and r.status == 200:
+                        res["ok"] += 1
+                    else:
+                        res["failed"].append(repr(r))
+            except OSError as e:
+                with lock:
+                    res["failed"].append(repr(e))
+            finally:
+                s.close()
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        wait_for(lambda: res["ok"] > 300, timeout=20, what="load")
+        proxy.proc.send_signal(signal.SIGTERM)
+        assert proxy.proc.wait(timeout=30) == 0
+        wait_for(lambda: res["refused"] > 0, timeout=10, what="a refused connection after the stop")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+        proxy.stop()
+        up.close()
+    assert not res["failed"], (len(res["failed"]), res["failed"][:3])
