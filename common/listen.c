@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
-#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -322,23 +321,6 @@ bool as_listen_refuse_new(int fd)
         return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) == 0;
     default:
         errno = ENOTSOCK;
-        return false;
-    }
-}
-
-bool as_listen_refusing(int fd)
-{
-    struct pollfd p = { .fd = fd, .events = POLLRDHUP };
-    socklen_t n = 0;
-
-    switch (family_of(fd)) {
-    case AF_UNIX:
-        return poll(&p, 1, 0) == 1 && (p.revents & POLLRDHUP);
-    case AF_INET:
-    case AF_INET6:
-        /* Only as_listen_refuse_new() attaches a filter to our sockets. */
-        return getsockopt(fd, SOL_SOCKET, SO_GET_FILTER, NULL, &n) == 0 && n > 0;
-    default:
         return false;
     }
 }

@@ -43,8 +43,4 @@ size_t as_inherited_unclaimed(int *fds, size_t max);
  * False with errno when the socket cannot be told. */
 bool as_listen_refuse_new(int fd);
 
-/* True once as_listen_refuse_new() was applied to FD, by any process that
- * shares the socket (a worker asks about its master's). */
-bool as_listen_refusing(int fd);
-
 #endif

@@ -1,8 +1,9 @@
 /* The scoreboard: one shared-memory page of slots that appstackd creates
  * (memfd) before the first worker and every worker maps. A worker writes its
  * own slot only; the master reads every slot for heartbeats, timeouts and
- * `supctl status`. No locks: each field is written by one process and a torn
- * read of method/path only ever reaches a log line. */
+ * `supctl status`, and writes take_queued only. No locks: each field is
+ * written by one process and a torn read of method/path only ever reaches a
+ * log line. */
 #ifndef APPSTACK_SCOREBOARD_H
 #define APPSTACK_SCOREBOARD_H
 
@@ -45,6 +46,17 @@ struct as_slot {
 };
 
 struct as_scoreboard {
+    /* The whole server stops gracefully (appstackd's TERM): bit I is set
+     * for each listening socket appstackd bound itself (entry I of
+     * APPSTACK_LISTEN_FDS; systemd's keep their queue for the next start)
+     * before the master sends the workers SIGTERM. A worker that gets
+     * SIGTERM takes the connections queued on those sockets before it
+     * leaves (worker/loop.c take_queued); a worker that stops alone
+     * (reload, scale-down, max_requests) finds no bit and leaves them to
+     * the workers that stay. The socket filter of as_listen_refuse_new()
+     * cannot tell this: a kernel may refuse it to an unprivileged
+     * appstackd. */
+    volatile uint64_t take_queued;
     struct as_slot slot[AS_SCOREBOARD_SLOTS];
 };
 

@@ -584,7 +584,9 @@ void lifecycle_stop(struct master *m, bool fast)
         g->frozen = true;
         gen_retire(g, fast);
     }
-    settle(m);
+    settle(m);      /* turns the 503 responder off: it watches the sockets */
+    if (!fast)
+        master_close_bound_sockets(m);
 }
 
 /* The stacks of a stuck worker have come (or it did not answer): now it

@@ -147,11 +147,39 @@ static void start_watchers(struct master *m)
     notify_init(m);
 }
 
+_Static_assert(SUP_MAX_LISTEN <= 64, "the scoreboard's take_queued has a bit per listening socket");
+
 void master_refuse_new(struct master *m)
 {
-    for (int i = 0; i < m->n_listen; i++)
-        if (!m->listen_inherited[i] && !as_listen_refuse_new(m->listen_fd[i]))
+    uint64_t take = 0;
+
+    for (int i = 0; i < m->n_listen; i++) {
+        if (m->listen_inherited[i])
+            continue;
+        take |= UINT64_C(1) << i;
+        if (as_listen_refuse_new(m->listen_fd[i]))
+            continue;
+        if (errno == EPERM)
+            /* A kernel that allows socket filters only with CAP_NET_ADMIN
+             * (an unprivileged container): the workers then take new
+             * connections too, until none comes (worker/loop.c). */
+            as_info("%s stays open to new connections until the workers find its queue empty: %s",
+                    m->listen_name[i], strerror(errno));
+        else
             as_warn("%s: cannot stop new connections: %s", m->listen_name[i], strerror(errno));
+    }
+    m->sb->take_queued = take;
+}
+
+void master_close_bound_sockets(struct master *m)
+{
+    for (int i = 0; i < m->n_listen; i++) {
+        if (m->listen_inherited[i] || m->listen_fd[i] < 0)
+            continue;
+        if (close(m->listen_fd[i]) < 0)
+            as_warn("%s: close: %s", m->listen_name[i], strerror(errno));
+        m->listen_fd[i] = -1;
+    }
 }
 
 /* Only what appstackd bound itself is removed; systemd's sockets outlive us. */
@@ -160,7 +188,8 @@ static void close_sockets(struct master *m)
     for (int i = 0; i < m->n_listen; i++) {
         if (!m->listen_inherited[i] && !strncmp(m->listen_name[i], "unix:", 5) && unlink(m->listen_name[i] + 5) < 0)
             as_warn("cannot remove %s: %s", m->listen_name[i], strerror(errno));
-        close(m->listen_fd[i]);
+        if (m->listen_fd[i] >= 0)
+            close(m->listen_fd[i]);
         free(m->listen_name[i]);
     }
     m->n_listen = 0;

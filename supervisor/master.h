@@ -105,10 +105,17 @@ struct master {
 
 /* master.c */
 int master_run(struct master *m);
-/* A graceful stop: the sockets appstackd bound take no new connection, so
- * that the workers can serve every one queued before they leave (systemd's
- * sockets are left alone: their queues wait for the next start). */
+/* A graceful stop, before the workers hear of it: the sockets appstackd
+ * bound take no new connection where the kernel allows it, and the
+ * scoreboard's take_queued tells the workers to serve every one queued
+ * before they leave (systemd's sockets are left alone: their queues wait
+ * for the next start). */
 void master_refuse_new(struct master *m);
+/* Once the workers are told: the master's copies of the sockets it bound
+ * are closed, so that the last worker's close ends each socket. A socket
+ * still open here would go on completing handshakes that nobody accepts,
+ * reset when appstackd exits. */
+void master_close_bound_sockets(struct master *m);
 
 /* lifecycle.c: every event about workers enters here */
 void lifecycle_init(struct master *m);

@@ -49,14 +49,14 @@ def copy_app(tmpdir, name="sup_app.py"):
 class Supervisor:
     """A running appstackd; stderr (its log) goes to a file."""
 
-    def __init__(self, config, port, env=None, argv_prefix=()):
+    def __init__(self, config, port, env=None, argv_prefix=(), pass_fds=()):
         self.config = config
         self.port = port
         self.logpath = os.path.join(os.path.dirname(config), "appstackd.log")
         self.log = open(self.logpath, "wb")
         self.proc = subprocess.Popen([*argv_prefix, prog("appstackd"), "-c", config],
                                      stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=env or ENV)
+                                     env=env or ENV, pass_fds=pass_fds)
 
     def supctl(self, *args, timeout=60):
         return subprocess.run([prog("supctl"), "-c", self.config, *args], capture_output=True, text=True,

@@ -15,6 +15,7 @@ import pytest
 from conftest import free_port, prog, wait_for
 from proxyutil import Proxy, Upstream, ok, proxy_config, read_response
 from supervisorutil import ENV, Supervisor, sup_config
+from workerutil import Conn, Worker, wait_exit, worker_config
 
 QUEUED = 12
 
@@ -114,6 +115,69 @@ def test_appstackd_serves_its_listen_queue_at_term(tmpdir_short, kind):
     assert late in ("refused", 200), late
 
 
+@pytest.mark.parametrize("whole", [True, False], ids=["server-stops", "worker-stops-alone"])
+def test_worker_takes_the_queue_only_when_the_server_stops(tmpdir_short, whole):
+    """The scoreboard's take_queued (common/scoreboard.h), played by the
+    test: a worker that gets SIGTERM while the master stops the whole server
+    serves what waits in the listen queue; one that stops alone (reload,
+    scale-down) leaves it to the workers that stay, here the test."""
+    port = free_port()
+    w = Worker(tmpdir_short, port, worker_config(tmpdir_short, port), master=True)
+    w.start()
+    try:
+        assert w.read_channel() == "READY"
+        busy = Conn(w.port)
+        busy.send(b"GET /sleep?1 HTTP/1.1\r\nHost: a\r\n\r\n")
+        wait_for(lambda: w.slot()["path"] == "/sleep", timeout=5, what="busy")
+        # Inside the app, the worker accepts nothing: these wait in the queue.
+        socks = send_requests(lambda: socket.create_connection(("127.0.0.1", port), timeout=20), 6, "/pid")
+        if whole:
+            w.sb[0:8] = (1).to_bytes(8, "little")
+        w.proc.send_signal(signal.SIGTERM)
+        assert busy.response()[0] == 200
+        assert wait_exit(w.proc) == 0
+        if whole:
+            assert answers(socks) == [200] * 6
+        else:
+            w.lsock.settimeout(1)
+            left = [w.lsock.accept()[0] for _ in socks]
+            for s in left + socks:
+                s.close()
+    finally:
+        w.stop()
+
+
+def test_appstackd_leaves_the_queue_of_a_systemd_socket(tmpdir_short):
+    """A socket from systemd keeps its queue for the next start: at TERM
+    the workers do not take it. The test plays systemd: it holds the
+    socket, hands it over as LISTEN_FDS and accepts what is left after."""
+    port = free_port()
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", port))
+    lsock.listen(128)
+    fd = lsock.fileno()
+    wrap = ("bash", "-c", f'exec 3<&{fd} {fd}<&-; LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=app exec "$@"', "bash")
+    sup = Supervisor(sup_config(tmpdir_short, port, workers=1, graceful_timeout=20), port, argv_prefix=wrap,
+                     pass_fds=(fd,))
+    try:
+        sup.wait_control()
+        wait_for(lambda: sup.status()["workers_ready"] == 1, timeout=30, what="the worker")
+        assert [x["inherited"] for x in sup.status()["listen"]] == [True]
+        busy = send_requests(lambda: socket.create_connection(("127.0.0.1", port), timeout=20), 1, "/sleep?1")
+        time.sleep(0.3)
+        socks = send_requests(lambda: socket.create_connection(("127.0.0.1", port), timeout=20), 4, "/pid")
+        sup.proc.send_signal(signal.SIGTERM)
+        assert answers(busy) == [200]
+        assert sup.proc.wait(timeout=30) == 0
+        lsock.settimeout(1)
+        left = [lsock.accept()[0] for _ in socks]
+        for s in left + socks:
+            s.close()
+    finally:
+        sup.stop()
+        lsock.close()
+
+
 def test_proxy_serves_its_listen_queue_at_term(tmpdir_short):
     up = Upstream(lambda req: ok(b"fine"))
     port = free_port()
@@ -146,20 +210,14 @@ def test_proxy_serves_its_listen_queue_at_term(tmpdir_short):
         up.close()
 
 
-@pytest.mark.parametrize("user", ["root", "nobody"])
-def test_proxy_term_during_connection_churn_resets_nothing(tmpdir_short, user):
-    """Clients that open a connection per request while TERM arrives: each
-    one is answered or refused, none reset. A handshake under way at TERM
-    completes into the queue (the socket filter drops only new SYNs), and
-    the queue is taken until it stays empty. Unprivileged (a container's
-    user), a kernel may refuse the filter: new connections are then served
-    until none comes, and the master's copy of the socket must not keep it
-    open after the serving processes have closed theirs."""
-    up = Upstream(lambda req: ok(b"fine"))
-    port = free_port()
-    os.chmod(tmpdir_short, 0o755)
-    wrap = () if user == "root" else ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
-    proxy = Proxy(proxy_config(tmpdir_short, port, [up.addr], workers=2), port, wrap=wrap)
+UNPRIVILEGED = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+
+
+def churn_until_stopped(port, proc):
+    """Clients that open a connection per request, in 8 threads, while
+    PROC gets TERM; returns the failures (answers other than 200, errors
+    after connecting: a reset). A refused connect is what a stopped server
+    should give, and the test waits for one after the stop."""
     res = {"ok": 0, "refused": 0, "failed": []}
     lock = threading.Lock()
     stop = threading.Event()
@@ -193,13 +251,61 @@ def test_proxy_term_during_connection_churn_resets_nothing(tmpdir_short, user):
         for t in threads:
             t.start()
         wait_for(lambda: res["ok"] > 300, timeout=20, what="load")
-        proxy.proc.send_signal(signal.SIGTERM)
-        assert proxy.proc.wait(timeout=30) == 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
         wait_for(lambda: res["refused"] > 0, timeout=10, what="a refused connection after the stop")
     finally:
         stop.set()
         for t in threads:
             t.join(30)
+    return res["failed"]
+
+
+@pytest.mark.parametrize("user", ["root", "nobody"])
+def test_proxy_term_during_connection_churn_resets_nothing(tmpdir_short, user):
+    """Clients that open a connection per request while TERM arrives: each
+    one is answered or refused, none reset. A handshake under way at TERM
+    completes into the queue (the socket filter drops only new SYNs), and
+    the queue is taken until it stays empty. Unprivileged (a container's
+    user), a kernel may refuse the filter: new connections are then served
+    until none comes, and the master's copy of the socket must not keep it
+    open after the serving processes have closed theirs."""
+    up = Upstream(lambda req: ok(b"fine"))
+    port = free_port()
+    os.chmod(tmpdir_short, 0o755)
+    wrap = () if user == "root" else UNPRIVILEGED
+    proxy = Proxy(proxy_config(tmpdir_short, port, [up.addr], workers=2), port, wrap=wrap)
+    try:
+        failed = churn_until_stopped(port, proxy.proc)
+    finally:
         proxy.stop()
         up.close()
-    assert not res["failed"], (len(res["failed"]), res["failed"][:3])
+    assert not failed, (len(failed), failed[:3])
+
+
+@pytest.mark.parametrize("user,threads,preload", [("root", 1, "off"), ("nobody", 1, "off"), ("nobody", 4, "off"),
+                                                  ("nobody", 1, "on")])
+def test_appstackd_term_during_connection_churn_resets_nothing(tmpdir_short, user, threads, preload):
+    """The same for appstackd and its workers on a socket it bound: the
+    workers learn that the whole server stops from the scoreboard, not from
+    the socket filter a kernel may refuse an unprivileged appstackd, take
+    the queue until it stays empty, and the master's copy of the socket
+    (and the preload template's) does not outlive theirs."""
+    port = free_port()
+    os.chmod(tmpdir_short, 0o755)
+    run = os.path.join(tmpdir_short, "run")
+    os.mkdir(run)
+    wrap = ()
+    if user == "nobody":
+        os.chown(run, 65534, 65534)
+        wrap = UNPRIVILEGED
+    cfg = sup_config(tmpdir_short, port, workers=2, extra=f"threads = {threads}", app_extra=f"preload = {preload}")
+    sup = Supervisor(cfg, port, argv_prefix=wrap)
+    try:
+        sup.wait_control()
+        wait_for(lambda: sup.status()["workers_ready"] == 2, timeout=30, what="the workers")
+        failed = churn_until_stopped(port, sup.proc)
+        log = sup.log_text()
+    finally:
+        sup.stop()
+    assert not failed, (len(failed), failed[:3], log[-2000:])

@@ -10,13 +10,15 @@ import time
 
 from conftest import APPS, free_port, prog, wait_for, write_config
 
-# struct as_slot (common/scoreboard.h): a head, then one struct as_req per
-# request thread.
+# struct as_scoreboard (common/scoreboard.h): take_queued, then the slots;
+# struct as_slot: a head, then one struct as_req per request thread.
+SB_HEAD_FMT = "<Q"
 SLOT_HEAD_FMT = "<IiQQQI4x"
 REQ_FMT = "<QQ16s208s64s"
 MAX_THREADS = 128
 SLOT_SIZE = struct.calcsize(SLOT_HEAD_FMT) + MAX_THREADS * struct.calcsize(REQ_FMT)
 SLOTS = 1024
+SB_SIZE = struct.calcsize(SB_HEAD_FMT) + SLOT_SIZE * SLOTS
 STATES = {0: "free", 1: "loading", 2: "idle", 3: "busy", 4: "stopping", 5: "recycle"}
 
 
@@ -63,8 +65,8 @@ class Worker:
         self.lsock.bind(("127.0.0.1", self.port))
         self.lsock.listen(128)
         sbfd = os.memfd_create("scoreboard", 0)
-        os.ftruncate(sbfd, SLOT_SIZE * SLOTS)
-        self.sb = mmap.mmap(sbfd, SLOT_SIZE * SLOTS)
+        os.ftruncate(sbfd, SB_SIZE)
+        self.sb = mmap.mmap(sbfd, SB_SIZE)
         self.chan, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = dict(self.env)
         env.update({
@@ -85,7 +87,7 @@ class Worker:
     def slot(self, index=5):
         """The slot's head and the request of its first thread (the one
         request of a worker with threads = 1)."""
-        base = index * SLOT_SIZE
+        base = struct.calcsize(SB_HEAD_FMT) + index * SLOT_SIZE
         state, pid, requests, errors, heartbeat, threads = struct.unpack_from(SLOT_HEAD_FMT, self.sb, base)
         start, thread, method, path, request_id = struct.unpack_from(
             REQ_FMT, self.sb, base + struct.calcsize(SLOT_HEAD_FMT))

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -22,7 +23,12 @@
 
 #define MAX_EVENTS 64
 #define DRAIN_GRACE 2.0   /* s a stopping worker waits for a first request */
-#define TAKE_QUEUED_MAX 100000  /* bound on a queue that should not refill */
+#define TAKE_QUEUED_MAX 100000  /* bound on one pass over a queue */
+/* At a stop of the whole server, the listen queue is taken until it has
+ * been empty this long (a handshake under way takes one round trip to land
+ * in it), for at most TAKE_QUEUED_SETTLE_MAX. */
+#define TAKE_QUEUED_QUIET 0.05
+#define TAKE_QUEUED_SETTLE_MAX 0.5
 
 static enum wk_item sig_item = WK_SIGNAL, chan_item = WK_CHANNEL;
 
@@ -204,18 +210,68 @@ void wk_accept_resume_due(double now)
     wk_listening_update();
 }
 
-/* The whole server stops gracefully: the master has closed its sockets to
- * new connections (as_listen_refusing), and those still queued would be
- * reset when it closes them, so they are served now, each with Connection:
- * close. A worker that stops alone (reload, scale-down, max_requests)
- * leaves the queue to the workers that stay. */
+/* Whether the master asked for the queue of listening socket I to be
+ * taken: the whole server stops (common/scoreboard.h take_queued). */
+static bool take_queue_of(int i)
+{
+    return W.sb && (W.sb->take_queued >> i) & 1;
+}
+
+/* The whole server stops gracefully: the master has closed the sockets it
+ * bound to new connections where the kernel allows it (master_refuse_new),
+ * and what is queued would be reset when the last process closes them, so
+ * it is served now, each with Connection: close. A handshake under way at
+ * the stop still completes into the queue (and without the socket filter,
+ * new connections keep coming): the queue is taken until it has stayed
+ * empty for TAKE_QUEUED_QUIET, each worker polling every such socket (the
+ * queue is shared; whoever accepts first serves). A worker that stops
+ * alone (reload, scale-down, max_requests) finds no bit set and leaves the
+ * queue to the workers that stay. */
 static void take_queued(void)
 {
+    struct pollfd p[WK_MAX_LISTEN];
+    int idx[WK_MAX_LISTEN];
+    double settled_by = wk_now() + TAKE_QUEUED_SETTLE_MAX;
+    nfds_t n = 0;
+    int r;
+
     for (int i = 0; i < W.n_lst; i++) {
-        if (!as_listen_refusing(W.lst[i].fd))
+        if (!take_queue_of(i))
             continue;
-        for (int n = 0; n < TAKE_QUEUED_MAX && wk_conn_accept(&W.lst[i]); n++)
-            ;
+        p[n] = (struct pollfd){ .fd = W.lst[i].fd, .events = POLLIN };
+        idx[n++] = i;
+    }
+    while (n > 0) {
+        for (nfds_t k = 0; k < n; k++)
+            for (int taken = 0; taken < TAKE_QUEUED_MAX && wk_conn_accept(&W.lst[idx[k]]); taken++)
+                ;
+        if (wk_now() >= settled_by)
+            break;
+        Py_BEGIN_ALLOW_THREADS     /* request threads serve what was taken */
+        r = poll(p, n, (int)(TAKE_QUEUED_QUIET * 1000));
+        Py_END_ALLOW_THREADS
+        if (r < 0 && errno != EINTR) {
+            as_err("poll on the listening sockets: %s", strerror(errno));
+            break;
+        }
+        if (r == 0)
+            break;
+    }
+}
+
+/* A stopping worker accepts nothing more: its copies of the listening
+ * sockets go at once rather than at exit, after the drain, so that at a
+ * stop of the whole server the last worker to leave the queue ends each
+ * socket (the master has closed its own, master_close_bound_sockets): no
+ * handshake completes meanwhile on a socket nobody accepts from. */
+static void close_listeners(void)
+{
+    for (int i = 0; i < W.n_lst; i++) {
+        if (W.lst[i].fd < 0)
+            continue;
+        if (close(W.lst[i].fd) < 0)
+            as_warn("close(listening socket %d): %s", W.lst[i].fd, strerror(errno));
+        W.lst[i].fd = -1;
     }
 }
 
@@ -280,9 +336,10 @@ int wk_loop_run(void)
             dispatch(&ev[i]);
     }
     W.stopping = true;
+    wk_listening_update();  /* out of epoll before they close */
     if (W.term)
         take_queued();
-    wk_listening_update();
+    close_listeners();
     wk_slot_state(AS_SLOT_STOPPING);   /* the master's reload waits for this */
     drain();
     return 0;
