@@ -97,6 +97,7 @@ struct exchange *exchange_new(struct conn *c)
     x->up = NULL;
     x->upstream = NULL;
     x->tries = 0;
+    x->unsent = 0;
     x->q_bal = NULL;
     x->queue_wait = 0;
     x->status = 0;

@@ -22,6 +22,7 @@ struct exchange {
     struct upconn *up;          /* while forwarded */
     struct upstream *upstream;  /* the last one tried (referenced): APPSTACK_UPSTREAM */
     int tries;                  /* upstream attempts */
+    int unsent;                 /* of those, on pooled connections closed before we sent a byte */
     struct balancer *q_bal;     /* while it waits for a worker (balancer.c) */
     struct exchange *q_next, *q_prev;
     struct upstream *q_avoid;   /* a retry waits for another upstream than this one */

@@ -131,9 +131,17 @@ void forward_detach(struct exchange *x)
         upstream_release(u, false);
 }
 
+/* Attempts that count against the limits below: not those on pooled
+ * connections that turned out closed before a byte of the request went out
+ * (they never reached a worker). */
+static int attempts(const struct exchange *x)
+{
+    return x->tries - x->unsent;
+}
+
 void forward_retry(struct exchange *x)
 {
-    if (x->tries < 4)
+    if (attempts(x) < 4)
         balancer_submit(balancer_of(x), x, NULL);
     else
         forward_fail(x, 502);
@@ -162,23 +170,32 @@ void forward_broken(struct exchange *x, int err, bool connect_failed)
 {
     struct upconn *u = x->up;
     struct upstream *up = u->u;
-    bool reused = u->reused;
+    bool reused = u->reused, unsent = reused && x->body.sent == 0;
     struct balancer *b = balancer_of(x);
 
     as_warn("upstream %s: %s %s: %s", up->name, x->req->method,
             connect_failed ? "connect" : "no response", err ? strerror(err) : "connection closed");
+    if (reused)
+        upstream_worker_closing(u);
     forward_detach(x);
     if (connect_failed) {
         PM_INC(up_connect_errors);
         upstream_fault(up, "connect failed");
-        if (x->tries < (int)b->n + 1) {
+        if (attempts(x) < (int)b->n + 1) {
             balancer_submit(b, x, up);      /* nothing was sent: any method may go elsewhere */
             return;
         }
-    } else if (reused && x->tries < 4) {
+    } else if (unsent && x->unsent < UPSTREAM_UNSENT_MAX) {
+        /* A pooled connection found closed as we sent: when the old
+         * workers of a reload close their idle connections, several of
+         * them may be, and this one never reached a worker. */
+        x->unsent++;
+        balancer_submit(b, x, NULL);
+        return;
+    } else if (reused && attempts(x) < 4) {
         balancer_submit(b, x, NULL);        /* a pooled connection the worker had closed */
         return;
-    } else if (idempotent(x->req->method) && x->tries < 3) {
+    } else if (idempotent(x->req->method) && attempts(x) < 3) {
         balancer_submit(b, x, up);
         return;
     }
@@ -191,7 +208,7 @@ void forward_timed_out(struct exchange *x, bool connecting)
     struct balancer *b = balancer_of(x);
 
     /* Never the same upstream again: it just did not answer in time. */
-    if (!x->head_sent && (connecting || idempotent(x->req->method)) && x->tries < 3
+    if (!x->head_sent && (connecting || idempotent(x->req->method)) && attempts(x) < 3
         && balancer_other(b, up, ev_now(srv.loop))) {
         forward_detach(x);
         balancer_submit(b, x, up);
@@ -216,6 +233,7 @@ void forward_start(struct exchange *x)
     hw_flush(&w);
     spool_prepend(&x->body, &head);
     x->tries = 0;
+    x->unsent = 0;
     x->t_forward = ev_time();
     x->fwd_start = ev_now(srv.loop);
     x->started = 0;

@@ -264,6 +264,18 @@ void upstream_idle_event(struct upconn *c)
     upstream_put(u);
 }
 
+/* A worker that closed the idle connection we were about to use is
+ * stopping (it closes all of them at once, each right after its last
+ * answer) or dropping connections idle for its keep-alive time (the others
+ * in its pool are older): none of its connections is pooled again, so
+ * that a retry does not meet the next one it closed. The idle ones go when
+ * U is released (upstream_release). */
+void upstream_worker_closing(struct upconn *c)
+{
+    if (c->w)
+        c->w->closing = true;
+}
+
 static struct upconn *connect_new(struct upstream *up)
 {
     struct upconn *c;
@@ -340,7 +352,7 @@ static bool not_pooled(const struct upconn *c)
     if (!u->listed)
         return true;    /* draining */
     if (c->w)
-        return c->w->n_idle >= c->w->capacity;     /* spare ones only cost descriptors */
+        return c->w->closing || c->w->n_idle >= c->w->capacity;   /* spare ones only cost descriptors */
     /* A worker that would not say is of no use where workers do. */
     return u->kind == UP_AWARE || u->n_anon >= UPSTREAM_POOL_MAX;
 }
@@ -477,8 +489,9 @@ void upstream_identified(struct upconn *c, uint64_t token, int capacity)
     w = worker_find(u, token);
     if (w) {
         /* A new connection found a worker we knew: there was no idle one
-         * we did not know. */
+         * we did not know. It still takes connections: not stopping. */
         u->probe_after = now + UPSTREAM_PROBE_BACKOFF;
+        w->closing = false;
     } else if ((w = calloc(1, sizeof *w))) {
         w->token = token;
         w->u = u;

@@ -47,6 +47,10 @@ struct resp_span {
  * all the requests one loop turn puts behind a worker's current one go out
  * in one write, which wakes the worker once. */
 #define UPSTREAM_PIPELINE_HEAD 4096
+/* Attempts on pooled connections whose worker had closed them before any
+ * byte of the request went out: not counted among a request's attempts
+ * (nothing reached a worker), up to this many. */
+#define UPSTREAM_UNSENT_MAX 16
 /* A new connection that found a worker we knew (all were busy): no other
  * new connection to that upstream for this long while requests wait, so a
  * saturated upstream is not flooded with connections; an unknown idle
@@ -99,6 +103,7 @@ struct upworker {
     int n_idle, n_conns;
     int busy;                           /* our requests on it */
     int capacity;                       /* requests it serves at once */
+    bool closing;                       /* closed a pooled connection under us: none is reused */
     ev_tstamp freed;                    /* when it last got a free slot */
 };
 
@@ -192,6 +197,9 @@ void upstream_release(struct upconn *u, bool reusable);
 void upstream_unpipeline(struct upconn *u, struct exchange *x);
 /* A pooled connection had an event: the worker closed it. */
 void upstream_idle_event(struct upconn *u);
+/* U, taken from a pool, broke before a response byte: its worker is
+ * closing our idle connections. */
+void upstream_worker_closing(struct upconn *u);
 /* U's worker said who it is (TOKEN, CAPACITY). */
 void upstream_identified(struct upconn *u, uint64_t token, int capacity);
 /* U's response began without saying. */

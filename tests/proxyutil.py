@@ -196,14 +196,20 @@ class Upstream:
     None to close without answering, or a callable(sock) that does its own
     sending. Records every request it read and counts connections."""
 
-    def __init__(self, handler=None, port=0):
+    def __init__(self, handler=None, port=0, path=None):
+        """PATH: on that unix socket instead of a TCP port."""
         self.handler = handler or (lambda req: ok(f"{req.method} {req.target}".encode()))
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
+        if path:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind(path)
+            self.port, self.addr = None, f"unix:{path}"
+        else:
+            self.sock = socket.socket()
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(("127.0.0.1", port))
+            self.port = self.sock.getsockname()[1]
+            self.addr = f"127.0.0.1:{self.port}"
         self.sock.listen(256)
-        self.port = self.sock.getsockname()[1]
-        self.addr = f"127.0.0.1:{self.port}"
         self.requests = []
         self.connections = 0
         self.lock = threading.Lock()

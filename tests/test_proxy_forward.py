@@ -1,6 +1,7 @@
 """appstack-proxy forwarding against a scriptable upstream on real sockets:
 header cleaning, buffering both ways, keep-alive pool, retries, errors."""
 import os
+import signal
 import socket
 import threading
 import time
@@ -238,6 +239,57 @@ def test_retries(tmpdir_short, proxy_workers):
         proxy.stop()
         up.close()
 
+
+
+def test_pooled_connections_closed_at_once_do_not_use_up_the_retries(tmpdir_short):
+    """A reload's old workers close their idle connections all at once. A
+    request that meets several of them in the pool before the proxy has seen
+    the closes goes on to a connection that answers: over a unix socket the
+    failed send says that nothing reached a worker, so those attempts do not
+    count against the request's retries. (Whether the proxy sees the request
+    or the closes first is up to its event loop: three rounds.)"""
+    n = 6
+    barrier = threading.Barrier(n)
+
+    def handler(req):
+        if req.target.startswith("/fill"):
+            barrier.wait(timeout=10)    # n at once: n upstream connections
+        return ok(b"answered")
+    up = Upstream(handler, path=os.path.join(tmpdir_short, "up.sock"))
+    proxy = start_proxy(tmpdir_short, [up.addr])
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s, s.makefile("rb") as f:
+            s.sendall(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(f).status == 200
+            for _ in range(3):
+                statuses = []
+                fills = [threading.Thread(target=lambda i=i: statuses.append(get(proxy.port, f"/fill{i}").status))
+                         for i in range(n)]
+                for t in fills:
+                    t.start()
+                for t in fills:
+                    t.join()
+                assert statuses == [200] * n
+                # While the proxy does not run, all n pooled connections
+                # close and a request arrives.
+                serving, = proxy.serving()
+                os.kill(serving, signal.SIGSTOP)
+                try:
+                    with up.lock:
+                        for c in up.conns:
+                            try:
+                                c.shutdown(socket.SHUT_RDWR)
+                            except OSError:
+                                pass            # closed in an earlier round
+                    s.sendall(b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+                    time.sleep(0.2)
+                finally:
+                    os.kill(serving, signal.SIGCONT)
+                r = read_response(f)
+                assert (r.status, r.body) == (200, b"answered"), proxy.log_text()
+    finally:
+        proxy.stop()
+        up.close()
 
 def test_round_robin_and_passive_health(tmpdir_short):
     a = Upstream(lambda req: ok(b"A"))
