@@ -313,6 +313,22 @@ double wk_conn_expire(double now)
     return h->next->last_active + ka - now;
 }
 
+/* Stopping, C idle after a request: whether it may be closed, no next
+ * request having arrived. Its reading side is shut first, so that on a
+ * unix socket the proxy's next send fails at once (EPIPE, nothing went out:
+ * it sends the request elsewhere) instead of arriving just before the close
+ * and being lost with it; what arrived before is still there, and answered.
+ * (Over TCP the usual keep-alive race remains, which the proxy covers by
+ * retrying on a pooled connection closed before any response byte.) */
+static bool nothing_came(struct wk_conn *c)
+{
+    char b;
+
+    if (shutdown(c->fd, SHUT_RD) < 0 && errno != ENOTCONN)
+        as_warn("shutdown: %s", strerror(errno));
+    return recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
+}
+
 /* Stopping: serve what already arrived (with Connection: close) and close
  * keep-alive connections that sit idle between requests (a proxy retries a
  * request that meets such a close). A connection whose first request has not
@@ -332,7 +348,7 @@ static size_t drain_parked(void)
         if (c->lingering)
             continue;
         n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n > 0 || (n < 0 && errno == EAGAIN && c->served == 0))
+        if (n > 0 || (n < 0 && errno == EAGAIN && (c->served == 0 || !nothing_came(c))))
             waiting++;      /* a request is there, or may come */
         else
             wk_conn_close(c);
@@ -352,12 +368,14 @@ size_t wk_conn_drain_all(void)
         n++;
     while (n-- > 0 && h->next != h) {
         c = h->next;
-        if (!wk_conn_readable(c))
+        if (!wk_conn_readable(c) || c->lingering)
             continue;   /* closed, or answered and lingering */
-        if (c->served == 0 && !c->lingering)
+        if (c->served == 0)
             waiting++;
-        else if (!c->lingering)
+        else if (nothing_came(c))
             wk_conn_close(c);
+        else if (wk_conn_readable(c))
+            waiting++;  /* came just now: answered with the close, or the rest of it awaited */
     }
     return waiting;
 }
