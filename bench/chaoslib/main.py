@@ -71,8 +71,8 @@ def parse_args(argv):
                    "results.json files, later files replacing the same app/stack/scenario")
     o = p.parse_args(argv)
     for opt in o.appstack_option:
-        if not re.fullmatch(r"(app|supervisor)\.\w+=.+", opt):
-            p.error(f"--appstack-option: expected app.KEY=VALUE or supervisor.KEY=VALUE, got {opt!r}")
+        if not re.fullmatch(r"(app|supervisor|proxy)\.\w+=.+", opt):
+            p.error(f"--appstack-option: expected app., supervisor. or proxy.KEY=VALUE, got {opt!r}")
     if o.quick:
         o.duration = min(o.duration, 10)
     if o.docs is None:
