@@ -237,10 +237,20 @@ static int on_message_complete(llhttp_t *p)
         u->n_hdr = 0;
         u->st_len = 0;
         u->in_value = false;
+        u->got_bytes = false;   /* an interim answer, never the client's: a retry is still safe */
         return 0;
     }
     u->msg_done = true;
     return HPE_PAUSED;
+}
+
+/* A response's first byte: from here a connection that breaks has answered
+ * in part (an interim 1xx, such as a worker saying who it is, ends above
+ * without counting). */
+static int on_message_begin(llhttp_t *p)
+{
+    ((struct upconn *)p->data)->got_bytes = true;
+    return 0;
 }
 
 static int on_status(llhttp_t *p, const char *at, size_t len)
@@ -301,6 +311,7 @@ void upconn_init_parser(void)
     ev_prepare_start(srv.loop, &flush_w);
     ev_unref(srv.loop);         /* it alone does not keep the loop running */
     llhttp_settings_init(&settings);
+    settings.on_message_begin = on_message_begin;
     settings.on_status = on_status;
     settings.on_header_field = on_header_field;
     settings.on_header_value = on_header_value;
@@ -424,7 +435,6 @@ static bool parse_at(struct upconn *u, char *dst, size_t n)
     bool in_head = dst != u->rbuf->data;
     llhttp_errno_t e;
 
-    u->got_bytes = true;
     e = llhttp_execute(&u->parser, dst, n);
     if (in_head)
         u->head_len += n;

@@ -187,3 +187,28 @@ def test_a_slow_request_leaves_the_last_worker_to_short_ones(tmpdir_short):
         assert b_start >= a_end - 0.01, out     # the second slow one waited for the first
     finally:
         stack.stop()
+
+
+def test_a_worker_that_dies_after_saying_who_it_is_is_retried_elsewhere(tmpdir_short):
+    """The first request on a new connection to a worker: the worker's 1xx
+    saying who it is arrives, then the worker dies in the request. The
+    client has had nothing, so a GET is sent to another worker, as on a
+    connection that broke before any byte."""
+    stack = Stack(tmpdir_short, module="sup_app:application", workers=2).start()
+    try:
+        stack.restart_proxy()       # a proxy with no connection to any worker yet
+        result = {}
+
+        def client():
+            result["out"] = get(stack.port, "/sleep?1.5")
+        t = threading.Thread(target=client)
+        t.start()
+        busy = wait_for(lambda: [w for w in stack.status()["workers"] if w["state"] == "busy"], timeout=10,
+                        what="a busy worker")
+        os.kill(busy[0]["pid"], signal.SIGKILL)
+        t.join(30)
+        out = result["out"]
+        assert out.startswith(b"HTTP/1.1 200"), (out[:300], proxy_log(stack))
+        assert int(out.split()[-1]) != busy[0]["pid"]
+    finally:
+        stack.stop()
