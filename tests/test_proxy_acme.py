@@ -143,8 +143,10 @@ def curl(root, name, port, path="/"):
 @needs_pebble
 def test_issue_serve_renew_without_failing_a_request(tmpdir_short):
     http_port = free_port()
-    # Certificates of 12 s: renewed with a third of their life left, 8 s after issue.
-    pebble = Pebble(tmpdir_short, http_port, validity=12)
+    # Certificates of 24 s: renewed with a third of their life left, 16 s
+    # after issue; the 8 s left cover uacme, pebble and the reload on a
+    # loaded machine (a sanitizer build).
+    pebble = Pebble(tmpdir_short, http_port, validity=24)
     up = Upstream(lambda req: ok(b"hello from the app"))
     domains = ["www.appstack.test", "appstack.test"]
     proxy = AcmeProxy(tmpdir_short, pebble, up.addr, domains, http_port)
