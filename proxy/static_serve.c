@@ -127,6 +127,12 @@ static bool sibling_exists(const struct location_rt *loc, const char *rel, const
            fstatat(loc->root_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
 }
 
+/* The file's Content-Type: an X-Accel-Redirect's own, else by its name. */
+static const char *file_type(const struct exchange *x, const struct file *f)
+{
+    return x->accel && x->accel->type ? x->accel->type : mime_type(f->name, f->name_len);
+}
+
 /* Swaps in "REL.br" or "REL.gz" when it exists and the client takes that
  * coding (its q-values decide; brotli on a tie). Siblings are served
  * whether or not gzip/brotli compress on the fly. */
@@ -134,6 +140,7 @@ static void try_sibling(const struct exchange *x, const struct location_rt *loc,
 {
     const struct as_http_header *ae = as_http_header(x->req, "Accept-Encoding");
     unsigned allowed = (1u << AE_GZIP) | (1u << AE_BR);
+    const char *type;
     struct stat st;
     int coding, fd;
 
@@ -151,7 +158,13 @@ static void try_sibling(const struct exchange *x, const struct location_rt *loc,
         }
         allowed &= ~(1u << coding);
     }
-    /* Caches must know another client may get another variant. */
+    /* Caches must know another client may get another variant. When the
+     * file itself is compressed on the fly for some clients, send_file
+     * says so anyway, and the two lookups (each a path walk that fails,
+     * on every request of such a file) are not needed. */
+    type = file_type(x, f);
+    if (compress_eligible(x, 200, f->st.st_size, type, strlen(type)))
+        return;
     f->vary = sibling_exists(loc, rel, ".gz") || sibling_exists(loc, rel, ".br");
 }
 
@@ -389,7 +402,7 @@ static void send_file(struct exchange *x, const struct location_rt *loc, struct 
     off_t start = 0, end = f->st.st_size;
     enum range rk = RANGE_NONE;
     int status = 200, coding;
-    const char *type = x->accel && x->accel->type ? x->accel->type : mime_type(f->name, f->name_len);
+    const char *type = file_type(x, f);
 
     format_etag(&f->st, etag);
     if (not_modified(x->req, &f->st, etag)) {
