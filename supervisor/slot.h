@@ -1,7 +1,9 @@
 /* The master's reading of a worker's scoreboard slot (common/scoreboard.h).
- * Everything appstackd learns from the scoreboard goes through here, so
- * that a change of the slot's layout (several requests per worker) is made
- * in one place. */
+ * What appstackd learns from the scoreboard goes through here, so that a
+ * change of the slot's layout (several requests per worker) is made in one
+ * place; the one other reader is stdio_capture.c (only_request), which
+ * takes the request ID of a worker's one request for the output it writes
+ * meanwhile, at the moment the bytes are read. */
 #ifndef APPSTACK_SUP_SLOT_H
 #define APPSTACK_SUP_SLOT_H
 
