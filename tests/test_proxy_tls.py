@@ -335,7 +335,8 @@ def test_hup_rereads_certificates_keeps_connections_and_survives_a_bad_pair(tmpd
         wait_for(lambda: "not the key of the certificate before it" in proxy.log_text(), timeout=5,
                  what="the reload error")
         assert f"{proxy.config}:5: certificate_key {live[1]}" in proxy.log_text()
-        assert "keeping the running configuration" in proxy.log_text()
+        # The verdict is the next line, written after the error's.
+        wait_for(lambda: "keeping the running configuration" in proxy.log_text(), timeout=5, what="the verdict")
         assert peer_serial(proxy.tls_port, pki) == second
         keep.sendall(b"GET /3 HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert read_response(kf).status == 200
