@@ -12,6 +12,7 @@ import time
 
 from conftest import APPS, SRCDIR, wait_for
 from opsutil import Stack
+from workerutil import raw
 from benchlib import mixed
 
 BENCH_APPS = os.path.join(SRCDIR, "bench", "apps")
@@ -23,18 +24,6 @@ def start(tmpdir, workers, module="wsgiapp:application", chdir=APPS, proxy_extra
         with open(s.ini, "a") as f:
             f.write(proxy_extra + "\n")
     return s.start()
-
-
-def raw(port, data, timeout=10):
-    """Everything the server sends until it closes (the request says close)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return out
-            out += chunk
 
 
 def get(port, path, timeout=30):

@@ -6,20 +6,9 @@ import socket
 
 from conftest import free_port
 from supervisorutil import Supervisor, sup_config
+from workerutil import raw
 
 TOKEN = re.compile(rb"\r\nAppstack-Worker: [0-9a-f]{16} 1\r\n", re.I)
-
-
-def raw(port, data, timeout=10):
-    """Everything the server sends until it closes (the request says close)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return out
-            out += chunk
 
 
 def test_worker_says_who_it_is_once_per_connection_and_only_when_asked(tmpdir_short):
