@@ -5,6 +5,7 @@
 #include "listen.h"
 #include "log.h"
 #include "netmask.h"
+#include "xalloc.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -171,31 +172,11 @@ static void err_at(struct loader *ld, int line, const char *fmt, ...)
     ld->errors++;
 }
 
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s);
-    if (!d) {
-        perror("appstack: out of memory");
-        abort();
-    }
-    return d;
-}
-
-static void *xrealloc(void *p, size_t n)
-{
-    p = realloc(p, n);
-    if (!p) {
-        perror("appstack: out of memory");
-        abort();
-    }
-    return p;
-}
-
 static void list_add(struct as_strlist *l, const char *v, int line)
 {
-    l->v = xrealloc(l->v, (l->n + 1) * sizeof *l->v);
-    l->line = xrealloc(l->line, (l->n + 1) * sizeof *l->line);
-    l->v[l->n] = xstrdup(v);
+    l->v = as_xrealloc(l->v, (l->n + 1) * sizeof *l->v);
+    l->line = as_xrealloc(l->line, (l->n + 1) * sizeof *l->line);
+    l->v[l->n] = as_xstrdup(v);
     l->line[l->n] = line;
     l->n++;
 }
@@ -262,10 +243,10 @@ static void begin_location(struct loader *ld, char *rest)
             return;
         }
     }
-    *locs = xrealloc(*locs, (*n + 1) * sizeof **locs);
+    *locs = as_xrealloc(*locs, (*n + 1) * sizeof **locs);
     loc = &(*locs)[(*n)++];
     memset(loc, 0, sizeof *loc);
-    loc->prefix = xstrdup(rest);
+    loc->prefix = as_xstrdup(rest);
     loc->exact = exact;
     loc->expires = -1;
     loc->line = ld->lineno;
@@ -295,10 +276,10 @@ static void begin_site(struct loader *ld, char *name)
             return;
         }
     }
-    c->sites = xrealloc(c->sites, (c->n_sites + 1) * sizeof *c->sites);
+    c->sites = as_xrealloc(c->sites, (c->n_sites + 1) * sizeof *c->sites);
     site = &c->sites[c->n_sites++];
     memset(site, 0, sizeof *site);
-    site->name = xstrdup(name);
+    site->name = as_xstrdup(name);
     site->line = ld->lineno;
     ld->site = site;
     ld->bad_site = false;
@@ -420,7 +401,7 @@ static bool set_listen(struct loader *ld, const struct key *k, const char *value
         return false;
     }
     list_add(&c->proxy_listen, addr, ld->lineno);
-    c->proxy_listen_flags = xrealloc(c->proxy_listen_flags, c->proxy_listen.n * sizeof *c->proxy_listen_flags);
+    c->proxy_listen_flags = as_xrealloc(c->proxy_listen_flags, c->proxy_listen.n * sizeof *c->proxy_listen_flags);
     c->proxy_listen_flags[c->proxy_listen.n - 1] = flags;
     return true;
 }
@@ -436,10 +417,10 @@ static bool set_tls_file(struct loader *ld, const struct key *k, const char *val
         return false;
     }
     if (k->kind == K_CERT) {
-        c->tls_pairs = xrealloc(c->tls_pairs, (c->n_tls_pairs + 1) * sizeof *c->tls_pairs);
+        c->tls_pairs = as_xrealloc(c->tls_pairs, (c->n_tls_pairs + 1) * sizeof *c->tls_pairs);
         p = &c->tls_pairs[c->n_tls_pairs++];
         memset(p, 0, sizeof *p);
-        p->cert = xstrdup(value);
+        p->cert = as_xstrdup(value);
         p->cert_line = ld->lineno;
         return true;
     }
@@ -448,7 +429,7 @@ static bool set_tls_file(struct loader *ld, const struct key *k, const char *val
         err_at(ld, ld->lineno, "certificate_key without a certificate line before it");
         return false;
     }
-    p->key = xstrdup(value);
+    p->key = as_xstrdup(value);
     p->key_line = ld->lineno;
     return true;
 }
@@ -508,7 +489,7 @@ static bool host_name_valid(const char *s)
 /* server_name = NAME [NAME...]: each name becomes an entry, in lower case. */
 static bool add_hosts(struct loader *ld, struct as_strlist *l, const char *value)
 {
-    char *copy = xstrdup(value), *save = NULL, *tok;
+    char *copy = as_xstrdup(value), *save = NULL, *tok;
     bool ok = true;
 
     for (tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
@@ -529,7 +510,7 @@ static bool add_hosts(struct loader *ld, struct as_strlist *l, const char *value
  * or "30r/m". */
 static bool set_rate(struct loader *ld, struct as_limit *l, const char *value)
 {
-    char *copy = xstrdup(value), *save = NULL, *tok, *end;
+    char *copy = as_xstrdup(value), *save = NULL, *tok, *end;
     bool ok = true, have_rate = false;
     struct as_limit n = { .conn = l->conn };
 
@@ -573,7 +554,7 @@ static bool set_rate(struct loader *ld, struct as_limit *l, const char *value)
 static bool add_types(struct loader *ld, struct as_strlist *l, const char *value)
 {
     static const char tchar[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~";
-    char *copy = xstrdup(value), *save = NULL, *tok;
+    char *copy = as_xstrdup(value), *save = NULL, *tok;
     bool ok = true;
 
     for (tok = strtok_r(copy, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
@@ -600,7 +581,7 @@ static bool set_value(struct loader *ld, char *base, const struct key *k, const 
     switch (k->kind) {
     case K_STR:
         free(*(char **)(base + k->off));
-        *(char **)(base + k->off) = xstrdup(value);
+        *(char **)(base + k->off) = as_xstrdup(value);
         if (base == (char *)ld->cfg && k->off == F(tls_ciphers))
             ld->cfg->tls_ciphers_line = ld->lineno;
         if (base == (char *)ld->cfg && k->off == F(acme_email))
@@ -633,7 +614,7 @@ static bool set_value(struct loader *ld, char *base, const struct key *k, const 
             return false;
         }
         free(*(char **)(base + k->off));
-        *(char **)(base + k->off) = xstrdup(value);
+        *(char **)(base + k->off) = as_xstrdup(value);
         *(k->off == F(metrics) ? &ld->cfg->metrics_line : &ld->cfg->proxy_metrics_line) = ld->lineno;
         return true;
     case K_INT:
@@ -673,7 +654,7 @@ static bool set_value(struct loader *ld, char *base, const struct key *k, const 
     case K_NETS: {
         /* Several per line, comma- or blank-separated, as gunicorn users
          * write forwarded_allow_ips; "unix" where min is 1. */
-        char *copy = xstrdup(value), *save = NULL;
+        char *copy = as_xstrdup(value), *save = NULL;
         bool ok = true;
         for (char *t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
             struct as_net net;
@@ -707,7 +688,7 @@ static bool set_value(struct loader *ld, char *base, const struct key *k, const 
             err_at(ld, ld->lineno, "%s: \"%s\" is not off or a path starting with / (no blanks)", k->name, value);
             return false;
         }
-        *(char **)(base + k->off) = xstrdup(value);
+        *(char **)(base + k->off) = as_xstrdup(value);
         return true;
     }
     case K_LOG_FORMAT:
@@ -753,7 +734,7 @@ static void set_location(struct loader *ld, const char *name, const char *value)
             return;
         }
         free(loc->alias);
-        loc->alias = xstrdup(value);
+        loc->alias = as_xstrdup(value);
     } else if (!strcmp(name, "expires")) {
         if (!as_parse_duration(value, &d) || d > 10 * 365 * 86400.0) {
             err_at(ld, ld->lineno, "expires: \"%s\" is not a duration (e.g. 30d, 1h)", value);
@@ -838,10 +819,8 @@ static char *instance_path(const char *prefix, const char *file)
 {
     char *p;
 
-    if (asprintf(&p, "%s%s/%s/%s", prefix, AS_RUN_DIR, instance, file) < 0) {
-        perror("appstack: out of memory");
-        abort();
-    }
+    if (asprintf(&p, "%s%s/%s/%s", prefix, AS_RUN_DIR, instance, file) < 0)
+        as_out_of_memory();
     return p;
 }
 
@@ -853,7 +832,7 @@ static void set_defaults(struct as_config *c)
     c->stderr_level = LOG_WARNING;
     c->timeout = 30;
     c->graceful_timeout = 30;
-    c->control = instance[0] ? instance_path("", "control.sock") : xstrdup(AS_RUN_DIR "/control.sock");
+    c->control = instance[0] ? instance_path("", "control.sock") : as_xstrdup(AS_RUN_DIR "/control.sock");
     c->limit_request_line = 4094;
     c->limit_request_fields = 100;
     c->limit_request_field_size = 8190;
@@ -913,10 +892,10 @@ static void check_app(struct loader *ld)
     if (c->module) {
         colon = strchr(c->module, ':');
         if (colon) {
-            c->callable = xstrdup(colon + 1);
+            c->callable = as_xstrdup(colon + 1);
             *colon = '\0';
         } else {
-            c->callable = xstrdup("application");
+            c->callable = as_xstrdup("application");
         }
         if (!is_dotted_name(c->module, strlen(c->module)) || !is_dotted_name(c->callable, strlen(c->callable)))
             err_at(ld, ld->app_line, "module: expected \"package.module:callable\", got \"%s%s%s\"",
@@ -1032,7 +1011,7 @@ int as_config_load(const char *path, struct as_config *cfg)
     struct loader ld = { .cfg = cfg };
 
     set_defaults(cfg);
-    cfg->path = xstrdup(path);
+    cfg->path = as_xstrdup(path);
     ld.f = fopen(path, "re");
     if (!ld.f) {
         fprintf(stderr, "%s:0: cannot open: %s\n", path, strerror(errno));

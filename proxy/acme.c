@@ -3,6 +3,7 @@
  * the TLS listens. The client runs from acme_run.c, in the master. */
 #include "acme.h"
 #include "proxy.h"
+#include "xalloc.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -135,13 +136,9 @@ int acme_config_errors(const struct as_config *cfg)
 
 static void add(struct as_config *cfg, const char *cert, const char *key)
 {
-    struct as_tls_pair *pairs = realloc(cfg->tls_pairs, (cfg->n_tls_pairs + 1) * sizeof *pairs);
-    char *c = strdup(cert), *k = strdup(key);
+    struct as_tls_pair *pairs = as_xrealloc(cfg->tls_pairs, (cfg->n_tls_pairs + 1) * sizeof *pairs);
+    char *c = as_xstrdup(cert), *k = as_xstrdup(key);
 
-    if (!pairs || !c || !k) {
-        perror("appstack-proxy: out of memory");
-        abort();
-    }
     cfg->tls_pairs = pairs;
     pairs[cfg->n_tls_pairs++] = (struct as_tls_pair){ .cert = c, .key = k, .cert_line = cfg->acme_line,
                                                       .key_line = cfg->acme_line };

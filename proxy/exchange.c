@@ -10,6 +10,7 @@
 #include "accel.h"
 #include "realip.h"
 #include "limit.h"
+#include "xalloc.h"
 
 #include <stdio.h>
 #include <sys/socket.h>
@@ -30,17 +31,6 @@ static struct {
     int n;
 } parsers;
 
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n);
-
-    if (!p) {
-        perror("appstack-proxy: out of memory");
-        abort();
-    }
-    return p;
-}
-
 static struct as_http_request *parser_get(const struct as_http_limits *limits)
 {
     struct as_http_request *r;
@@ -55,7 +45,7 @@ static struct as_http_request *parser_get(const struct as_http_limits *limits)
         }
         as_http_free(r);
     } else {
-        r = xmalloc(sizeof *r);
+        r = as_xmalloc(sizeof *r);
     }
     as_http_init(r, limits);
     return r;
@@ -83,7 +73,7 @@ struct exchange *exchange_new(struct conn *c)
         exchanges.free = x->next_free;
         exchanges.n--;
     } else {
-        x = xmalloc(sizeof *x);
+        x = as_xmalloc(sizeof *x);
         spool_init(&x->body, 0, true);
         spool_init(&x->out, RESP_MEM_LIMIT, false);
     }

@@ -26,6 +26,7 @@
 #include "exchange.h"
 #include "metrics.h"
 #include "tunnel.h"
+#include "xalloc.h"
 
 #include <errno.h>
 #include <nghttp2/nghttp2.h>
@@ -61,23 +62,13 @@ struct h2 {
     bool has_host;
 };
 
-static void *xrealloc(void *p, size_t n)
-{
-    p = realloc(p, n);
-    if (!p) {
-        perror("appstack-proxy: out of memory");
-        abort();
-    }
-    return p;
-}
-
 static void append(char **buf, size_t *len, size_t *cap, const void *p, size_t n)
 {
     if (!n)
         return;
     if (*len + n > *cap) {
         *cap = (*len + n) * 2 + 256;
-        *buf = xrealloc(*buf, *cap);
+        *buf = as_xrealloc(*buf, *cap);
     }
     memcpy(*buf + *len, p, n);
     *len += n;
@@ -436,13 +427,13 @@ static void h2_head_end(struct exchange *x, struct headw *w, enum body_kind body
 
     hw_flush(w);
     len = (size_t)(x->out.total - x->out.sent);
-    lines = xrealloc(NULL, len + 1);
+    lines = as_xrealloc(NULL, len + 1);
     if (spool_gather(&x->out, lines, len) != (ssize_t)len)
         len = 0;
     spool_free(&x->out);
     for (p = lines, end = lines + len; p < end; p++)
         n += *p == '\n';
-    nv = xrealloc(NULL, n * sizeof *nv);
+    nv = as_xrealloc(NULL, n * sizeof *nv);
     status[0] = (char)('0' + x->status / 100 % 10);     /* statuses are three digits */
     status[1] = (char)('0' + x->status / 10 % 10);
     status[2] = (char)('0' + x->status % 10);
@@ -672,10 +663,8 @@ static nghttp2_session_callbacks *callbacks(void)
     static nghttp2_session_callbacks *cb;
 
     if (!cb) {
-        if (nghttp2_session_callbacks_new(&cb)) {
-            perror("appstack-proxy: out of memory");
-            abort();
-        }
+        if (nghttp2_session_callbacks_new(&cb))
+            as_out_of_memory();
         nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
         nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
@@ -691,10 +680,8 @@ static nghttp2_option *options(void)
     static nghttp2_option *opt;
 
     if (!opt) {
-        if (nghttp2_option_new(&opt)) {
-            perror("appstack-proxy: out of memory");
-            abort();
-        }
+        if (nghttp2_option_new(&opt))
+            as_out_of_memory();
         nghttp2_option_set_stream_reset_rate_limit(opt, H2_RESET_BURST, H2_RESET_RATE);
         nghttp2_option_set_max_continuations(opt, H2_MAX_CONTINUATIONS);
         nghttp2_option_set_max_outbound_ack(opt, 1000);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "netmask.h"
+#include "xalloc.h"
 
 #define NIL UINT32_MAX
 #define FIRST_CAP 1024
@@ -21,17 +22,6 @@ struct lentry {
     double excess;              /* requests over the rate, in thousandths (limit_req) */
     double last;                /* when excess was computed */
 };
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-
-    if (!p) {
-        as_err("out of memory for a limit table");
-        abort();
-    }
-    return p;
-}
 
 static uint32_t hash16(const unsigned char *a)
 {
@@ -72,7 +62,7 @@ static void lru_front(struct limit *l, uint32_t i)
 static void rehash(struct limit *l, uint32_t buckets)
 {
     free(l->bucket);
-    l->bucket = xcalloc(buckets, sizeof *l->bucket);
+    l->bucket = as_xcalloc(buckets, sizeof *l->bucket);
     memset(l->bucket, 0xff, buckets * sizeof *l->bucket);
     l->mask = buckets - 1;
     for (uint32_t i = l->lru_head; i != NIL; i = l->e[i].next) {
@@ -180,7 +170,7 @@ void limits_build(struct runtime *rt)
     const struct as_config *c = &rt->cfg;
     size_t n = 1 + rt->n_sites + rt->n_locs, k = 0;
 
-    rt->lims = xcalloc(n, sizeof *rt->lims);
+    rt->lims = as_xcalloc(n, sizeof *rt->lims);
     rt->limit_proxy = limit_of(rt, &k, &c->limit);
     for (size_t i = 0; i < rt->n_sites; i++)
         rt->sites[i].limit = rt->sites[i].cfg ? limit_of(rt, &k, &rt->sites[i].cfg->limit) : NULL;

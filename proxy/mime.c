@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "xalloc.h"
+
 #define DEFAULT_TYPE "application/octet-stream"
 #define MAX_EXT 32
 
@@ -45,10 +47,8 @@ static bool put(const char *ext, size_t n, const char *type)
             return false;       /* first mention wins, as in mime.types readers */
     mt.tab[i].ext = strndup(ext, n);
     mt.tab[i].type = type;
-    if (!mt.tab[i].ext) {
-        perror("appstack-proxy: out of memory");
-        abort();
-    }
+    if (!mt.tab[i].ext)
+        as_out_of_memory();
     for (char *p = mt.tab[i].ext; *p; p++)
         *p = (char)tolower((unsigned char)*p);
     mt.n++;
@@ -61,11 +61,7 @@ static void grow(void)
     size_t oldcap = mt.cap;
 
     mt.cap = mt.cap ? mt.cap * 2 : 1024;
-    mt.tab = calloc(mt.cap, sizeof *mt.tab);
-    if (!mt.tab) {
-        perror("appstack-proxy: out of memory");
-        abort();
-    }
+    mt.tab = as_xcalloc(mt.cap, sizeof *mt.tab);
     mt.n = 0;
     for (size_t i = 0; i < oldcap; i++) {
         if (old[i].ext) {
@@ -78,13 +74,7 @@ static void grow(void)
 
 static const char *intern(const char *type)
 {
-    char *t = strdup(type);
-
-    if (!t) {
-        perror("appstack-proxy: out of memory");
-        abort();
-    }
-    return t;
+    return as_xstrdup(type);
 }
 
 static void parse_line(char *line)

@@ -7,6 +7,7 @@
 #include "upstream.h"
 #include "limit.h"
 #include "acme.h"
+#include "xalloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,39 +16,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-
-    if (!p) {
-        perror("appstack-proxy: out of memory");
-        abort();
-    }
-    return p;
-}
-
-static void *xrealloc(void *p, size_t size)
-{
-    p = realloc(p, size);
-    if (!p) {
-        perror("appstack-proxy: out of memory");
-        abort();
-    }
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s);
-
-    if (!d) {
-        perror("appstack-proxy: out of memory");
-        abort();
-    }
-    return d;
-}
 
 /* (Re)opens the alias directory of a prefix location; quiet on failure. */
 static void open_root(struct location_rt *l)
@@ -122,8 +90,8 @@ static void build_locations(struct runtime *rt, bool warn)
 
     for (size_t i = 0; i < cfg->n_sites; i++)
         n += cfg->sites[i].n_locations;
-    rt->locs = xcalloc(n, sizeof *rt->locs);
-    rt->sp = xcalloc(n, sizeof *rt->sp);
+    rt->locs = as_xcalloc(n, sizeof *rt->locs);
+    rt->sp = as_xcalloc(n, sizeof *rt->sp);
     add_locations(rt, cfg->locations, cfg->n_locations, warn);
     for (size_t i = 0; i < cfg->n_sites; i++)
         add_locations(rt, cfg->sites[i].locations, cfg->sites[i].n_locations, warn);
@@ -181,9 +149,9 @@ static void build_fronts(struct runtime *rt)
     const struct as_strlist *l = &rt->cfg.real_ip_from;
 
     for (size_t i = 0; i < l->n; i++) {
-        char *copy = xstrdup(l->v[i]), *save = NULL;
+        char *copy = as_xstrdup(l->v[i]), *save = NULL;
         for (char *t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
-            rt->fronts = xrealloc(rt->fronts, (rt->n_fronts + 1) * sizeof *rt->fronts);
+            rt->fronts = as_xrealloc(rt->fronts, (rt->n_fronts + 1) * sizeof *rt->fronts);
             if (as_net_parse(t, &rt->fronts[rt->n_fronts]))
                 rt->n_fronts++;
         }
@@ -346,7 +314,7 @@ static void build_acme(struct runtime *rt)
     rt->acme.root_fd = -1;
     if (!rt->cfg.acme || !acme_paths(&rt->cfg, &p))
         return;
-    rt->acme.alias = xstrdup(p.challenges);
+    rt->acme.alias = as_xstrdup(p.challenges);
     rt->acme.sp.prefix = ACME_CHALLENGE_PREFIX;
     rt->acme.sp.prefix_len = strlen(ACME_CHALLENGE_PREFIX);
     rt->acme.expires = -1;
@@ -355,7 +323,7 @@ static void build_acme(struct runtime *rt)
 
 struct runtime *runtime_load(const char *path, bool warn)
 {
-    struct runtime *rt = xcalloc(1, sizeof *rt);
+    struct runtime *rt = as_xcalloc(1, sizeof *rt);
 
     rt->refs = 1;
     if (as_config_load(path, &rt->cfg) || proxy_errors(&rt->cfg)) {

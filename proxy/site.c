@@ -6,18 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xalloc.h"
+
 #define HOST_MAX 255            /* RFC 1035: no longer name can match */
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-
-    if (!p) {
-        perror("appstack-proxy: out of memory");
-        abort();
-    }
-    return p;
-}
 
 static uint32_t hash(const char *s, size_t len)
 {
@@ -92,7 +83,7 @@ void sites_build(struct runtime *rt)
     struct site *s;
 
     rt->n_sites = c->n_sites + (c->upstream.n > 0);
-    rt->sites = xcalloc(rt->n_sites, sizeof *rt->sites);
+    rt->sites = as_xcalloc(rt->n_sites, sizeof *rt->sites);
     s = rt->sites;
     if (c->upstream.n) {
         /* The default site: [proxy] itself, and the locations at the front
@@ -127,7 +118,7 @@ void sites_build(struct runtime *rt)
         return;
     while (slots < 2 * n_names)
         slots *= 2;
-    rt->names.slot = xcalloc(slots, sizeof *rt->names.slot);
+    rt->names.slot = as_xcalloc(slots, sizeof *rt->names.slot);
     rt->names.mask = slots - 1;
     for (size_t i = 0; i < rt->n_sites; i++) {
         const struct as_site *cs = rt->sites[i].cfg;

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xalloc.h"
+
 static void reserve(struct sbuf *b, size_t extra)
 {
     size_t cap = b->cap ? b->cap : 256;
@@ -15,11 +17,7 @@ static void reserve(struct sbuf *b, size_t extra)
         return;
     while (cap < b->len + extra + 1)
         cap *= 2;
-    b->s = realloc(b->s, cap);
-    if (!b->s) {
-        perror("appstackd: out of memory");
-        abort();
-    }
+    b->s = as_xrealloc(b->s, cap);
     b->cap = cap;
 }
 

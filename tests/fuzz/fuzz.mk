@@ -30,7 +30,8 @@ FUZZ_LLHTTP =
 FUZZ_LLHTTP_LIBS = $(LLHTTP_LIBS)
 endif
 FUZZ_CONFIG = $(top_srcdir)/common/config.c $(top_srcdir)/common/parse.c \
-	$(top_srcdir)/common/listen.c $(top_srcdir)/common/log.c $(top_srcdir)/common/netmask.c
+	$(top_srcdir)/common/listen.c $(top_srcdir)/common/log.c $(top_srcdir)/common/netmask.c \
+	$(top_srcdir)/common/xalloc.c
 
 fuzz/fuzz_http_parse: $(top_srcdir)/tests/fuzz/fuzz_http_parse.c $(FUZZ_HTTP) $(FUZZ_HTTP_H)
 	$(AM_V_GEN)$(MKDIR_P) fuzz && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
@@ -58,9 +59,9 @@ fuzz/fuzz_stdio_entry: $(top_srcdir)/tests/fuzz/fuzz_stdio_entry.c $(top_srcdir)
 	  $(top_srcdir)/tests/fuzz/fuzz_stdio_entry.c $(top_srcdir)/supervisor/stdio_entry.c
 
 fuzz/fuzz_site_host: $(top_srcdir)/tests/fuzz/fuzz_site_host.c $(top_srcdir)/proxy/site.c \
-	  $(top_srcdir)/proxy/site.h $(top_srcdir)/proxy/proxy.h
+	  $(top_srcdir)/proxy/site.h $(top_srcdir)/proxy/proxy.h $(top_srcdir)/common/xalloc.c
 	$(AM_V_GEN)$(MKDIR_P) fuzz && $(FUZZ_CC) $(FUZZ_FLAGS) $(LIBEV_CFLAGS) -o $@ \
-	  $(top_srcdir)/tests/fuzz/fuzz_site_host.c $(top_srcdir)/proxy/site.c
+	  $(top_srcdir)/tests/fuzz/fuzz_site_host.c $(top_srcdir)/proxy/site.c $(top_srcdir)/common/xalloc.c
 
 fuzz/fuzz_worker_ident: $(top_srcdir)/tests/fuzz/fuzz_worker_ident.c $(top_srcdir)/common/worker_ident.c \
 	  $(top_srcdir)/common/worker_ident.h
@@ -140,6 +141,7 @@ tests_fuzz_replay_stdio_entry_SOURCES = tests/fuzz/fuzz_stdio_entry.c supervisor
 	supervisor/stdio_entry.h tests/fuzz/replay.c
 tests_fuzz_replay_stdio_entry_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/supervisor
 tests_fuzz_replay_site_host_SOURCES = tests/fuzz/fuzz_site_host.c proxy/site.c proxy/site.h tests/fuzz/replay.c
+tests_fuzz_replay_site_host_LDADD = libappstack.a
 tests_fuzz_replay_site_host_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/proxy $(LLHTTP_CFLAGS) $(LIBEV_CFLAGS)
 tests_fuzz_replay_worker_ident_SOURCES = tests/fuzz/fuzz_worker_ident.c tests/fuzz/replay.c
 tests_fuzz_replay_worker_ident_LDADD = libappstack.a
