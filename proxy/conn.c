@@ -54,6 +54,15 @@ const struct transport transport_plain = {
     .close = plain_close,
 };
 
+int conn_send(struct conn *c, struct spool *s)
+{
+    int r = c->tp->send(c, s);
+
+    if (r < 0 && errno != EPIPE && errno != ECONNRESET)
+        as_debug("send to %s: %s", c->peer, strerror(errno));
+    return r;
+}
+
 void conn_close(struct conn *c)
 {
     c->proto->close(c);

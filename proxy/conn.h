@@ -128,6 +128,10 @@ static inline void conn_arm(struct conn *c, double seconds)
 /* The connection is accepted (and its PROXY header read): TLS, if its
  * listen has it, then its protocol. */
 void conn_begin(struct conn *c);
+/* Sends what waits in S through the connection's transport: 1 all of it
+ * went, 0 the socket is full, -1 it failed (logged at debug level unless
+ * the client just went away). */
+int conn_send(struct conn *c, struct spool *s);
 /* The one end of a connection: ends its exchanges (not completed), releases
  * the transport, closes the socket. */
 void conn_close(struct conn *c);

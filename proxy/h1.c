@@ -68,11 +68,9 @@ static void h1_finish(struct conn *c)
 static void h1_flush(struct conn *c)
 {
     struct exchange *x = c->x;
-    int r = c->tp->send(c, &x->out);
+    int r = conn_send(c, &x->out);
 
     if (r < 0) {
-        if (errno != EPIPE && errno != ECONNRESET)
-            as_debug("send to %s: %s", c->peer, strerror(errno));
         conn_close(c);
         return;
     }

@@ -517,10 +517,8 @@ static void h2_flush(struct conn *c)
                 break;
             spool_append(&h->out, p, (size_t)n);
         }
-        r = c->tp->send(c, &h->out);
+        r = conn_send(c, &h->out);
         if (r < 0) {
-            if (errno != EPIPE && errno != ECONNRESET)
-                as_debug("send to %s: %s", c->peer, strerror(errno));
             conn_close(c);
             return;
         }

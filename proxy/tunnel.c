@@ -245,9 +245,7 @@ static void step(struct tunnel *t)
         c->proto->output(x);        /* last: the stream may end in it */
         return;
     }
-    if (spool_pending(&x->out) && c->tp->send(c, &x->out) < 0) {
-        if (errno != EPIPE && errno != ECONNRESET)
-            as_debug("tunnel to %s: %s", c->peer, strerror(errno));
+    if (spool_pending(&x->out) && conn_send(c, &x->out) < 0) {
         end(t, 0);
         return;
     }
