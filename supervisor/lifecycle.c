@@ -146,18 +146,6 @@ static void reload_done(struct master *m, struct waiter **waiters, bool ok, cons
     m->reload_note = NULL;
 }
 
-static const char *last_line(const char *text, char *buf, size_t n)
-{
-    const char *end = text + strlen(text), *start;
-
-    while (end > text && (end[-1] == '\n' || end[-1] == ' '))
-        end--;
-    for (start = end; start > text && start[-1] != '\n'; start--)
-        ;
-    snprintf(buf, n, "%.*s", (int)(end - start), start);
-    return buf;
-}
-
 /* The pending generation failed: it goes, the serving one stays. */
 static void rollback(struct master *m)
 {
@@ -169,7 +157,8 @@ static void rollback(struct master *m)
         snprintf(why, sizeof why, "the new generation did not load the app within %g s", load_timeout(m));
         error = why;
     }
-    as_err("reload failed, generation %u keeps serving: %s", m->serving->id, last_line(error, line, sizeof line));
+    as_err("reload failed, generation %u keeps serving: %s", m->serving->id,
+           status_last_line(error, line, sizeof line));
     m->pending = NULL;
     m->serving->frozen = false;
     gen_retire(g, false);
@@ -497,7 +486,8 @@ static void start_reload(struct master *m)
     if (!reload_config(m, &errors, &workers)) {
         const char *why = errors ? errors : "invalid configuration\n";
         char line[256];
-        as_err("reload failed, generation %u keeps serving: %s", m->serving->id, last_line(why, line, sizeof line));
+        as_err("reload failed, generation %u keeps serving: %s", m->serving->id,
+               status_last_line(why, line, sizeof line));
         reload_done(m, &m->next_waiters, false, why);
         free(errors);
         return;

@@ -249,7 +249,7 @@ char *status_report(struct master *m, bool json)
     return sbuf_take(&b);
 }
 
-static const char *last_line(const char *text, char *buf, size_t n)
+const char *status_last_line(const char *text, char *buf, size_t n)
 {
     const char *end = text + strlen(text), *start;
 
@@ -306,7 +306,7 @@ void status_summary(struct master *m, char *text, size_t n)
     if (failing(m) && m->last_failure.text)
         snprintf(text, n, "%s (%d in a row): %s",
                  lifecycle_serves(m) ? "workers fail to start" : "no worker serves: the app fails to start",
-                 m->serving->failures, last_line(m->last_failure.text, why, sizeof why));
+                 m->serving->failures, status_last_line(m->last_failure.text, why, sizeof why));
     else
         snprintf(text, n, "%d workers, generation %u, %llu requests, listen queue %ld%s", gen_count(m->serving, true),
                  m->serving->id, (unsigned long long)lifecycle_requests(m), queued(m),

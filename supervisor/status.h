@@ -18,6 +18,9 @@ const char *status_state_name(const struct worker *w, bool busy);
 extern const char *const status_restart_cause[LAST_RESTART_CAUSE + 1];
 /* The reply to `top` (ctlproto.h), malloc'ed. */
 char *status_top(struct master *m);
+/* The last line of TEXT with something on it, into BUF (N bytes): the
+ * line a traceback or a failed start ends with. Returns BUF. */
+const char *status_last_line(const char *text, char *buf, size_t n);
 /* The one-line summary for systemd's STATUS=. */
 void status_summary(struct master *m, char *text, size_t n);
 
