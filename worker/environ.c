@@ -213,9 +213,10 @@ static bool name_is(const struct as_http_header *h, const char *name, size_t len
     return h->name_len == len && as_ascii_caseeq(h->name, name, len);
 }
 
-static int set_latin1(PyObject *env, PyObject *key, const char *s, size_t len)
+/* ENV[KEY] = V, the reference to V given up; -1 when V is NULL (its
+ * creation failed) or the dict refused it. */
+static int set_steal(PyObject *env, PyObject *key, PyObject *v)
 {
-    PyObject *v = PyUnicode_DecodeLatin1(s, (Py_ssize_t)len, NULL);
     int rc;
 
     if (!v)
@@ -223,6 +224,11 @@ static int set_latin1(PyObject *env, PyObject *key, const char *s, size_t len)
     rc = PyDict_SetItem(env, key, v);
     Py_DECREF(v);
     return rc;
+}
+
+static int set_latin1(PyObject *env, PyObject *key, const char *s, size_t len)
+{
+    return set_steal(env, key, PyUnicode_DecodeLatin1(s, (Py_ssize_t)len, NULL));
 }
 
 /* Several headers of one name become one value, comma-joined (cookies with
@@ -283,17 +289,6 @@ static PyObject *method_obj(const char *m)
         if (!strcmp(m, method_names[i]))
             return Py_NewRef(methods[i]);
     return PyUnicode_FromString(m);
-}
-
-static int set_steal(PyObject *env, PyObject *key, PyObject *v)
-{
-    int rc;
-
-    if (!v)
-        return -1;
-    rc = PyDict_SetItem(env, key, v);
-    Py_DECREF(v);
-    return rc;
 }
 
 /* From X-Forwarded-For of a trusted proxy, REMOTE_ADDR is the last address
