@@ -118,6 +118,33 @@ bool as_http_list_next(struct as_http_list *l, const char **member, size_t *len)
     return true;
 }
 
+void as_http_list_rev_init(struct as_http_list_rev *l, const char *v, size_t len)
+{
+    l->start = v;
+    l->end = v + len;
+}
+
+bool as_http_list_prev(struct as_http_list_rev *l, const char **member, size_t *len)
+{
+    while (l->end > l->start) {
+        const char *s = l->end, *e = l->end;
+
+        while (s > l->start && s[-1] != ',')
+            s--;
+        l->end = s > l->start ? s - 1 : l->start;
+        while (s < e && ows(*s))
+            s++;
+        while (e > s && ows(e[-1]))
+            e--;
+        if (e > s) {
+            *member = s;
+            *len = (size_t)(e - s);
+            return true;
+        }
+    }
+    return false;
+}
+
 bool as_http_list_has_n(const char *v, size_t vlen, const char *token, size_t len)
 {
     struct as_http_list l;

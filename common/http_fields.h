@@ -83,6 +83,16 @@ struct as_http_list {
 void as_http_list_init(struct as_http_list *l, const char *v, size_t len);
 bool as_http_list_next(struct as_http_list *l, const char **member, size_t *len);
 
+/* The non-empty members of a list from the last to the first: the order
+ * in which front servers' X-Forwarded-For entries are judged, each server
+ * having appended the address it got the request from. */
+struct as_http_list_rev {
+    const char *start, *end;
+};
+
+void as_http_list_rev_init(struct as_http_list_rev *l, const char *v, size_t len);
+bool as_http_list_prev(struct as_http_list_rev *l, const char **member, size_t *len);
+
 /* Is TOKEN (any case, LEN bytes) a member of the list V? */
 bool as_http_list_has_n(const char *v, size_t vlen, const char *token, size_t len);
 

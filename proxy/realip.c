@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <string.h>
 
+#include "http_fields.h"
 #include "netmask.h"
 
 bool realip_front(const struct conn *c)
@@ -38,7 +39,9 @@ void realip_request(struct exchange *x)
 {
     const struct as_http_header *xff;
     const struct runtime *rt = x->rt;
-    const char *v, *end;
+    struct as_http_list_rev l;
+    const char *m;
+    size_t n;
 
     memcpy(x->client, x->c->peer, sizeof x->client);
     x->client_port = x->c->peer_port;
@@ -48,21 +51,10 @@ void realip_request(struct exchange *x)
     /* From the right: each front server appended the address it got the
      * request from; the first that is not a front is the client (nginx's
      * real_ip_recursive). An entry that is not an address ends the walk. */
-    v = xff->value;
-    end = v + xff->value_len;
-    while (end > v) {
-        const char *s = end, *e = end;
+    as_http_list_rev_init(&l, xff->value, xff->value_len);
+    while (as_http_list_prev(&l, &m, &n)) {
         char addr[sizeof x->client];
-        while (s > v && s[-1] != ',')
-            s--;
-        end = s > v ? s - 1 : v;
-        while (s < e && (*s == ' ' || *s == '\t'))
-            s++;
-        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-            e--;
-        if (e == s)
-            continue;
-        if (!ip_text(s, (size_t)(e - s), addr, sizeof addr))
+        if (!ip_text(m, n, addr, sizeof addr))
             return;
         memcpy(x->client, addr, sizeof addr);
         x->client_port = 0;         /* not known past a front server */

@@ -221,6 +221,22 @@ static void test_fields(void)
     CHECK(count == 4);
     as_http_list_init(&l, "", 0);
     CHECK(as_http_list_next(&l, &m, &n) && n == 0 && !as_http_list_next(&l, &m, &n));
+
+    /* From the right, empty members skipped. */
+    struct as_http_list_rev r;
+    static const char *const back[] = { "10.0.0.2", "192.0.2.1", "203.0.113.9" };
+
+    count = 0;
+    as_http_list_rev_init(&r, "203.0.113.9 ,,\t192.0.2.1,10.0.0.2 , ", 36);
+    while (as_http_list_prev(&r, &m, &n)) {
+        CHECK(count < 3 && n == strlen(back[count]) && !memcmp(m, back[count], n));
+        count++;
+    }
+    CHECK(count == 3);
+    as_http_list_rev_init(&r, " , ", 3);
+    CHECK(!as_http_list_prev(&r, &m, &n));
+    as_http_list_rev_init(&r, "a", 1);
+    CHECK(as_http_list_prev(&r, &m, &n) && n == 1 && *m == 'a' && !as_http_list_prev(&r, &m, &n));
 }
 
 static void pct(const char *in, const char *want, unsigned want_flags)

@@ -297,24 +297,18 @@ static PyObject *method_obj(const char *m)
 static int apply_forwarded(PyObject *env, const struct as_http_header *xff, const struct as_http_header *xfp)
 {
     if (xff) {
-        const char *v = xff->value, *end = v + xff->value_len, *s = NULL, *e = NULL;
-        while (end > v) {
-            const char *ts = end, *te = end;
-            while (ts > v && ts[-1] != ',')
-                ts--;
-            end = ts > v ? ts - 1 : v;
-            while (ts < te && (*ts == ' ' || *ts == '\t'))
-                ts++;
-            while (te > ts && (te[-1] == ' ' || te[-1] == '\t'))
-                te--;
-            if (te == ts)
-                continue;
-            s = ts;
-            e = te;
-            if (!wk_front_trusted(s, (size_t)(e - s)))
+        struct as_http_list_rev l;
+        const char *m, *s = NULL;
+        size_t n, len = 0;
+
+        as_http_list_rev_init(&l, xff->value, xff->value_len);
+        while (as_http_list_prev(&l, &m, &n)) {
+            s = m;
+            len = n;
+            if (!wk_front_trusted(m, n))
                 break;
         }
-        if (s && (set_latin1(env, k_raddr, s, (size_t)(e - s)) < 0 || PyDict_SetItem(env, k_rport, v_empty) < 0))
+        if (s && (set_latin1(env, k_raddr, s, len) < 0 || PyDict_SetItem(env, k_rport, v_empty) < 0))
             return -1;
     }
     if (xfp && xfp->value_len == 5 && !strncasecmp(xfp->value, "https", 5))
