@@ -74,6 +74,7 @@ def test_workers_are_forked_from_the_template(supervisor, tmpdir_short, port):
     assert i["import_pid"] == tpid and i["pid"] != tpid and i["ppid"] == master
     # The template forks; it never takes a connection.
     assert not any(w["pid"] == tpid for w in s.status()["workers"])
+    assert "first-request set-up" not in s.log_text(), "no Django, nothing to set up"
 
 
 def test_kill_9_worker_is_forked_again_from_the_template(supervisor, tmpdir_short, port):
@@ -211,6 +212,34 @@ def test_database_connections_opened_at_import(supervisor, tmpdir_short, port):
     last = info(port)
     assert last["django_rows"] == last["raw_rows"] > len(seen), (last, seen)
     assert "before forking a worker" not in s.log_text()
+
+
+# -- Django's first-request set-up, done once in the template ------------------
+
+def test_django_urlconf_and_templates_are_set_up_before_the_fork(supervisor, tmpdir_short, port):
+    s = start(supervisor, tmpdir_short, port, module="preload_django_app:application", workers=2)
+    tpid, _ = template(s)
+    log = s.log_text()
+    assert "Django's first-request set-up done once before forking (URLconf" in log, log
+    assert "left to each worker's first request" not in log, log
+    for i in each_worker(port, 2, seconds=0):
+        # The first request of each worker found the URLconf imported and
+        # the template compiled by the template process.
+        assert i["pid"] != tpid and i["urls_import_pid"] == tpid, i
+        assert "page.html" in i["cached_before"], i
+        assert i["html"] == "<ul><li>A</li><li>B</li></ul>\n", i
+
+
+def test_django_urlconf_that_cannot_be_imported_fails_its_requests_as_without_preload(supervisor, tmpdir_short,
+                                                                                      port):
+    s = start(supervisor, tmpdir_short, port, module="preload_django_app:application", workers=1,
+              app_extra="env = PRELOAD_BROKEN_URLS=1")
+    assert template(s)[1] == "ready"
+    assert ("first-request set-up left to each worker's first request: URLconf (RuntimeError: this URLconf "
+            "cannot be imported)") in s.log_text()
+    for _ in range(2):
+        assert get(port)[0] == 500      # Django's own answer, in the worker, each time
+    assert s.status()["last_failure"] is None
 
 
 def test_each_worker_has_its_own_random_state(supervisor, tmpdir_short, port):

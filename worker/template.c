@@ -14,6 +14,8 @@
  *    `logging` re-creates the locks another thread may hold at the fork,
  *    `threading` forgets the threads the child does not have; apps restart
  *    their own threads there too;
+ *  - Django's first-request set-up is done here once, before the first
+ *    fork (warm.c), so that each worker's first request need not;
  *  - the collector is off while the app imports and gc.freeze() runs before
  *    each fork, so a worker's collections never write to the objects it
  *    inherited and their pages stay shared;
@@ -309,6 +311,7 @@ void wk_template_run(void)
         as_err("cannot set up the template's signals: %s", strerror(errno));
         exit(1);
     }
+    wk_template_warm();
     tell_threads();
     call(before_fork_fn, "preparing the template");
     wk_master_send(AS_MSG_READY, strlen(AS_MSG_READY));

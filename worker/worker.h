@@ -176,6 +176,8 @@ void wk_dump_set_fd(int fd);
 /* template.c: [app] preload */
 bool wk_template_prepare(void);
 void wk_template_run(void);
+/* warm.c: what Django's first request in each worker would set up */
+void wk_template_warm(void);
 
 /* pylog.c */
 bool wk_stdio_setup(void);
