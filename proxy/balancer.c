@@ -10,7 +10,8 @@
  * order, and goes to the first worker that frees: a request never waits in
  * the connection of a busy worker while another worker is idle. One wait
  * beside an idle worker is on purpose: a request expected to be slow does
- * not take the last worker while short ones come (slow_may). */
+ * not take the last worker while short ones come, for up to
+ * BALANCER_SLOW_HOLD (offer_for). */
 #include "upstream.h"
 #include "metrics.h"
 #include "site.h"
@@ -237,16 +238,30 @@ static bool many_wait(const struct balancer *b)
  * all the other workers (and the only one, when we know of one; a new
  * connection when we know of none, as after a reload), so they wait but
  * are never starved; when no short request came in the last second nothing
- * is held back. */
+ * is held back. Nor is one held back beside an idle worker for more than
+ * BALANCER_SLOW_HOLD while no short one waits: when slow requests come
+ * faster than the other workers serve them, a worker kept for short ones
+ * that do not come is lost to everyone, and the slow ones would pile up
+ * without end (clients that send one request at a time then send no short
+ * ones either). */
 static enum offer offer_for(const struct balancer *b, struct upstream *u, const struct exchange *x, ev_tstamp now)
 {
     enum offer o = upstream_offer(u, x, many_wait(b), now);
+    ev_tstamp until;
 
     if (!x->slow || u->kind != UP_AWARE || !u->n_workers || now - b->last_fast > BALANCER_FAST_RECENT)
         return o;
-    if (o == OFFER_PROBE || u->slow_busy >= (u->n_workers > 1 ? u->n_workers - 1 : 1))
+    if (o == OFFER_PROBE)
         return OFFER_NONE;
-    return o;
+    if (u->slow_busy < (u->n_workers > 1 ? u->n_workers - 1 : 1))
+        return o;
+    if (o != OFFER_READY || b->q[0].head)
+        return OFFER_NONE;
+    until = (x->q_bal ? x->queued_at : now) + BALANCER_SLOW_HOLD;
+    if (now + 1e-3 >= until)    /* a timer may fire a hair early */
+        return o;
+    upstream_kick_at(u, until);
+    return OFFER_NONE;
 }
 
 bool balancer_other(const struct balancer *b, const struct upstream *u, ev_tstamp now)

@@ -153,9 +153,12 @@ enum offer {
 
 /* A request expected to take at least this long (pathtime.h) is slow: the
  * balancer keeps one worker for the others while short requests come (in
- * the last BALANCER_FAST_RECENT seconds). */
+ * the last BALANCER_FAST_RECENT seconds), but a slow request waits beside
+ * that idle worker at most BALANCER_SLOW_HOLD seconds while no short one
+ * waits. */
 #define BALANCER_SLOW 0.05
 #define BALANCER_FAST_RECENT 1.0
+#define BALANCER_SLOW_HOLD 1.0
 
 struct xqueue {
     struct exchange *head, *tail;
