@@ -95,6 +95,12 @@ struct worker *worker_alloc(struct master *m)
         if (!used)
             w->id = id;
     }
+    /* Cleared now, before the process exists: a worker (above all one
+     * forked from the template, which has no exec to do) can write its
+     * state and heartbeat and send READY before appstackd runs again on a
+     * loaded machine, and a reset after that would leave a ready worker
+     * without a heartbeat, killed at the next check as stuck. */
+    slot_reset(w, 0);
     return w;
 }
 
@@ -111,7 +117,8 @@ void worker_started(struct worker *w, struct generation *g, pid_t pid, int chan,
     w->started = ev_now(w->m->loop);
     w->ready_at = w->deadline = 0;
     w->replaced_by = w->replaces = NULL;
-    slot_reset(w, pid);
+    if (pid)
+        slot_of(w)->pid = pid;
     ev_io_set(&w->chan_w, chan, EV_READ);
     w->chan_w.data = w;
     ev_io_start(w->m->loop, &w->chan_w);
