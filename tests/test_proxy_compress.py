@@ -15,7 +15,7 @@ import brotli
 import pytest
 
 from conftest import free_port
-from edgeutil import django_stack
+from djangostack import django_stack
 from proxyutil import Proxy, Upstream, get, proxy_config
 
 TYPES = {   # extension: the type /etc/mime.types gives it, all in compress_types by default

@@ -6,68 +6,21 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 
 import pytest
 import requests
 
-from conftest import APPS, EXAMPLES, free_port, wait_for
-from proxyutil import Proxy
-from supervisorutil import ENV as SUP_ENV, Supervisor
-
-SITE = os.path.join(EXAMPLES, "mysite")
+from conftest import wait_for
+from djangostack import django_stack
 
 
 @pytest.fixture(scope="module")
 def stack():
-    with tempfile.TemporaryDirectory(prefix="as-", dir="/tmp") as tmp:
-        static_root = os.path.join(tmp, "static_root")
-        env = dict(SUP_ENV, MYSITE_STATIC_ROOT=static_root, MYSITE_DB=os.path.join(tmp, "db.sqlite3"))
-        subprocess.run(["/usr/bin/python3", os.path.join(SITE, "manage.py"), "collectstatic", "--noinput", "-v0"],
-                       check=True, env=env, timeout=120)
-        port = free_port()
-        cfg = os.path.join(tmp, "appstack.ini")
-        with open(cfg, "w") as f:
-            f.write(f"""[app]
-module = mysite.wsgi:application
-chdir = {SITE}
-pythonpath = {APPS}
-env = DJANGO_SETTINGS_MODULE=proxy_django_settings
-env = MYSITE_STATIC_ROOT={static_root}
-env = MYSITE_DB={tmp}/db.sqlite3
-
-[supervisor]
-listen = unix:{tmp}/app.sock
-workers = 2
-timeout = 30
-control = {tmp}/control.sock
-
-[proxy]
-workers = 1
-listen = 127.0.0.1:{port}
-upstream = unix:{tmp}/app.sock
-client_max_body_size = 20m
-client_header_timeout = 30
-
-[location /static/]
-alias = {static_root}/
-expires = 30d
-""")
-        sup = Supervisor(cfg, None, env=env)
-        proxy = None
-        try:
-            sup.wait_ready(2, timeout=60)
-            proxy = Proxy(cfg, port)
-            proxy.sup = sup
-            proxy.base = f"http://127.0.0.1:{port}"
-            yield proxy
-        finally:
-            if proxy:
-                proxy.stop()
-            sup.stop()
+    with django_stack("client_max_body_size = 20m\nclient_header_timeout = 30", settings="proxy_django_settings",
+                      static_extra="expires = 30d") as proxy:
+        yield proxy
 
 
 def test_pages_and_collected_admin_css(stack):

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from conftest import free_port, wait_for
-from edgeutil import django_stack
+from djangostack import django_stack
 from proxyutil import read_response
 
 

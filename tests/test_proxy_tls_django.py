@@ -3,75 +3,31 @@ and a browser see it: Django knows the request is secure (the example sets
 SECURE_PROXY_SSL_HEADER), the CSRF form works with the Origin a browser
 sends, plain HTTP redirects, and headless Chromium, trusting the test CA,
 renders the page with its stylesheet applied, over HTTP/2."""
-import os
 import re
-import subprocess
 import tempfile
 
 import pytest
 import requests
 
 from browserutil import CHROMIUM, Browser
-from conftest import APPS, EXAMPLES, free_port
-from proxyutil import Proxy
-from supervisorutil import ENV as SUP_ENV, Supervisor
+from conftest import free_port
+from djangostack import django_stack
 from tlsutil import CA
-
-SITE = os.path.join(EXAMPLES, "mysite")
 
 
 @pytest.fixture(scope="module")
 def stack():
-    with tempfile.TemporaryDirectory(prefix="as-", dir="/tmp") as tmp:
-        static_root = os.path.join(tmp, "static_root")
-        env = dict(SUP_ENV, MYSITE_STATIC_ROOT=static_root, MYSITE_DB=os.path.join(tmp, "db.sqlite3"))
-        subprocess.run(["/usr/bin/python3", os.path.join(SITE, "manage.py"), "collectstatic", "--noinput", "-v0"],
-                       check=True, env=env, timeout=120)
-        ca = CA(tmp)
+    with tempfile.TemporaryDirectory(prefix="as-ca-", dir="/tmp") as catmp:
+        ca = CA(catmp)
         cert, key = ca.issue(["localhost"], "ec")
         tls_port, plain_port = free_port(), free_port()
-        cfg = os.path.join(tmp, "appstack.ini")
-        with open(cfg, "w") as f:
-            f.write(f"""[app]
-module = mysite.wsgi:application
-chdir = {SITE}
-pythonpath = {APPS}
-env = DJANGO_SETTINGS_MODULE=proxy_django_settings
-env = MYSITE_STATIC_ROOT={static_root}
-env = MYSITE_DB={tmp}/db.sqlite3
-
-[supervisor]
-listen = unix:{tmp}/app.sock
-workers = 2
-control = {tmp}/control.sock
-
-[proxy]
-workers = 1
-listen = 127.0.0.1:{tls_port} ssl
-listen = 127.0.0.1:{plain_port}
-upstream = unix:{tmp}/app.sock
-certificate = {cert}
-certificate_key = {key}
-redirect_https = on
-hsts = 1h
-
-[location /static/]
-alias = {static_root}/
-expires = 30d
-""")
-        sup = Supervisor(cfg, None, env=env)
-        proxy = None
-        try:
-            sup.wait_ready(2, timeout=60)
-            proxy = Proxy(cfg, tls_port)
+        with django_stack(f"listen = 127.0.0.1:{plain_port}\ncertificate = {cert}\ncertificate_key = {key}\n"
+                          "redirect_https = on\nhsts = 1h", listen_flags="ssl", settings="proxy_django_settings",
+                          static_extra="expires = 30d", port=tls_port) as proxy:
             proxy.ca = ca
             proxy.base = f"https://localhost:{tls_port}"
             proxy.plain = f"http://localhost:{plain_port}"
             yield proxy
-        finally:
-            if proxy:
-                proxy.stop()
-            sup.stop()
 
 
 def test_django_sees_https_and_csrf_works(stack):

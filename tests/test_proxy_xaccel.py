@@ -10,7 +10,7 @@ import os
 import pytest
 import requests
 
-from edgeutil import django_stack
+from djangostack import django_stack
 from proxyutil import get
 
 

@@ -1,6 +1,7 @@
-"""The Django example behind appstackd and appstack-proxy, with the views
-of tests/apps/edge_django_urls.py, for the tests of the proxy's edge
-features (compression, X-Accel-Redirect, limits, the client's address)."""
+"""The Django example site (examples/mysite) behind a real appstackd and
+appstack-proxy, with its static files collected and served by the proxy's
+alias: the one stack the Django tests of the proxy start, each with its own
+settings module and proxy options."""
 import contextlib
 import os
 import subprocess
@@ -14,9 +15,14 @@ SITE = os.path.join(EXAMPLES, "mysite")
 
 
 @contextlib.contextmanager
-def django_stack(proxy_extra="", locations="", workers=2, listen_flags=""):
-    """Yields the proxy (with .base, .tmp, .sup, .gate, .protected)."""
-    with tempfile.TemporaryDirectory(prefix="as-edge-", dir="/tmp") as tmp:
+def django_stack(proxy_extra="", locations="", workers=2, listen_flags="", settings="edge_django_settings",
+                 static_extra="", port=None):
+    """Yields the proxy (with .port, .base, .tmp, .sup, .gate, .protected,
+    .static_root). PROXY_EXTRA goes into [proxy], STATIC_EXTRA into
+    [location /static/], LOCATIONS after it; "{protected}" in LOCATIONS is
+    the directory tests/apps/edge_django_urls.py serves protected files
+    from, and EDGE_STREAM_GATE the file its streaming view waits for."""
+    with tempfile.TemporaryDirectory(prefix="as-django-", dir="/tmp") as tmp:
         static_root = os.path.join(tmp, "static_root")
         protected = os.path.join(tmp, "protected")
         os.mkdir(protected)
@@ -24,14 +30,14 @@ def django_stack(proxy_extra="", locations="", workers=2, listen_flags=""):
         env = dict(SUP_ENV, MYSITE_STATIC_ROOT=static_root, MYSITE_DB=os.path.join(tmp, "db.sqlite3"))
         subprocess.run(["/usr/bin/python3", os.path.join(SITE, "manage.py"), "collectstatic", "--noinput", "-v0"],
                        check=True, env=env, timeout=120)
-        port = free_port()
+        port = port or free_port()
         cfg = os.path.join(tmp, "appstack.ini")
         with open(cfg, "w") as f:
             f.write(f"""[app]
 module = mysite.wsgi:application
 chdir = {SITE}
 pythonpath = {APPS}
-env = DJANGO_SETTINGS_MODULE=edge_django_settings
+env = DJANGO_SETTINGS_MODULE={settings}
 env = MYSITE_STATIC_ROOT={static_root}
 env = MYSITE_DB={tmp}/db.sqlite3
 env = EDGE_STREAM_GATE={gate}
@@ -51,6 +57,7 @@ workers = 1
 
 [location /static/]
 alias = {static_root}/
+{static_extra}
 {locations}
 """.replace("{protected}", protected))
         sup = Supervisor(cfg, None, env=env)
