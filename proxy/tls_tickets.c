@@ -109,7 +109,13 @@ static int set_mac_key(EVP_MAC_CTX *hctx, struct ticket_key *k)
 
 /* OpenSSL's contract: 1 = done (or opened with the current key), 2 =
  * opened, but issue a fresh ticket, 0 = unknown key (full handshake),
- * -1 = failure. */
+ * -1 = failure.
+ *
+ * A TLS 1.3 resumption always gets a fresh ticket: TLS 1.3 clients use a
+ * ticket once (RFC 8446, C.4: reuse would let connections be linked), so
+ * without a new one the client's next connection would be a full
+ * handshake, and every other reconnection would cost one. TLS 1.2 clients
+ * keep their ticket; it is renewed only when an older key opened it. */
 int tls_ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
                   EVP_MAC_CTX *hctx, int enc)
 {
@@ -130,7 +136,7 @@ int tls_ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv, EVP_C
             continue;
         if (set_mac_key(hctx, k) != 1 || EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1)
             return -1;
-        return k == &tk.keys[1] ? 1 : 2;
+        return k == &tk.keys[1] && SSL_version(ssl) < TLS1_3_VERSION ? 1 : 2;
     }
     return 0;
 }
