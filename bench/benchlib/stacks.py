@@ -340,12 +340,16 @@ class _Nginx(Stack):
             text = text.replace("worker_processes auto;", f"worker_processes {self.ctx.front_processes};")
         if self.tls:
             # The same certificate and protocol as appstack's TLS rows, and
-            # as many front processes (above).
+            # as many front processes (above). keepalive_requests: nginx
+            # closes a connection after 1000 requests by default (HTTP/2 too,
+            # since 1.19.7), which h2load does not survive (it reconnects
+            # nothing: the rest of the run is errors); appstack-proxy has no
+            # such limit, so nginx gets none either.
             cert, key = self.ctx.tls()
             text = text.replace(f"listen 127.0.0.1:{self.port} backlog=4096;",
                                 f"listen 127.0.0.1:{self.port} ssl http2 backlog=4096;\n"
                                 f"        ssl_certificate {cert};\n        ssl_certificate_key {key};\n"
-                                f"        ssl_protocols TLSv1.3;")
+                                f"        ssl_protocols TLSv1.3;\n        keepalive_requests 1000000000;")
         conf = self.write("nginx.conf", text)
         self.proxy = self.spawn("nginx", ["nginx", "-p", self.dir, "-c", conf,
                                           "-e", f"{self.dir}/nginx-error.log"])

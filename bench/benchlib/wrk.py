@@ -50,8 +50,10 @@ def parse(out):
 
 def run(url, conc, duration, threads, cpus=None, timeout=10, headers=()):
     """Runs wrk once; returns (figures, raw output, CPUs' worth of time wrk used).
-    With "Connection: close" in HEADERS every request is a new connection
-    (over https: a full handshake, wrk resumes no session)."""
+    With "Connection: close" in HEADERS every request is a new connection;
+    over https wrk offers the ticket of its connection before (it keeps the
+    session across SSL_clear), so a server that issues tickets resumes all
+    but the first handshake of each of wrk's connections."""
     duration = max(1, round(duration))     # wrk takes whole seconds only
     argv = ["wrk", f"-t{threads}", f"-c{max(conc, threads)}", f"-d{duration}s",
             f"--timeout={timeout}s", "--latency", *[a for h in headers for a in ("-H", h)], url]
