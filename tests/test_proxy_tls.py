@@ -122,6 +122,38 @@ def test_curl_static_and_forwarded_with_forwarded_proto_and_hsts(tmpdir_short, p
         up.close()
 
 
+def test_a_file_of_several_records_leaves_in_full_sized_segments(tmpdir_short, pki):
+    """100 KiB is seven 16 KiB records, one write each; corked, the kernel
+    sends them in full-sized segments (64 KiB on loopback), not one each."""
+    static = os.path.join(tmpdir_short, "static")
+    os.makedirs(static)
+    data = os.urandom(100 * 1024)
+    with open(os.path.join(static, "f.bin"), "wb") as f:
+        f.write(data)
+    up = Upstream()
+    proxy = TlsProxy(tmpdir_short, up.addr, pairs(pki.localhost_ec),
+                     locations=f"[location /static/]\nalias = {static}/\n")
+    n = 20
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.tls_port), timeout=10) as s:
+            with pki.client_context().wrap_socket(s, server_hostname="localhost") as t:
+                f = t.makefile("rb")
+                for _ in range(n):
+                    t.sendall(b"GET /static/f.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                    r = read_response(f)
+                    assert r.status == 200 and r.body == data
+                port = t.getsockname()[1]
+                out = subprocess.run(["ss", "-tin", "state", "established",
+                                      f"( sport = :{proxy.tls_port} and dport = :{port} )"],
+                                     capture_output=True, text=True, timeout=10).stdout
+        m = re.search(r"segs_out:(\d+)", out)
+        assert m, out
+        assert int(m.group(1)) / n < 5, out      # uncorked: 7 and more per response
+    finally:
+        proxy.stop()
+        up.close()
+
+
 def test_hsts_from_config_replaces_the_apps(tmpdir_short, pki):
     up = Upstream(lambda req: ok(b"x", extra="Strict-Transport-Security: max-age=5\r\n"))
     proxy = TlsProxy(tmpdir_short, up.addr, pairs(pki.localhost_ec), extra="hsts = 1d\n")
