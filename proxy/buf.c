@@ -341,6 +341,31 @@ int spool_send(struct spool *s, int sock)
     return send_file(s, sock);
 }
 
+int spool_write(struct spool *s, int sock, const void *data, size_t len)
+{
+    ssize_t n;
+
+    /* keep: the bytes must stay for a rewind */
+    if (s->cur || s->fd >= 0 || s->keep) {
+        if (spool_append(s, data, len) < 0)
+            return -1;
+        return spool_send(s, sock);
+    }
+    do
+        n = send(sock, data, len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno != EAGAIN)
+            return -1;
+        n = 0;
+    }
+    s->total += (uint64_t)n;
+    s->sent += (uint64_t)n;
+    if ((size_t)n == len)
+        return 1;
+    return spool_append(s, (const char *)data + n, len - (size_t)n) < 0 ? -1 : 0;
+}
+
 size_t spool_peek(struct spool *s, const char **p, bool *more)
 {
     settle_cursor(s);

@@ -53,6 +53,13 @@ uint64_t spool_pending(const struct spool *s);
 /* Sends as much as SOCK takes. Returns 1 when everything is sent, 0 when the
  * socket is full, -1 on error (errno). */
 int spool_send(struct spool *s, int sock);
+/* Bytes that arrive to be relayed: when nothing waits in S, they go
+ * straight to SOCK (one send, no copy into a block) and only what the
+ * socket did not take is queued; otherwise they queue behind what waits.
+ * total and sent count them as spool_append and spool_send would. Returns
+ * 1 when everything is sent, 0 when some is queued, -1 on a send error
+ * (errno). Memory-only spools. */
+int spool_write(struct spool *s, int sock, const void *data, size_t len);
 /* For senders that frame or encrypt the bytes themselves: */
 /* The next unsent bytes in memory: their address in *P, their count as the
  * result (0: none left in memory); *MORE says whether other unsent bytes

@@ -63,6 +63,21 @@ int conn_send(struct conn *c, struct spool *s)
     return r;
 }
 
+int conn_write(struct conn *c, struct spool *s, const void *data, size_t len)
+{
+    int r;
+
+    if (c->tp != &transport_plain) {
+        if (spool_append(s, data, len) < 0)
+            return -1;
+        return conn_send(c, s);
+    }
+    r = spool_write(s, c->fd, data, len);
+    if (r < 0 && errno != EPIPE && errno != ECONNRESET)
+        as_debug("send to %s: %s", c->peer, strerror(errno));
+    return r;
+}
+
 void conn_close(struct conn *c)
 {
     c->proto->close(c);

@@ -132,6 +132,10 @@ void conn_begin(struct conn *c);
  * went, 0 the socket is full, -1 it failed (logged at debug level unless
  * the client just went away). */
 int conn_send(struct conn *c, struct spool *s);
+/* LEN relayed bytes for the client after what waits in S: on a plain
+ * connection with nothing waiting, straight to the socket (spool_write);
+ * otherwise queued and sent as conn_send does. Same results. */
+int conn_write(struct conn *c, struct spool *s, const void *data, size_t len);
 /* The one end of a connection: ends its exchanges (not completed), releases
  * the transport, closes the socket. */
 void conn_close(struct conn *c);

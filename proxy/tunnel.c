@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include "http_fields.h"
@@ -37,7 +39,9 @@ struct tunnel {
     struct exchange *x;
     struct upconn *u;           /* once open */
     struct spool up;            /* client -> upstream */
-    ev_timer idle;
+    ev_timer idle;              /* armed once; checks last when it fires */
+    ev_tstamp last;             /* the last time bytes moved or a side changed */
+    double timeout;             /* the site's read_timeout; 0: none */
     char key[25];               /* HTTP/2: the Sec-WebSocket-Key the proxy sent */
     bool open;                  /* the upstream said 101 */
     bool client_eof, up_eof;
@@ -196,7 +200,10 @@ static bool to_upstream(struct tunnel *t)
 
 /* Watches what each side can do now: the upstream is read while the
  * client has room and written while bytes wait for it; an HTTP/1.1 client
- * likewise. The idle timeout starts again. */
+ * likewise. In the steady state (both sides read, nothing waits) the
+ * watches are already so and nothing changes. The idle timeout starts
+ * again: a stamp, which the timer reads when it fires (not a timer
+ * re-armed for every message). */
 static void rewatch(struct tunnel *t)
 {
     struct exchange *x = t->x;
@@ -229,7 +236,15 @@ static void rewatch(struct tunnel *t)
             return;
         }
     }
-    ev_timer_again(srv.loop, &t->idle);
+    t->last = ev_now(srv.loop);
+}
+
+/* Bytes read went straight out and nothing waited that way before or
+ * after: no watch needs to change (the last rewatch set them for this
+ * state), so only the idle stamp moves. The per-message path. */
+static void passed(struct tunnel *t)
+{
+    t->last = ev_now(srv.loop);
 }
 
 /* Moves what can move now; the last thing its caller does with T. */
@@ -257,6 +272,7 @@ static void up_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct upconn *u = (struct upconn *)w;
     struct tunnel *t = u->x->tunnel;
     struct exchange *x = t->x;
+    struct conn *c = x->c;
 
     if (revents & EV_READ) {
         char buf[TUNNEL_READ];
@@ -271,6 +287,18 @@ static void up_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (n <= 0) {
             t->up_eof = true;
             x->resp_done = x->h2;       /* HTTP/2: END_STREAM after the rest */
+        } else if (!x->h2) {
+            /* straight to the client when nothing waits for it */
+            bool was_idle = !spool_pending(&x->out);
+            int r = conn_write(c, &x->out, buf, (size_t)n);
+            if (r < 0) {
+                end(t, 0);
+                return;
+            }
+            if (r == 1 && was_idle && !(revents & EV_WRITE)) {
+                passed(t);
+                return;
+            }
         } else if (spool_append(&x->out, buf, (size_t)n) < 0) {
             end(t, NGHTTP2_INTERNAL_ERROR);
             return;
@@ -282,6 +310,13 @@ static void up_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct tunnel *t = (struct tunnel *)((char *)w - offsetof(struct tunnel, idle));
+    ev_tstamp left = t->last + t->timeout - ev_now(loop);
+
+    if (left > 0) {             /* there was traffic since: wait the rest */
+        ev_timer_set(w, left, 0.);
+        ev_timer_start(loop, w);
+        return;
+    }
 
     as_debug("tunnel of %s idle for %gs: closed", t->x->c->peer, t->x->site->read_timeout);
     end(t, NGHTTP2_CANCEL);
@@ -299,9 +334,19 @@ static void client_readable(struct conn *c)
         return;
     if (n <= 0)
         t->client_eof = true;
-    else if (spool_append(&t->up, buf, (size_t)n) < 0) {
-        end(t, 0);
-        return;
+    else {
+        /* straight to the upstream when nothing waits for it */
+        bool was_idle = !spool_pending(&t->up);
+        int r = spool_write(&t->up, t->u->fd, buf, (size_t)n);
+        if (r < 0) {
+            as_debug("tunnel to upstream %s: %s", t->u->u->name, strerror(errno));
+            end(t, 0);
+            return;
+        }
+        if (r == 1 && was_idle) {
+            passed(t);
+            return;
+        }
     }
     step(t);
 }
@@ -471,7 +516,17 @@ void tunnel_start(struct upconn *u, const char *rest, size_t len)
     /* From now on the upstream connection is the tunnel's. */
     ev_timer_stop(srv.loop, &u->timer);
     ev_set_cb(&u->io, up_cb);
-    t->idle.repeat = x->site->read_timeout;
+    /* Messages go each way as they come, as the client's own socket does:
+     * Nagle would hold a second small frame until the first is acked. */
+    if (u->u->addr.sa.ss_family != AF_UNIX &&
+        setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int)) < 0)
+        as_debug("tunnel to upstream %s: TCP_NODELAY: %s", u->u->name, strerror(errno));
+    t->timeout = x->site->read_timeout;
+    t->last = ev_now(srv.loop);
+    if (t->timeout > 0) {
+        ev_timer_set(&t->idle, t->timeout, 0.);
+        ev_timer_start(srv.loop, &t->idle);
+    }
     as_debug("tunnel %s <-> %s open%s", c->peer, u->u->name, x->h2 ? " (HTTP/2 stream)" : "");
     step(t);
 }
