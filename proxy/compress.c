@@ -298,25 +298,40 @@ struct sink {
     size_t len;
 };
 
+/* Makes zc.buf hold at least CAP bytes. */
+static int reserve(size_t cap)
+{
+    char *b;
+
+    if (cap <= zc.cap)
+        return 0;
+    if (!(b = realloc(zc.buf, cap)))
+        return -1;
+    zc.buf = b;
+    zc.cap = cap;
+    return 0;
+}
+
 static int emit_buf(void *ctx, const char *p, size_t n)
 {
     struct sink *s = ctx;
 
     if (s->len + n > zc.cap) {
         size_t cap = zc.cap ? zc.cap : 65536;
-        char *b;
         while (cap < s->len + n)
             cap *= 2;
-        if (!(b = realloc(zc.buf, cap)))
+        if (reserve(cap) < 0)
             return -1;
-        zc.buf = b;
-        zc.cap = cap;
     }
     memcpy(zc.buf + s->len, p, n);
     s->len += n;
     return 0;
 }
 
+/* gzip: one deflate call that ends the stream, straight into zc.buf sized
+ * by deflateBound (zlib's promise that Z_FINISH then completes at once),
+ * with no bounce through a chunk buffer. brotli: the stream, piece by
+ * piece, into zc.buf. */
 const char *compress_whole(const struct runtime *rt, int coding, const char *in, size_t len, size_t *out_len)
 {
     int level = coding == AE_BR ? (int)rt->cfg.brotli_comp_level : (int)rt->cfg.gzip_comp_level;
@@ -326,7 +341,19 @@ const char *compress_whole(const struct runtime *rt, int coding, const char *in,
 
     if (!e)
         return NULL;
-    rc = encode(e, in, len, 2, emit_buf, &s);
+    if (coding == AE_GZIP) {
+        size_t bound = deflateBound(&e->z, (uLong)len);
+        rc = reserve(bound);
+        if (rc == 0) {
+            e->z.next_in = (Bytef *)(uintptr_t)in;
+            e->z.avail_in = (uInt)len;
+            e->z.next_out = (Bytef *)zc.buf;
+            e->z.avail_out = (uInt)bound;
+            rc = deflate(&e->z, Z_FINISH) == Z_STREAM_END ? 0 : -1;
+            s.len = bound - e->z.avail_out;
+        }
+    } else
+        rc = encode(e, in, len, 2, emit_buf, &s);
     zenc_put(e);
     if (rc < 0)
         return NULL;
