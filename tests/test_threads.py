@@ -152,3 +152,40 @@ def test_a_trusted_proxy_learns_how_many_requests_a_worker_takes(supervisor, tmp
         while chunk := s.recv(65536):
             out += chunk
     assert re.search(rb"\r\nAppstack-Worker: [0-9a-f]{16} 6\r\n", out, re.I), out
+
+
+def test_a_new_connection_takes_its_turn_while_keepalive_ones_keep_every_thread_busy(
+        supervisor, tmpdir_short, port):
+    # Four keep-alive clients always have their next request waiting for
+    # the worker's two threads; a new connection is served in turn with
+    # them (within a few rounds of their requests), not after they stop.
+    start(supervisor, tmpdir_short, port, threads=2)
+    stop = threading.Event()
+    starts = []     # app start times of the keep-alive clients' requests
+
+    def client():
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            while not stop.is_set():
+                c.request("GET", "/sleep?0.05")
+                r = c.getresponse()
+                assert r.status == 200
+                starts.append(json.loads(r.read())["start"])
+        finally:
+            c.close()
+    clients = [threading.Thread(target=client) for _ in range(4)]
+    for t in clients:
+        t.start()
+    try:
+        wait_for(lambda: len(starts) >= 16, timeout=20, what="the keep-alive clients served")
+        sent = time.monotonic()
+        stopper = threading.Timer(5, stop.set)     # the old starvation ends when they stop
+        stopper.start()
+        status, body = at_once(port, ["/sleep?0"])[0]
+        assert status == 200, body
+    finally:
+        stop.set()
+        for t in clients:
+            t.join(40)
+    served_before = [t for t in starts if sent <= t < body["start"]]
+    assert len(served_before) <= 12, (len(served_before), body["start"] - sent)

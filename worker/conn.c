@@ -1,9 +1,11 @@
 /* Client connections: accept, parse, serve one request at a time, keep
  * alive. Idle connections wait in the event loop (they never pin the
  * worker) on a list ordered by last activity, so expiring them is O(1).
- * With threads > 1 a connection is served by a request thread: epoll
- * reports it once (EPOLLONESHOT), the loop takes it off the idle list and
- * hands it over, and the thread parks it again when it is done, so that
+ * With threads > 1 a parked connection waits in an epoll set of its own
+ * (parked_epfd), which reports it once (EPOLLONESHOT): whoever takes it
+ * there (a request thread that just finished a request, or the loop for a
+ * free thread, threads.c) takes it off the idle list, with the GIL held,
+ * and the thread that serves it parks it again when it is done, so that
  * only one thread ever has it. */
 #include "worker.h"
 
@@ -48,7 +50,7 @@ static bool park(struct wk_conn *c)
 
     list_append(c);
     if (W.threads > 1) {
-        if (epoll_ctl(W.epfd, c->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &ev) < 0) {
+        if (epoll_ctl(W.parked_epfd, c->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &ev) < 0) {
             as_err("epoll_ctl: %s", strerror(errno));
             wk_conn_close(c);
             return false;
@@ -58,15 +60,76 @@ static bool park(struct wk_conn *c)
     return true;
 }
 
-/* The loop saw C readable (or closed). */
-void wk_conn_event(struct wk_conn *c)
+static struct wk_conn *accept_one(struct wk_listener *l, bool *more);
+
+/* threads > 1, between connections: a listening socket that took its
+ * turn in the parked set is armed again once a request has been served
+ * since. GIL held. */
+void wk_conn_rearm_new(void)
 {
-    if (W.threads <= 1) {
-        wk_conn_readable(c);
-        return;
+    for (int i = 0; i < W.n_lst; i++) {
+        struct wk_listener *l = &W.lst[i];
+        struct epoll_event again = { .events = EPOLLIN | EPOLLONESHOT, .data.ptr = l };
+        if (!l->disarmed || l->disarmed_at == W.req_seq)
+            continue;
+        l->disarmed = false;
+        if (W.listening == WK_LISTEN_PARKED && epoll_ctl(W.parked_epfd, EPOLL_CTL_MOD, l->fd, &again) < 0)
+            as_err("epoll_ctl(listening socket %d): %s", l->fd, strerror(errno));
     }
-    list_remove(c);
-    wk_threads_dispatch(c);
+}
+
+/* threads > 1: up to MAX parked connections that have something to read
+ * (or were closed), off the idle list; each is reported once until it is
+ * parked again. Called with the GIL held, which keeps the idle list and
+ * the closes of expired connections in step with it. Returns how many. */
+int wk_conn_take_waiting(struct wk_conn **out, int max)
+{
+    struct epoll_event ev[WK_TAKE_WAITING_MAX];
+    int n, got = 0;
+
+    if (max > WK_TAKE_WAITING_MAX)
+        max = WK_TAKE_WAITING_MAX;
+    if (max <= 0)
+        return 0;
+    do
+        n = epoll_wait(W.parked_epfd, ev, max, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        as_err("epoll_wait(parked connections): %s", strerror(errno));
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        struct wk_conn *c;
+        if (*(enum wk_item *)ev[i].data.ptr == WK_LISTENER) {
+            /* New connections' turn (loop.c wk_listening_update): up to
+             * a thread's worth are taken, the first served now and the
+             * others lined up behind the connections waiting. The
+             * listening socket (EPOLLONESHOT there) is armed again once
+             * the worker has served a request since (wk_conn_rearm_new),
+             * behind the connections waiting then: one turn in each round
+             * of them, and new connections whose requests have not come
+             * yet do not all go to the first busy worker that looks. */
+            struct wk_listener *l = ev[i].data.ptr;
+            bool more = true;
+            c = accept_one(l, &more);
+            if (c)
+                out[got++] = c;
+            for (int k = 1; c && more && k < W.threads; k++) {
+                struct wk_conn *next = accept_one(l, &more);
+                if (next) {
+                    next->last_active = wk_now();
+                    park(next);
+                }
+            }
+            l->disarmed_at = W.req_seq;
+            l->disarmed = true;
+            continue;
+        }
+        c = ev[i].data.ptr;
+        list_remove(c);
+        out[got++] = c;
+    }
+    return got;
 }
 
 void wk_conn_close(struct wk_conn *c)
@@ -81,31 +144,39 @@ void wk_conn_close(struct wk_conn *c)
     W.n_conns--;
 }
 
-/* Returns false when there was nothing (more) to accept. */
-bool wk_conn_accept(struct wk_listener *l)
+/* One new connection from L, or NULL; then *MORE (if given) says whether
+ * another accept may find one. */
+static struct wk_conn *accept_one(struct wk_listener *l, bool *more)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    struct epoll_event ev = { .events = EPOLLIN };
     struct wk_conn *c;
+    bool again = true;
     int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
     if (fd < 0) {
         switch (as_accept_failed(&W.accept_pause, errno, wk_now(), (long)W.n_conns)) {
         case AS_ACCEPT_AGAIN:
-            return true;
+            break;
         case AS_ACCEPT_PAUSE_NOW:
             wk_accept_pause();
-            return false;
+            again = false;
+            break;
         case AS_ACCEPT_DONE:
-            return false;
+            again = false;
+            break;
         }
+        if (more)
+            *more = again;
+        return NULL;
     }
     c = calloc(1, sizeof *c);
     if (!c) {
         as_err("out of memory for a connection");
         close(fd);
-        return true;
+        if (more)
+            *more = true;
+        return NULL;
     }
     c->kind = WK_CONN;
     c->fd = fd;
@@ -114,6 +185,18 @@ bool wk_conn_accept(struct wk_listener *l)
     as_http_init(&c->req, c->trusted ? &W.proxy_limits : &W.limits);
     c->req.on_body = wk_on_body;
     W.n_conns++;
+    return c;
+}
+
+/* Returns false when there was nothing (more) to accept. */
+bool wk_conn_accept(struct wk_listener *l)
+{
+    struct epoll_event ev = { .events = EPOLLIN };
+    bool more;
+    struct wk_conn *c = accept_one(l, &more);
+
+    if (!c)
+        return more;
     /* Usually the request is already there: no need to wait for epoll. A
      * request thread takes it at once; it is registered when one parks it,
      * so that it counts among the thread's connections from the start. */
@@ -122,7 +205,7 @@ bool wk_conn_accept(struct wk_listener *l)
         return true;
     }
     ev.data.ptr = c;
-    if (epoll_ctl(W.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    if (epoll_ctl(W.epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
         as_err("epoll_ctl: %s", strerror(errno));
         wk_conn_close(c);
         return true;
@@ -306,8 +389,20 @@ double wk_conn_expire(double now)
     /* keepalive = 0 turns keep-alive off; a header or a linger still gets a second. */
     double ka = W.cfg.keepalive > 0 ? W.cfg.keepalive : 1.0;
 
-    while (h->next != h && h->next->last_active + ka <= now)
-        wk_conn_close(h->next);
+    while (h->next != h && h->next->last_active + ka <= now) {
+        struct wk_conn *c = h->next;
+        char b;
+        /* With threads > 1 a parked connection whose next request came
+         * while every thread was busy is still on this list: it waits for
+         * a thread, it is not idle. */
+        if (W.threads > 1 && !c->lingering && recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+            list_remove(c);
+            c->last_active = now;
+            list_append(c);
+            continue;
+        }
+        wk_conn_close(c);
+    }
     if (h->next == h)
         return 3600;
     return h->next->last_active + ka - now;

@@ -30,7 +30,7 @@
 #define TAKE_QUEUED_QUIET 0.05
 #define TAKE_QUEUED_SETTLE_MAX 0.5
 
-static enum wk_item sig_item = WK_SIGNAL, chan_item = WK_CHANNEL;
+static enum wk_item sig_item = WK_SIGNAL, chan_item = WK_CHANNEL, parked_item = WK_PARKED;
 
 static void on_term(int sig)
 {
@@ -89,24 +89,66 @@ static bool prepare_listener(struct wk_listener *l)
     return true;
 }
 
-/* The listening sockets are in epoll exactly while this worker takes new
- * connections: not stopping, not out of descriptors (accept_pause.h), and
- * with a request thread free. Leaving the sockets' wait queues means no
- * wake-up comes to a worker that would not act on it (EPOLLEXCLUSIVE wakes
- * one waiter). */
+/* Whether every request thread has been busy for at least SECONDS. */
+static bool full_for(double seconds)
+{
+    double now = wk_now();
+
+    if (W.threads <= 1 || wk_threads_has_room()) {
+        W.full_since = 0;
+        return false;
+    }
+    if (W.full_since == 0)
+        W.full_since = now;
+    return now - W.full_since >= seconds;
+}
+
+/* The listening sockets are watched exactly while this worker takes new
+ * connections: not stopping, not out of descriptors (accept_pause.h). By
+ * the loop (epfd) while a request thread is free: leaving the sockets'
+ * wait queues otherwise means no wake-up comes to a worker that would not
+ * act on it (EPOLLEXCLUSIVE wakes one waiter). With threads > 1 and every
+ * thread busy for WK_FULL_TAKES_NEW (sustained load: a free worker would
+ * have taken what is queued by then), they are in the parked connections'
+ * set instead, which nobody waits on: a thread that finishes finds a new
+ * connection there in its turn, one per round of the parked connections'
+ * next requests (conn.c wk_conn_take_waiting), so that neither starves the
+ * other, and a worker takes new connections the less often the more of
+ * its own are waiting. Before that, a worker that is busy for a moment
+ * (a burst) leaves new connections to the workers that free up first. The
+ * request threads call this after each connection while it is due.
+ * The parked set itself is in epfd while a thread is free (stopping or
+ * not), and only then: while every thread is busy, a connection's next
+ * request does not wake the loop. */
 void wk_listening_update(void)
 {
-    bool want = !W.stopping && !W.term && W.accept_paused_until == 0 && (W.threads <= 1 || wk_threads_has_room());
+    bool room = W.threads <= 1 || wk_threads_has_room();
+    bool full_long = full_for(WK_FULL_TAKES_NEW);
+    int want = W.stopping || W.term || W.accept_paused_until > 0 ? WK_LISTEN_NOWHERE
+               : room                                           ? WK_LISTEN_LOOP
+               : full_long                                      ? WK_LISTEN_PARKED
+                                                                : WK_LISTEN_NOWHERE;
 
-    if (want == W.listening)
-        return;
-    for (int i = 0; i < W.n_lst; i++) {
-        if (want)
-            watch(W.lst[i].fd, EPOLLIN | EPOLLEXCLUSIVE, &W.lst[i]);
-        else if (epoll_ctl(W.epfd, EPOLL_CTL_DEL, W.lst[i].fd, NULL) < 0)
+    for (int i = 0; want != W.listening && i < W.n_lst; i++) {
+        struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &W.lst[i] };
+        if (W.listening != WK_LISTEN_NOWHERE &&
+            epoll_ctl(W.listening == WK_LISTEN_LOOP ? W.epfd : W.parked_epfd, EPOLL_CTL_DEL, W.lst[i].fd, NULL) < 0)
             as_warn("epoll_ctl(DEL listening socket %d): %s", W.lst[i].fd, strerror(errno));
+        ev.events |= want == WK_LISTEN_LOOP ? EPOLLEXCLUSIVE : EPOLLONESHOT;
+        W.lst[i].disarmed = false;
+        if (want != WK_LISTEN_NOWHERE &&
+            epoll_ctl(want == WK_LISTEN_LOOP ? W.epfd : W.parked_epfd, EPOLL_CTL_ADD, W.lst[i].fd, &ev) < 0)
+            as_err("epoll_ctl(listening socket %d): %s", W.lst[i].fd, strerror(errno));
     }
     W.listening = want;
+    if (W.threads > 1 && room != W.watching_parked) {
+        if (!W.watching_parked)
+            W.watching_parked = watch(W.parked_epfd, EPOLLIN, &parked_item);
+        else if (epoll_ctl(W.epfd, EPOLL_CTL_DEL, W.parked_epfd, NULL) < 0)
+            as_warn("epoll_ctl(DEL parked connections): %s", strerror(errno));
+        else
+            W.watching_parked = false;
+    }
 }
 
 /* The read buffer of a thread that serves requests. */
@@ -140,9 +182,16 @@ bool wk_loop_init(void)
     signal(SIGPIPE, SIG_IGN);
     if (!set_handler(SIGTERM, on_term) || !set_handler(SIGQUIT, on_quit) || !set_handler(SIGINT, on_quit))
         return false;
-    if (W.threads > 1 && !wk_threads_start())
-        return false;
-    W.listening = false;
+    if (W.threads > 1) {
+        W.parked_epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (W.parked_epfd < 0) {
+            as_err("epoll_create1: %s", strerror(errno));
+            return false;
+        }
+        if (!wk_threads_start())
+            return false;
+    }
+    W.listening = WK_LISTEN_NOWHERE;
     wk_listening_update();
     return true;
 }
@@ -181,7 +230,10 @@ static void dispatch(struct epoll_event *ev)
         wk_conn_accept(ev->data.ptr);
         break;
     case WK_CONN:
-        wk_conn_event(ev->data.ptr);
+        wk_conn_readable(ev->data.ptr);
+        break;
+    case WK_PARKED:
+        wk_threads_parked_waiting();
         break;
     case WK_SIGNAL:
         drain_signal_pipe();
@@ -294,9 +346,13 @@ static void drain(void)
             as_err("epoll_wait: %s", strerror(errno));
             break;
         }
-        for (int i = 0; i < n; i++)
-            if (*(enum wk_item *)ev[i].data.ptr == WK_CONN)
-                wk_conn_event(ev[i].data.ptr);
+        for (int i = 0; i < n; i++) {
+            enum wk_item kind = *(enum wk_item *)ev[i].data.ptr;
+            if (kind == WK_CONN)
+                wk_conn_readable(ev[i].data.ptr);
+            else if (kind == WK_PARKED)
+                wk_threads_parked_waiting();
+        }
         wk_slot_heartbeat();
     }
     if (W.threads > 1)

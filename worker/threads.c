@@ -1,11 +1,15 @@
 /* Request threads ([supervisor] threads = N > 1): N Python threads, each
  * serving one connection at a time with a request state of its own (R).
- * The loop hands them readable connections through a FIFO (conn.c says how
- * a connection changes hands); a thread waits for one with the GIL
- * released, so that the others run, and the GIL is released too whenever
- * a request waits on its socket or the app waits on I/O. Counters are
- * changed with the GIL held; the FIFO has its own lock because threads take
- * from it without the GIL. */
+ * A thread that finishes a request takes the next connection that waits
+ * (conn.c's parked set, conn.c says how a connection changes hands) itself,
+ * keeping the GIL: under load a request goes from one thread to the next
+ * without a wake-up of the loop or a hand-over of the GIL. Only a thread
+ * that finds nothing waiting becomes free: it waits on a FIFO, with the
+ * GIL released, and the loop, which watches the parked set and the
+ * listening sockets while a thread is free, hands it the next connection.
+ * The GIL is released too whenever a request waits on its socket or the
+ * app waits on I/O. Counters are changed with the GIL held; the FIFO has
+ * its own lock because threads take from it without the GIL. */
 #include "worker.h"
 
 #include <errno.h>
@@ -40,6 +44,32 @@ static struct wk_conn *take(void)
     return c;
 }
 
+/* A thread that just finished a connection's requests: the connection the
+ * loop queued first, else a parked one with a request waiting (or a new
+ * one, in its turn), else none: the thread becomes free. W.inflight counts
+ * the thread while it stays busy; a connection from the FIFO was counted
+ * when it was queued, so one of the two counts goes. GIL held. */
+static struct wk_conn *next_waiting(void)
+{
+    struct wk_conn *c = NULL;
+
+    pthread_mutex_lock(&lock);
+    if (head) {
+        c = head;
+        head = c->qnext;
+        if (!head)
+            tail = NULL;
+        c->qnext = NULL;
+    }
+    pthread_mutex_unlock(&lock);
+    if (c) {
+        W.inflight--;
+        return c;
+    }
+    wk_conn_rearm_new();
+    return wk_conn_take_waiting(&c, 1) > 0 ? c : NULL;
+}
+
 /* The body of request thread K (a threading.Thread target). */
 static PyObject *thread_main(PyObject *self, PyObject *arg)
 {
@@ -54,16 +84,22 @@ static PyObject *thread_main(PyObject *self, PyObject *arg)
     r = &requests[k];
     r->slot_req = &W.slot->req[k];
     wk_thread_request = r;
-    for (;;) {
-        struct wk_conn *c;
-        Py_BEGIN_ALLOW_THREADS
-        c = take();
-        Py_END_ALLOW_THREADS
-        if (!c)
-            break;
+    for (struct wk_conn *c = NULL;;) {
+        if (!c) {
+            Py_BEGIN_ALLOW_THREADS
+            c = take();
+            Py_END_ALLOW_THREADS
+            if (!c)
+                break;
+        }
         wk_conn_readable(c);    /* serves what it has, then parks or closes it */
-        W.inflight--;
-        wk_listening_update();  /* one more thread free */
+        c = next_waiting();     /* still busy: W.inflight counts it already */
+        if (!c) {
+            W.inflight--;
+            wk_listening_update();  /* one more thread free */
+        } else if (W.listening == WK_LISTEN_NOWHERE) {
+            wk_listening_update();  /* busy long enough for new connections to take turns? */
+        }
     }
     wk_thread_request = &wk_loop_request;
     Py_RETURN_NONE;
@@ -133,6 +169,18 @@ void wk_threads_dispatch(struct wk_conn *c)
     pthread_cond_signal(&work);
     pthread_mutex_unlock(&lock);
     wk_listening_update();  /* every thread has one now? */
+}
+
+/* Loop thread: parked connections have requests waiting, and a thread is
+ * free (the loop watches them only then): as many as there are free
+ * threads are handed over. */
+void wk_threads_parked_waiting(void)
+{
+    struct wk_conn *c[WK_TAKE_WAITING_MAX];
+    int n = wk_conn_take_waiting(c, W.threads - W.inflight);
+
+    for (int i = 0; i < n; i++)
+        wk_threads_dispatch(c[i]);
 }
 
 /* Whether a new connection would find a thread free. */

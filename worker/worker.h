@@ -24,7 +24,11 @@
 #define WK_MAX_LISTEN 64
 #define WK_RBUF_SIZE (64 * 1024)
 
-enum wk_item { WK_LISTENER = 1, WK_CONN, WK_SIGNAL, WK_CHANNEL };
+enum wk_item { WK_LISTENER = 1, WK_CONN, WK_SIGNAL, WK_CHANNEL, WK_PARKED };
+
+/* Where the listening sockets are watched (loop.c wk_listening_update). */
+enum { WK_LISTEN_NOWHERE, WK_LISTEN_LOOP, WK_LISTEN_PARKED };
+#define WK_FULL_TAKES_NEW 0.1  /* s every request thread is busy before new connections take turns */
 
 struct wk_listener {
     enum wk_item kind;          /* WK_LISTENER; first, for epoll dispatch */
@@ -32,6 +36,8 @@ struct wk_listener {
     bool is_unix;
     PyObject *server_name;      /* SERVER_NAME / SERVER_PORT when no Host */
     PyObject *server_port;
+    bool disarmed;              /* threads > 1: took its turn among the parked connections (conn.c) */
+    uint64_t disarmed_at;       /* W.req_seq then */
 };
 
 struct wk_conn {
@@ -41,7 +47,7 @@ struct wk_conn {
     struct wk_conn *prev, *next;    /* idle list, oldest activity first */
     double last_active;             /* monotonic seconds */
     struct wk_conn *qnext;          /* threads > 1: the queue of connections for the request threads */
-    bool in_epoll;                  /* threads > 1: registered (only once a thread parked it) */
+    bool in_epoll;                  /* threads > 1: in parked_epfd (only once a thread parked it) */
     bool trusted;                   /* peer may set X-Forwarded-* */
     bool lingering;                 /* answered and shut down: discarding input */
     unsigned served;                /* requests answered on this connection */
@@ -71,8 +77,11 @@ struct wk_worker {
     int sig_pipe[2];
     volatile sig_atomic_t term;     /* SIGTERM seen */
     bool stopping;                  /* no new requests after the current one */
-    bool listening;                 /* the listening sockets are in epoll */
+    int listening;                  /* where the listening sockets are watched: WK_LISTEN_* */
     int inflight;                   /* threads > 1: connections handed to request threads, not back yet */
+    int parked_epfd;                /* threads > 1: the parked connections' own epoll set (threads.c) */
+    bool watching_parked;           /* parked_epfd is in epfd: a request thread is free */
+    double full_since;              /* threads > 1: every thread busy since (monotonic s), or 0 */
     double accept_paused_until;     /* out of descriptors: listeners unwatched until then */
     struct as_accept_pause accept_pause;
 
@@ -217,6 +226,7 @@ Py_ssize_t wk_filewrap_blksize(PyObject *o);
 /* threads.c: [supervisor] threads > 1 */
 bool wk_threads_start(void);
 void wk_threads_dispatch(struct wk_conn *c);
+void wk_threads_parked_waiting(void);
 bool wk_threads_has_room(void);
 bool wk_threads_idle(void);
 void wk_threads_stop(void);
@@ -226,7 +236,9 @@ bool wk_conn_accept(struct wk_listener *l);
 void wk_accept_pause(void);
 void wk_accept_resume_due(double now);
 bool wk_conn_readable(struct wk_conn *c);
-void wk_conn_event(struct wk_conn *c);
+#define WK_TAKE_WAITING_MAX 64
+int wk_conn_take_waiting(struct wk_conn **out, int max);
+void wk_conn_rearm_new(void);
 void wk_conn_close(struct wk_conn *c);
 double wk_conn_expire(double now);
 size_t wk_conn_drain_all(void);
