@@ -54,6 +54,8 @@ def plan(o, hello, django, static_paths, mixed=None, sleep10=None):
                           hello, 0,
                           [Case(f"HTTPS {k1}", p1, c1, [o.base_conc]),
                            Case(f"HTTPS {k100}", p100, c100, [o.base_conc]),
+                           Case(f"new TLS connections/s ({k1}, full handshakes)", p1, c1, [o.base_conc],
+                                kind="full"),
                            Case(f"new TLS connections/s ({k1}, resumed by ticket)", p1, c1, [o.base_conc],
                                 kind="close"),
                            Case(f"HTTP/2 {k1}, 100 streams per connection", p1, c1, [H2_CONNECTIONS],

@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from . import h2load, mixed, net, procs, stacks, wrk, ws
+from . import h2load, mixed, net, procs, stacks, tlsload, wrk, ws
 
 BUSY_CLIENT = 0.9      # wrk using this much of its core: the client is the limit
 
@@ -19,7 +19,9 @@ class Case:
     path: str
     check: bytes        # the response body must contain this
     concs: list
-    kind: str = "wrk"   # "wrk"; "close": wrk, a new connection per request; "h2": h2load, 100 streams;
+    kind: str = "wrk"   # "wrk"; "close": wrk, a new connection per request (wrk resumes the TLS session);
+                        # "full": tlsload.py, a new connection and full TLS handshake per request;
+                        # "h2": h2load, 100 streams;
                         # "open", "closed": bench/benchlib/mixed.py's client, /fast and /slow at
                         # RATE a second or back to back on each connection;
                         # "gzip": wrk asking for gzip; "ws": WebSocket echo (ws.py)
@@ -110,6 +112,9 @@ class Runner:
             elif case.kind in ("open", "closed"):
                 fig, raw, busy = mixed.run(stack.port, case.kind, case.rate, conc, self.o.mixed_duration,
                                            self.o.client_cpus)
+            elif case.kind == "full":
+                fig, raw, busy = tlsload.run(self.ctx.workdir, stack.port, case.path, conc, self.o.duration,
+                                             self.o.client_cpus)
             elif case.kind == "ws":
                 fig, raw, busy = ws.run(self.ctx.workdir, stack.port, case.path, conc, self.o.duration,
                                         self.o.client_cpus)
