@@ -295,7 +295,7 @@ static int scan_fields(struct as_http_request *r, struct scan *sc)
 
 /* In absolute-form the target's authority is the Host, whatever the field
  * said (RFC 9112 3.2.2); added when there was none. */
-static int absolute_host(struct as_http_request *r, const struct scan *sc)
+static int absolute_host(struct as_http_request *r, struct scan *sc)
 {
     struct as_http_header *host;
 
@@ -307,6 +307,7 @@ static int absolute_host(struct as_http_request *r, const struct scan *sc)
         if (r->n_headers == r->hdr_cap && !grow_headers(r))
             return r->error = "too many header fields", 431;
         r->headers = r->hdr_store;
+        sc->host = r->n_headers;
         host = &r->headers[r->n_headers++];
         host->name = "Host";
         host->name_len = 4;
@@ -367,6 +368,8 @@ int as_http_head_finish(struct as_http_request *r)
     if ((status = scan_fields(r, &sc)) || (status = absolute_host(r, &sc)) || (status = check_te(r, &sc)) ||
         (status = check_length(r)))
         return status;
+    /* headers[] is final now (absolute_host may have moved it) */
+    r->host = sc.host != SIZE_MAX ? &r->headers[sc.host] : NULL;
     /* RFC 9110 10.1.1: only HTTP/1.1 clients wait for 100, and only
      * before a body. */
     r->expect_continue = sc.expect && r->http_minor == 1 && (r->content_length > 0 || r->chunked);

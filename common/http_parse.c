@@ -94,6 +94,7 @@ static void start_message(struct as_http_request *r)
     r->form = AS_HTTP_ORIGIN_FORM;
     r->http_major = r->http_minor = 0;
     r->n_headers = 0;
+    r->host = NULL;
     r->content_length = -1;
     r->chunked = r->expect_continue = r->keep_alive = r->upgrade = false;
     r->body_received = 0;

@@ -134,6 +134,9 @@ struct as_http_request {
                                    absent), and a repeated singleton field
                                    with the same value is kept once */
     size_t n_headers;
+    const struct as_http_header *host;  /* the Host among headers, NULL
+                                   without one: found by the head's own
+                                   checks, so nobody scans for it again */
     int64_t content_length;     /* -1 when absent */
     bool chunked;               /* Transfer-Encoding: chunked */
     bool expect_continue;       /* HTTP/1.1, Expect: 100-continue and a body

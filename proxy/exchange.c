@@ -149,12 +149,9 @@ static int on_body(void *ctx, const char *data, size_t len)
 /* The site of a request, by its Host. */
 static struct site *site_of(const struct runtime *rt, const struct as_http_request *r)
 {
-    const struct as_http_header *host;
-
     if (!rt->names.mask)
         return rt->default_site;    /* no [site]: no need to look */
-    host = as_http_header(r, "Host");
-    return host ? site_for_host(rt, host->value, host->value_len) : rt->default_site;
+    return r->host ? site_for_host(rt, r->host->value, r->host->value_len) : rt->default_site;
 }
 
 /* A front server of real_ip_from may have named the request already: its
@@ -202,7 +199,7 @@ bool exchange_head_done(struct exchange *x)
  * the request's (without its port), else the address the client reached. */
 static void redirect_https(struct exchange *x)
 {
-    const struct as_http_header *h = as_http_header(x->req, "Host");
+    const struct as_http_header *h = x->req->host;
     char host[300], location[PATH_MAX_DECODED + 400];
     size_t hl = 0, n;
 

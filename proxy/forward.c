@@ -72,7 +72,7 @@ static void build_head(struct exchange *x, struct headw *h)
 {
     const struct as_http_request *r = x->req;
     const struct as_http_header *conn_h = as_http_header(r, "Connection");
-    const struct as_http_header *host = as_http_header(r, "Host");
+    const struct as_http_header *host = r->host;
     bool front = exchange_from_front(x);
     const struct as_http_header *xff = front ? as_http_header(r, "X-Forwarded-For") : NULL;
     const struct as_http_header *xfp = front ? as_http_header(r, "X-Forwarded-Proto") : NULL;

@@ -36,7 +36,7 @@ void fwd_request_head(struct headw *h, const struct as_http_request *r, const st
         hw_put(h, r->query, r->query_len);
     }
     hw_put(h, " HTTP/1.1\r\n", 11);
-    if (!as_http_header(r, "Host"))
+    if (!r->host)
         hw_header(h, "Host", 4, local_host, strlen(local_host));
     for (size_t i = 0; i < r->n_headers; i++) {
         const struct as_http_header *f = &r->headers[i];

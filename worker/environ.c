@@ -457,7 +457,7 @@ PyObject *wk_environ_build(struct wk_conn *c)
     }
     if (set_request_line(env, c, sn) < 0 || apply_forwarded(env, xff, xfp) < 0 ||
         apply_forwarded_for(env, fwd) < 0 ||
-        set_server(env, c, as_http_header(r, "Host")) < 0)
+        set_server(env, c, r->host) < 0)
         goto fail;
     return env;
 fail:
