@@ -212,7 +212,10 @@ void access_log(struct exchange *x)
     fmt_str(&f, upstream);
     if (x->rt->cfg.n_sites) {
         fmt_char(&f, ' ');      /* with [site]s, which one answered */
-        fmt_str(&f, site);
+        if (x->site)
+            fmt_mem(&f, x->site->name, x->site->name_len);
+        else
+            fmt_char(&f, '-');
     }
     if (al.journal || as_log_format() == AS_LOG_JSON) {
         *f.p = '\0';

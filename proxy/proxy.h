@@ -60,6 +60,7 @@ struct runtime {
     struct site_names {
         struct site_name *slot;
         size_t mask;
+        char *arena;            /* the names the slots point to (site.c) */
     } names;
     struct tls_rt *tls;         /* certificates; NULL without TLS listens */
     char *hsts;                 /* "Strict-Transport-Security: ...\r\n", or NULL */

@@ -18,6 +18,7 @@
 
 struct site {
     const char *name;           /* [site NAME], or SITE_DEFAULT_NAME */
+    size_t name_len;            /* for the access log's line */
     const struct as_site *cfg;  /* NULL for the default site */
     struct location_rt *locs;   /* a slice of the runtime's locations */
     struct sp_location *sp;     /* the same, for static_resolve */
@@ -36,7 +37,7 @@ struct site {
  * addressing, linear probing, at most half full; mask = slots - 1, 0 when
  * no site has a name). */
 struct site_name {
-    const char *name;           /* lower case; ".example.com" for "*.example.com" */
+    const char *name;           /* lower case, then zero bytes (site.c); ".example.com" for "*.example.com" */
     size_t len;
     uint32_t hash;
     struct site *site;
