@@ -12,6 +12,7 @@
 #define APPSTACK_PROXY_CONN_H
 
 #include "proxy.h"
+#include "site.h"
 
 struct conn;
 struct exchange;
@@ -100,6 +101,8 @@ struct conn {
 
     /* HTTP/2 (h2.c) */
     struct h2 *h2;
+
+    struct site_memo site_memo; /* its requests' last Host (site.h) */
 };
 
 /* Watches EVENTS (EV_READ | EV_WRITE, or 0) on the socket; only a change

@@ -147,11 +147,15 @@ static int on_body(void *ctx, const char *data, size_t len)
 }
 
 /* The site of a request, by its Host. */
-static struct site *site_of(const struct runtime *rt, const struct as_http_request *r)
+static struct site *site_of(struct exchange *x, const struct as_http_request *r)
 {
+    const struct runtime *rt = x->rt;
+
     if (!rt->names.mask)
         return rt->default_site;    /* no [site]: no need to look */
-    return r->host ? site_for_host(rt, r->host->value, r->host->value_len) : rt->default_site;
+    if (!r->host)
+        return rt->default_site;
+    return site_for_host_memo(rt, &x->c->site_memo, r->host->value, r->host->value_len);
 }
 
 /* A front server of real_ip_from may have named the request already: its
@@ -176,7 +180,7 @@ bool exchange_head_done(struct exchange *x)
     x->head_only = r->method[0] == 'H' && !strcmp(r->method, "HEAD");
     realip_request(x);
     keep_request_id(x);
-    x->site = site_of(x->rt, r);
+    x->site = site_of(x, r);
     if (!x->site) {
         exchange_error(x, 421, true);   /* no site of that name here, and no default */
         return false;

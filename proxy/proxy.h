@@ -61,6 +61,7 @@ struct runtime {
         struct site_name *slot;
         size_t mask;
         char *arena;            /* the names the slots point to (site.c) */
+        uint64_t gen;           /* this runtime's, among every runtime's (site.h) */
     } names;
     struct tls_rt *tls;         /* certificates; NULL without TLS listens */
     char *hsts;                 /* "Strict-Transport-Security: ...\r\n", or NULL */

@@ -168,13 +168,51 @@ struct site *site_for_host(const struct runtime *rt, const char *host, size_t le
     return rt->default_site;
 }
 
+/* A's N bytes are B's; a word at a time from 8 bytes on (the last word
+ * overlaps the one before), as neither may be read past N. */
+static inline bool same_bytes(const char *a, const char *b, size_t n)
+{
+    size_t i = 0;
+
+    if (n < 8)
+        return !memcmp(a, b, n);
+    for (; i + 8 < n; i += 8)
+        if (load8(a + i) != load8(b + i))
+            return false;
+    return load8(a + n - 8) == load8(b + n - 8);
+}
+
+/* Out of line, so that a hit costs no more than its comparison. */
+static __attribute__((noinline)) struct site *memo_miss(const struct runtime *rt, struct site_memo *m,
+                                                        const char *host, size_t len)
+{
+    struct site *site = site_for_host(rt, host, len);
+
+    if (len <= sizeof m->host) {
+        m->gen = rt->names.gen;
+        m->site = site;
+        m->len = (uint8_t)len;
+        memcpy(m->host, host, len);
+    }
+    return site;
+}
+
+struct site *site_for_host_memo(const struct runtime *rt, struct site_memo *m, const char *host, size_t len)
+{
+    if (m->gen == rt->names.gen && m->len == len && same_bytes(m->host, host, len))
+        return m->site;
+    return memo_miss(rt, m, host, len);
+}
+
 void sites_build(struct runtime *rt)
 {
+    static uint64_t generations;
     const struct as_config *c = &rt->cfg;
     size_t loc = c->n_locations, n_names = 0, slots = 8, arena_size = 0;
     struct site *s;
     char *arena;
 
+    rt->names.gen = ++generations;
     rt->n_sites = c->n_sites + (c->upstream.n > 0);
     rt->sites = as_xcalloc(rt->n_sites, sizeof *rt->sites);
     s = rt->sites;

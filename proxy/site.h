@@ -48,6 +48,21 @@ struct site_name {
  * NULL when none matches and there is no default site. */
 struct site *site_for_host(const struct runtime *rt, const char *host, size_t len);
 
+/* What a connection remembers of the last Host it looked up: the requests
+ * of a keep-alive connection nearly always name the same one, and the
+ * next is then one comparison of bytes, not a lookup. The generation of
+ * the runtime's sites (a new one for each runtime built) says whether the
+ * site is still that runtime's; a Host longer than host[] is not kept. */
+struct site_memo {
+    uint64_t gen;               /* struct site_names' gen; 0: nothing kept */
+    struct site *site;
+    uint8_t len;
+    char host[55];              /* the Host value as sent */
+};
+
+/* site_for_host(), through M. */
+struct site *site_for_host_memo(const struct runtime *rt, struct site_memo *m, const char *host, size_t len);
+
 /* Builds RT's sites from its config, once its locations and upstreams are
  * built. */
 void sites_build(struct runtime *rt);

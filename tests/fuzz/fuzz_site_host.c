@@ -5,7 +5,8 @@
  * "*.x" for wildcards, "|" between sites), the rest is the Host value.
  * Names that config.c would refuse are dropped, as the loader would. The
  * table lookup and the reference (compare against every name) must agree
- * on the site, for any bytes in the Host.
+ * on the site, for any bytes in the Host, and so must a connection's
+ * memo of its last Host (site_for_host_memo).
  *
  * Built by `make fuzz`; replayed by `make check`. */
 #include <ctype.h>
@@ -79,6 +80,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
     static char *names[MAX_NAMES];
+    static struct site_memo memo;
+    struct site *want;
     static int line[MAX_NAMES];
     struct as_site cs[MAX_SITES];
     struct runtime rt;
@@ -132,7 +135,12 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         rt.cfg.upstream = (struct as_strlist){ up_names, up_lines, 1 };
     }
     sites_build(&rt);
-    if (site_for_host(&rt, host, hostlen) != reference(&rt, host, hostlen))
+    want = reference(&rt, host, hostlen);
+    if (site_for_host(&rt, host, hostlen) != want)
+        abort();
+    /* A connection's memo (kept from input to input: each input's rt is at
+     * the same address, but of another generation), missed then hit. */
+    if (site_for_host_memo(&rt, &memo, host, hostlen) != want || site_for_host_memo(&rt, &memo, host, hostlen) != want)
         abort();
     sites_free(&rt);
     return 0;
