@@ -5,13 +5,14 @@ changes the sites, and every mistake in a [site] is a FILE:LINE error."""
 import os
 import re
 import signal
+import socket
 import subprocess
 import textwrap
 
 import pytest
 
 from conftest import free_port, prog, wait_for
-from proxyutil import ENV, Proxy, Upstream, get, ok, raw_request
+from proxyutil import ENV, Proxy, Upstream, get, ok, raw_request, read_response
 
 
 def named(name):
@@ -87,6 +88,84 @@ def test_host_picks_the_site(tmpdir_short, ups):
             while chunk := s.recv(65536):
                 data += chunk
         assert re.findall(rb"\r\n\r\n(\w+ /\d)", data) == [b"a /1", b"b /2", b"default /3"]
+    finally:
+        p.stop()
+
+
+def many_sites(tmpdir, upstream, swap=False):
+    """A [proxy] default site and 30 [site]s, each with its own "= /who"
+    file naming it: names of every length around the 8-byte words the
+    lookup reads (1 to 17, 63, 180), names that differ in one byte in the
+    middle, nested wildcards, an exact name under a wildcard, address
+    literals. SWAP: www.site01 and www.site02 trade sites."""
+    names = {}
+    for length in (1, 2, 7, 8, 9, 15, 16, 17, 63, 180):
+        name = f"n{length}x".ljust(length, "q")[:length]
+        # labels of at most 50 bytes
+        names[f"len{length}"] = ["".join("." if i % 51 == 50 else c for i, c in enumerate(name))]
+    for i in range(1, 13):
+        names[f"www{i:02d}"] = [f"www.site{i:02d}.example.com"]
+    if swap:
+        names["www01"], names["www02"] = names["www02"], names["www01"]
+    names.update(org=["*.example.org"], deep=["*.deep.example.org"], exact=["example.org", "exact.example.org"],
+                 ip4=["127.0.0.5"], ip6=["[::5]"])
+    text = f"[proxy]\nworkers = 1\nlisten = 127.0.0.1:PORT\nupstream = {upstream}\n"
+    for site in ["default", *names]:
+        path = os.path.join(tmpdir, f"who-{site}")
+        with open(path, "w") as f:
+            f.write(site)
+        if site != "default":
+            text += f"\n[site {site}]\nserver_name = {' '.join(names[site])}\nupstream = {upstream}\n"
+        text += f"\n[location = /who]\nalias = {path}\n"
+    return text, names
+
+
+def test_many_sites_on_one_keep_alive_connection(tmpdir_short, ups):
+    """Every Host goes to its site whatever the case, port and trailing dot,
+    and whatever the Host of the request before it on the same connection;
+    after a HUP the same connection follows the new sites."""
+    text, names = many_sites(tmpdir_short, ups["default"].addr)
+    p = start(tmpdir_short, text)
+    cases = []
+    for site, ns in names.items():
+        for n in ns:
+            if n.startswith("*."):
+                n = "a.b" + n[1:]
+            cases += [(n, site), (n.upper() + ":8080", site)]
+            if not n.startswith("["):   # "[::5]." is not a Host (400)
+                cases += [(n + ".", site), (n.title() + ".:1", site)]
+    cases += [("x.example.org", "org"), ("deep.example.org", "org"), ("X.DEEP.example.org", "deep"),
+              ("exact.example.org", "exact"), ("sub.exact.example.org", "org"),
+              ("example.org.", "exact"), ("example.org.evil", "default"), ("www.site13.example.com", "default"),
+              ("site01.example.com", "default"), ("www.site1.example.com", "default"), ("[::5]:80", "ip6"),
+              ("127.0.0.55", "default"), ("n7xqqq", "default"), ("n7xqqqqq", "default"), ("N8XQQQQQ:1", "len8"),
+              ("n9xqqqqqr", "default"), ("n16xqqqqqqqqqqqr", "default"), ("", "default")]
+    # 255 bytes once the trailing dot is gone is still a name; 256 is not.
+    longest = ("y" * 60 + ".") * 3 + "z" * (255 - 183 - len(".example.org")) + ".example.org"
+    assert len(longest) == 255
+    cases += [(longest + ".:80", "org"), ("z" + longest, "default")]
+    cases += cases[::3]          # the same Host again, after others
+
+    def who(s, f, host):
+        s.sendall(f"GET /who HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        r = read_response(f, False)
+        assert r and r.status == 200, (host, r and r.status)
+        return r.body.decode()
+
+    try:
+        with socket.create_connection(("127.0.0.1", p.port), timeout=5) as s, s.makefile("rb") as f:
+            got = [(host, who(s, f, host)) for host, _ in cases]
+            assert got == cases
+            # HUP: www.site01 and www.site02 trade sites; this connection
+            # stays open and asks again with the Host it asked last.
+            assert who(s, f, "www.site01.example.com") == "www01"
+            write(tmpdir_short, many_sites(tmpdir_short, ups["default"].addr, swap=True)[0]
+                  .replace("PORT", str(p.port)))
+            p.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: answer(p.port, "www.site01.example.com", "/who") == (200, "www02"), timeout=5,
+                     what="reloaded sites")
+            assert who(s, f, "www.site01.example.com") == "www02"
+            assert who(s, f, "WWW.SITE02.example.com") == "www01"
     finally:
         p.stop()
 
