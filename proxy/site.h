@@ -7,8 +7,10 @@
  * The choice is a lookup in a hash table of the exact names, then of the
  * Host's parent domains among the wildcards ("*.example.com" is stored as
  * ".example.com"), longest first: a few hashes per request whatever the
- * number of sites. (A TLS handshake's certificate is chosen by the
- * certificates' own names, tls_ctx.c, not here.) */
+ * number of sites, read a word at a time, and none at all when the Host is
+ * the one the connection's previous request named (struct site_memo).
+ * (A TLS handshake's certificate is chosen by the certificates' own names,
+ * tls_ctx.c, not here.) */
 #ifndef APPSTACK_PROXY_SITE_H
 #define APPSTACK_PROXY_SITE_H
 
