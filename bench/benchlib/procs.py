@@ -5,6 +5,7 @@ forks can be stopped by its own id, and is remembered so that an interrupted
 run still stops all of them (atexit + SIGINT/SIGTERM)."""
 import atexit
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -123,6 +124,32 @@ def run_capture(argv, timeout, env=None):
         _short_lived.discard(p.pid)
         _tell_reaper(-p.pid)
     return p.returncode, out
+
+
+def build_c(workdir, name, src, libs):
+    """bench/SRC built with cc -O2 into WORKDIR/NAME once per run; its path."""
+    out = os.path.join(workdir, name)
+    if not os.path.exists(out):
+        r = subprocess.run(["cc", "-O2", "-pthread", "-o", out, src, *libs], capture_output=True, text=True,
+                           timeout=120)
+        if r.returncode:
+            raise RuntimeError(f"cannot build {name}: {r.stderr[-1500:]}")
+    return out
+
+
+def run_client(argv, duration, cpus=None):
+    """A load client (pinned to CPUS) that runs for about DURATION seconds:
+    (its output, the CPUs' worth of time it used); ValueError when it fails."""
+    name = os.path.basename(argv[0])
+    if cpus:
+        argv = ["taskset", "-c", cpus] + argv
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    status, out = run_capture(argv, timeout=duration + 60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if status != 0:
+        raise ValueError(f"{name} exited {status}:\n{out[-2000:]}")
+    return out, cpu / max(1.0, duration)
 
 
 def _signal(pid, sig):

@@ -3,22 +3,13 @@ connection with a full TLS handshake for every request, offering no
 session, because wrk resumes the last session on each reconnection."""
 import os
 import re
-import resource
-import subprocess
 
 from . import apps, procs
 
 
 def binary(workdir):
     """Path of tlsload, built once per run."""
-    out = os.path.join(workdir, "tlsload")
-    if not os.path.exists(out):
-        src = os.path.join(apps.BENCH, "tlsload.c")
-        r = subprocess.run(["cc", "-O2", "-pthread", "-o", out, src, "-lssl", "-lcrypto"], capture_output=True,
-                           text=True, timeout=120)
-        if r.returncode:
-            raise RuntimeError(f"cannot build tlsload: {r.stderr[-1500:]}")
-    return out
+    return procs.build_c(workdir, "tlsload", os.path.join(apps.BENCH, "tlsload.c"), ["-lssl", "-lcrypto"])
 
 
 def parse(out):
@@ -35,13 +26,6 @@ def run(workdir, port, path, conc, duration, cpus=None):
     """CONC clients, each a new connection and full handshake per request,
     for DURATION seconds; returns (figures, raw output, CPUs' worth of time
     the client used)."""
-    argv = [binary(workdir), str(port), path, str(conc), str(max(1.0, duration))]
-    if cpus:
-        argv = ["taskset", "-c", cpus] + argv
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    status, out = procs.run_capture(argv, timeout=duration + 60)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if status != 0:
-        raise ValueError(f"tlsload exited {status}:\n{out[-2000:]}")
-    return parse(out), out, cpu / max(1.0, duration)
+    out, busy = procs.run_client([binary(workdir), str(port), path, str(conc), str(max(1.0, duration))], duration,
+                                 cpus)
+    return parse(out), out, busy

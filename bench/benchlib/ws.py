@@ -4,8 +4,6 @@ connections, each sending a message and waiting for its echo), so that
 neither limits the front being measured."""
 import os
 import re
-import resource
-import subprocess
 
 from . import apps, procs
 
@@ -14,13 +12,7 @@ MESSAGE = 64        # bytes per message
 
 def binary(workdir):
     """Path of wsload, built once per run."""
-    out = os.path.join(workdir, "wsload")
-    if not os.path.exists(out):
-        src = os.path.join(apps.BENCH, "wsload.c")
-        r = subprocess.run(["cc", "-O2", "-o", out, src, "-lcrypto"], capture_output=True, text=True, timeout=120)
-        if r.returncode:
-            raise RuntimeError(f"cannot build wsload: {r.stderr[-1500:]}")
-    return out
+    return procs.build_c(workdir, "wsload", os.path.join(apps.BENCH, "wsload.c"), ["-lcrypto"])
 
 
 def parse(out):
@@ -36,13 +28,6 @@ def parse(out):
 def run(workdir, port, path, conc, duration, cpus=None):
     """CONC connections echoing for DURATION seconds; returns (figures, raw
     output, CPUs' worth of time the client used)."""
-    argv = [binary(workdir), "client", str(port), path, str(conc), str(max(1.0, duration)), str(MESSAGE)]
-    if cpus:
-        argv = ["taskset", "-c", cpus] + argv
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    status, out = procs.run_capture(argv, timeout=duration + 60)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if status != 0:
-        raise ValueError(f"wsload exited {status}:\n{out[-2000:]}")
-    return parse(out), out, cpu / max(1.0, duration)
+    out, busy = procs.run_client([binary(workdir), "client", str(port), path, str(conc), str(max(1.0, duration)),
+                                  str(MESSAGE)], duration, cpus)
+    return parse(out), out, busy
