@@ -11,22 +11,27 @@ def test_scale_up_then_down_retires_gracefully(supervisor):
     r = s.supctl("scale", "5")
     assert r.returncode == 0 and "2 -> 5" in r.stdout, r
     s.wait_ready(5)
-    # Five slow requests: the workers about to be retired (the newest: ids
-    # 3, 4, 5) must be in the middle of some of them.
+    # Slow requests until one of the workers about to be retired (the
+    # newest: ids 3, 4, 5) is in the middle of one. One at a time, each once
+    # the one before is seen busy: a worker that is serving accepts nothing,
+    # so the next goes to an idle one (five at once could all be accepted by
+    # workers 1 and 2 before any of them sent its request).
     results = []
 
     def slow():
         try:
-            results.append(get(s.port, "/sleep?3", timeout=30)[0])
+            results.append(get(s.port, "/sleep?6", timeout=30)[0])
         except OSError as e:
             results.append(e)
-    threads = [threading.Thread(target=slow) for _ in range(5)]
-    for t in threads:
-        t.start()
 
     def busy_ids():
         return {w["id"] for w in s.status()["workers"] if w["state"] == "busy"}
-    wait_for(lambda: busy_ids() & {3, 4, 5}, timeout=20, what="a busy worker among those retired")
+    threads = []
+    while not busy_ids() & {3, 4, 5}:
+        assert len(threads) < 5, s.status()
+        threads.append(threading.Thread(target=slow))
+        threads[-1].start()
+        wait_for(lambda: len(busy_ids()) >= len(threads), timeout=20, what=f"{len(threads)} busy workers")
     r = s.supctl("scale", "2")
     assert r.returncode == 0 and "5 -> 2" in r.stdout, r
     # The newest go; an idle one may be gone already, busy ones finish first.
@@ -36,7 +41,7 @@ def test_scale_up_then_down_retires_gracefully(supervisor):
     assert any(states.get(i) == "stopping" for i in (3, 4, 5)), states
     for t in threads:
         t.join(30)
-    assert results == [200] * 5, s.log_text()
+    assert results == [200] * len(threads), s.log_text()
     s.wait_ready(2)
     assert sorted(w["id"] for w in s.status()["workers"]) == [1, 2]
     assert s.status()["target"] == 2
