@@ -22,8 +22,11 @@
  * 431 up to the cap, the connection ended beyond it); SETTINGS and PING
  * answers the client does not read ended by nghttp2's outbound ack limit;
  * no more frames taken from nghttp2 while H2_OUT_HIGH bytes wait for the
- * socket, and no reading while they wait (a slow reader holds little). */
+ * socket, and no reading while they wait (a slow reader holds little).
+ * A session idle for H2_IDLE_TRIM gives its large blocks' pages back
+ * (h2_mem.c): an idle connection weighs little more than an HTTP/1.1 one. */
 #include "exchange.h"
+#include "h2_mem.h"
 #include "metrics.h"
 #include "tunnel.h"
 #include "xalloc.h"
@@ -44,15 +47,19 @@
 #define H2_RESET_BURST 1000                 /* nghttp2's own defaults for the reset bucket */
 #define H2_RESET_RATE 33
 #define H2_MAX_CONTINUATIONS 8
+#define H2_IDLE_TRIM 1.0                    /* seconds idle before the session's pages go back */
 
 struct h2 {
     nghttp2_session *s;
+    struct h2_mem mem;          /* the session's allocator (h2_mem.c) */
     struct spool out;           /* frames for the socket */
     struct exchange *streams;   /* open streams, newest first */
     int n_streams;
     bool busy;                  /* inside nghttp2: no mem_send now */
     bool want_flush;
     bool writing;
+    bool lean;                  /* idle, its pages given back (h2_trim) */
+    double idle_since;
     /* the header block being received (one at a time, RFC 9113 6.10) */
     char *hb;                   /* "name: value\r\n" lines */
     size_t hb_len, hb_cap, hb_bytes;
@@ -109,6 +116,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;           /* trailers: read and dropped */
     x = exchange_new(c);
+    h->lean = false;
     PM_INC(h2_streams);
     x->h2 = true;
     x->keep_alive = true;
@@ -515,6 +523,7 @@ static void h2_flush(struct conn *c)
             }
             if (n == 0)
                 break;
+            h->lean = false;
             spool_append(&h->out, p, (size_t)n);
         }
         r = conn_send(c, &h->out);
@@ -540,7 +549,27 @@ static void h2_flush(struct conn *c)
     }
     h->writing = false;
     conn_watch(c, EV_READ);
-    conn_arm(c, h->n_streams ? srv.rt->cfg.client_body_timeout : srv.rt->cfg.keepalive_timeout);
+    if (h->n_streams)
+        conn_arm(c, srv.rt->cfg.client_body_timeout);
+    else if (!h->lean && srv.rt->cfg.keepalive_timeout > H2_IDLE_TRIM) {
+        h->idle_since = ev_now(srv.loop);
+        conn_arm(c, H2_IDLE_TRIM);          /* then h2_trim */
+    } else
+        conn_arm(c, srv.rt->cfg.keepalive_timeout);
+}
+
+/* The session stayed idle: what it holds only to send or to receive a
+ * header block goes (the header block buffers, the frame buffer's
+ * pages), and it weighs little more than an HTTP/1.1 connection until it
+ * is used again. */
+static void h2_trim(struct h2 *h)
+{
+    free(h->hb);
+    free(h->cookie);
+    h->hb = h->cookie = NULL;
+    h->hb_len = h->hb_cap = h->hb_bytes = h->cookie_len = h->cookie_cap = 0;
+    h2_mem_idle(&h->mem);
+    h->lean = true;
 }
 
 /* The end after a protocol error or a timeout: what nghttp2 has to say
@@ -604,6 +633,15 @@ static void h2_timeout(struct conn *c)
 {
     struct h2 *h = c->h2;
 
+    /* h2_mem_idle's condition: no stream, nothing for nghttp2 to send. */
+    if (!h->n_streams && !h->writing && !h->lean && !nghttp2_session_want_write(h->s)) {
+        double left = srv.rt->cfg.keepalive_timeout - (ev_now(srv.loop) - h->idle_since);
+        h2_trim(h);
+        if (left > 0) {
+            conn_arm(c, left);
+            return;
+        }
+    }
     if (!h->n_streams || h->writing) {
         nghttp2_session_terminate_session(h->s, NGHTTP2_NO_ERROR);
         send_then_close(c);
@@ -649,6 +687,7 @@ static void h2_close(struct conn *c)
         exchange_finish(x, false);
     }
     nghttp2_session_del(h->s);
+    h2_mem_release(&h->mem);
     spool_free(&h->out);
     block_reset(h);
     free(h->hb);
@@ -700,9 +739,19 @@ static void h2_start(struct conn *c)
         { NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1 },   /* WebSockets, RFC 8441 */
     };
     struct h2 *h = calloc(1, sizeof *h);
+    nghttp2_mem mem;
+    int r = -1;
 
-    if (!h || nghttp2_session_server_new2(&h->s, callbacks(), c, options())) {
+    if (h) {
+        mem = h2_mem_of(&h->mem);
+        h2_mem_creating(&h->mem, true);
+        r = nghttp2_session_server_new3(&h->s, callbacks(), c, options(), &mem);
+        h2_mem_creating(&h->mem, false);
+    }
+    if (r) {
         as_err("HTTP/2: out of memory for a session");
+        if (h)
+            h2_mem_release(&h->mem);
         free(h);
         conn_close(c);
         return;

@@ -127,6 +127,25 @@ def test_uploads_with_and_without_length_streaming_and_trailers(h2proxy):
         c.close()
 
 
+def test_a_session_serves_again_after_idle_gave_its_pages_back(h2proxy):
+    """After 1 s idle a session gives its frame buffer's and empty stream
+    table's pages back (proxy/h2_mem.c); what it sends next is whole."""
+    c = Client(h2proxy.h2c_port)
+    try:
+        cookie = [("cookie", "a=" + "x" * 3000), ("cookie", "b=2"), ("x-long", "y" * 5000)]
+        for rnd in range(3):
+            status, headers, out = c.get(f"/app/{rnd}", headers=cookie)
+            assert status == 200 and out.decode().startswith(f"GET /app/{rnd} 0 "), out
+            assert h2proxy.up.requests[-1].header("cookie") == ["a=" + "x" * 3000 + "; b=2"]
+            status, headers, out = c.get("/static/big.bin")
+            assert status == 200 and out == h2proxy.files["big.bin"]
+            status, headers, out = c.get("/static/small.txt")
+            assert status == 200 and out == b"small file\n" and headers["content-length"] == "11"
+            time.sleep(1.5)
+    finally:
+        c.close()
+
+
 def h1_status(port, head):
     r = raw_request(port, head)
     return r.status
