@@ -232,7 +232,7 @@ static int run(const char *path)
     uint64_t usec = 0;
 
     srv.config_path = path;
-    if (!tls_init())
+    if (!tls_tickets_seed())
         return 1;
     srv.rt = runtime_load(path, true);
     if (!srv.rt)

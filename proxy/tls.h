@@ -26,17 +26,16 @@ struct tls_rt {
     size_t n_sites;
 };
 
-/* Process-wide set-up, once, before the first context: ticket keys. Proxy
- * processes forked after it derive the same keys (see tls_tickets.c). */
-bool tls_init(void);
-
 /* Contexts for CFG's certificate pairs. Every problem is printed to stderr
  * as FILE:LINE: message; returns NULL if there was any. */
 struct tls_rt *tls_rt_load(const struct as_config *cfg);
 void tls_rt_free(struct tls_rt *t);
 
+/* tls_tickets.c, in the master, once, before the first fork: the secret
+ * the ticket keys come from (getrandom, no OpenSSL). Proxy processes forked
+ * after it derive the same keys. False after logging. */
+bool tls_tickets_seed(void);
 /* tls_tickets.c: the callback OpenSSL calls to seal and open tickets. */
-bool tls_tickets_init(void);
 int tls_ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
                   EVP_MAC_CTX *hctx, int enc);
 

@@ -26,11 +26,6 @@
 #define GROUPS "X25519:prime256v1:secp384r1"
 #define SESSION_LIFETIME 3600       /* s: what a ticket promises; the keys live longer */
 
-bool tls_init(void)
-{
-    return tls_tickets_init();
-}
-
 /* The reason of the last OpenSSL error, for a FILE:LINE message. */
 static const char *ssl_reason(void)
 {

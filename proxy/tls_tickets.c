@@ -3,11 +3,14 @@
  * cache.
  *
  * The keys follow a one-way ratchet over hourly epochs of the wall clock:
- * a random secret is drawn once (tls_tickets_init), each epoch's secret is
- * an HMAC of the one before, and each epoch's key is derived from its
- * secret. Processes forked after tls_tickets_init hold the same secret and
- * the same clock, so they derive the same keys without talking to each
- * other, and none can recover an earlier key from what it holds. Tickets
+ * a random secret is drawn once, in the master (tls_tickets_seed, with
+ * getrandom: the master does not use OpenSSL), each epoch's secret is an
+ * HMAC of the one before, and each epoch's key is derived from its secret,
+ * in each serving process at its first ticket. Processes forked from the
+ * master hold the same first secret and epoch and the same clock, so they
+ * derive the same keys without talking to each other, and a serving
+ * process cannot recover an earlier key from what it holds (the master
+ * keeps the first secret, for the processes it forks later). Tickets
  * are sealed with the current epoch's key and opened with the previous,
  * current or next one (processes cross an epoch boundary at slightly
  * different moments); a ticket from an older key is ignored, which costs
@@ -19,7 +22,9 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #define EPOCH_SECONDS 3600
@@ -31,7 +36,10 @@ struct ticket_key {
 };
 
 static struct {
-    bool ready;
+    bool seeded, ready;
+    unsigned char first[32];        /* the master's draw: epoch0's secret */
+    unsigned char name0[16];        /* the name of a key before epoch0: matches nothing */
+    uint64_t epoch0;
     uint64_t epoch;                 /* of keys[1] */
     unsigned char secret[32];       /* the ratchet state of epoch + 1 */
     struct ticket_key keys[3];      /* epoch - 1, epoch, epoch + 1 */
@@ -63,24 +71,46 @@ static void ratchet(unsigned char secret[32])
     OPENSSL_cleanse(next, sizeof next);
 }
 
-bool tls_tickets_init(void)
+static bool random_bytes(unsigned char *out, size_t len)
 {
-    unsigned char first[32];
+    while (len > 0) {
+        ssize_t n = getrandom(out, len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        out += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
 
-    if (tk.ready)
+bool tls_tickets_seed(void)
+{
+    if (tk.seeded)
         return true;
-    if (RAND_bytes(first, sizeof first) != 1 || RAND_bytes(tk.keys[0].name, sizeof tk.keys[0].name) != 1) {
-        as_err("TLS: no random bytes for session ticket keys");
+    if (!random_bytes(tk.first, sizeof tk.first) || !random_bytes(tk.name0, sizeof tk.name0)) {
+        as_err("TLS: no random bytes for session ticket keys: %s", strerror(errno));
         return false;
     }
-    tk.epoch = (uint64_t)time(NULL) / EPOCH_SECONDS;
-    derive(first, &tk.keys[1]);
-    memcpy(tk.secret, first, sizeof first);
+    tk.epoch0 = (uint64_t)time(NULL) / EPOCH_SECONDS;
+    tk.seeded = true;
+    return true;
+}
+
+/* In a serving process, at its first ticket: the keys of epoch0 and the
+ * next, from which advance() moves on; the first secret is then
+ * forgotten. */
+static void start_keys(void)
+{
+    memcpy(tk.keys[0].name, tk.name0, sizeof tk.name0);
+    tk.epoch = tk.epoch0;
+    derive(tk.first, &tk.keys[1]);
+    memcpy(tk.secret, tk.first, sizeof tk.first);
     ratchet(tk.secret);
     derive(tk.secret, &tk.keys[2]);
-    OPENSSL_cleanse(first, sizeof first);
+    OPENSSL_cleanse(tk.first, sizeof tk.first);
     tk.ready = true;
-    return true;
 }
 
 /* Moves the window to the wall clock's epoch. */
@@ -121,6 +151,10 @@ int tls_ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv, EVP_C
 {
     struct ticket_key *k;
 
+    if (!tk.seeded)
+        return -1;      /* cannot be: the master seeds before the first fork */
+    if (!tk.ready)
+        start_keys();
     advance();
     if (enc) {
         k = &tk.keys[1];
