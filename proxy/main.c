@@ -102,6 +102,10 @@ static void reload(void)
     struct runtime *rt, *old = srv.rt;
 
     rt = runtime_load(srv.config_path, false);
+    if (rt && !runtime_load_tls(rt)) {
+        runtime_put(rt);
+        rt = NULL;
+    }
     if (rt && !rt->tls && old->tls) {
         as_err("reload: %s: the TLS listens opened at start need certificates; keeping the running configuration",
                srv.config_path);
@@ -197,6 +201,14 @@ void proxy_serve(int slot, const sigset_t *mask)
 {
     srv.slot = slot;
     pm_use(slot);
+    /* The certificates are loaded here, not in the master (tls_check.c).
+     * The master's check passed moments ago; a file changed since then
+     * must not leave this process serving TLS listens without them. */
+    if (!runtime_load_tls(srv.rt)) {
+        as_err("the certificates of %s do not load (above): this proxy process exits", srv.config_path);
+        as_log_flush();
+        exit(1);
+    }
     as_request_id_reseed();     /* request IDs unique per process, not copied at fork */
     ev_signal_init(&sig_term, signal_cb, SIGTERM);
     ev_signal_init(&sig_int, signal_cb, SIGINT);
@@ -236,6 +248,8 @@ static int run(const char *path)
         return 1;
     srv.rt = runtime_load(path, true);
     if (!srv.rt)
+        return 1;
+    if (!tls_check_aside(srv.rt))
         return 1;
     as_log_set_format(srv.rt->cfg.proxy_log_format);
     srv.loop = ev_default_loop(EVFLAG_AUTO);

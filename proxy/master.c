@@ -289,7 +289,11 @@ void master_reload(void)
     if (srv.notify)
         sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)(ev_time() * 1e6));
     rt = runtime_load(srv.config_path, true);
-    if (rt && !rt->tls && has_tls_listen()) {
+    if (rt && runtime_wants_tls(rt) && !tls_check_aside(rt)) {
+        runtime_put(rt);
+        rt = NULL;
+    }
+    if (rt && !runtime_wants_tls(rt) && has_tls_listen()) {
         as_err("reload: %s: the TLS listens opened at start need certificates (a listen change needs a restart); "
                "keeping the running configuration", srv.config_path);
         runtime_put(rt);

@@ -102,7 +102,15 @@ struct server {
 extern struct server srv;
 
 /* runtime.c */
+/* Everything but the certificates, which are loaded by runtime_load_tls
+ * (the master never loads them: tls_check.c). NULL after printing the
+ * errors as FILE:LINE: message. */
 struct runtime *runtime_load(const char *path, bool report_warnings);
+/* Whether a listen has "ssl" and the certificates are needed. */
+bool runtime_wants_tls(const struct runtime *rt);
+/* RT's TLS contexts (and with acme = on, the pair it adds), once; false
+ * after printing the errors. */
+bool runtime_load_tls(struct runtime *rt);
 void runtime_put(struct runtime *rt);
 struct runtime *runtime_get(struct runtime *rt);
 /* RT replaces OLD (HUP): the requests waiting in OLD's sites go to the
@@ -110,6 +118,10 @@ struct runtime *runtime_get(struct runtime *rt);
 void runtime_retire(struct runtime *old, struct runtime *rt);
 void runtime_revalidate(struct runtime *rt);
 int proxy_check(const char *path);
+
+/* tls_check.c, in the master: whether RT's certificates load, tried in a
+ * short-lived child that prints what is wrong (true without TLS listens). */
+bool tls_check_aside(struct runtime *rt);
 
 /* conn.c */
 void conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents);

@@ -276,8 +276,8 @@ static int proxy_errors(const struct as_config *cfg)
     return errors;
 }
 
-/* Certificates when a listen wants TLS (unused pairs are not loaded), the
- * HSTS header and the port redirect_https sends clients to. */
+/* The HSTS header and the port redirect_https sends clients to. The
+ * certificates are runtime_load_tls's: not in the master. */
 static bool build_tls(struct runtime *rt)
 {
     struct as_config *c = &rt->cfg;
@@ -297,7 +297,22 @@ static bool build_tls(struct runtime *rt)
         if (!rt->hsts)
             return false;
     }
-    if (!has_tls_listen(c))
+    return true;
+}
+
+bool runtime_wants_tls(const struct runtime *rt)
+{
+    return has_tls_listen(&rt->cfg);
+}
+
+/* Certificates when a listen wants TLS (unused pairs are not loaded): in
+ * a serving process, or in the master's short-lived check (tls_check.c),
+ * never in the master itself. */
+bool runtime_load_tls(struct runtime *rt)
+{
+    struct as_config *c = &rt->cfg;
+
+    if (rt->tls || !has_tls_listen(c))
         return true;
     if (c->acme && !acme_add_pair(c, false))
         return false;
