@@ -3,11 +3,12 @@
  * installs the new certificate, or a failure that STATUS= and the log say,
  * retried later.
  *
- * The master looks at the certificate at start, after each run, on HUP and
- * SIGUSR1 (what appstack-acme.timer sends), and at least every 12 hours. It
- * is due when it is missing, names other hosts than acme_domains, or has
- * less than a third of its life left (30 days of Let's Encrypt's 90, as
- * certbot and Let's Encrypt advise). Then the client runs: once per account
+ * The master looks at the certificate (in a short-lived child: the master
+ * does not use OpenSSL) at start, after each run, on HUP and SIGUSR1 (what
+ * appstack-acme.timer sends), and at least every 12 hours. It is due when
+ * it is missing, names other hosts than acme_domains, or has less than a
+ * third of its life left (30 days of Let's Encrypt's 90, as certbot and
+ * Let's Encrypt advise). Then the client runs: once per account
  * `uacme new` (or `update` when acme_email changed), then `uacme issue`
  * with uacme's own HTTP-01 hook writing into the challenge directory. */
 #include "acme.h"
@@ -207,12 +208,52 @@ static bool start(enum step step)
     return true;
 }
 
+/* acme_cert_read for the master, which does not touch OpenSSL (its pages
+ * would stay resident in it: tls_check.c): a short-lived child reads the
+ * certificate and sends back what it found. A few times a day at most. */
+static bool cert_read(const char *path, const struct as_strlist *names, time_t *not_before, time_t *not_after,
+                      bool *covers)
+{
+    struct { bool ok, covers; time_t nb, na; } r = { 0 };
+    int fds[2], st;
+    pid_t pid;
+    ssize_t n;
+
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        as_err("acme: reading %s: pipe: %s", path, strerror(errno));
+        return false;
+    }
+    pid = fork();
+    if (pid == 0) {
+        r.ok = acme_cert_read(path, names, &r.nb, &r.na, &r.covers);
+        _exit(write(fds[1], &r, sizeof r) == (ssize_t)sizeof r ? 0 : 1);
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        as_err("acme: reading %s: fork: %s", path, strerror(errno));
+        close(fds[0]);
+        return false;
+    }
+    do
+        n = read(fds[0], &r, sizeof r);
+    while (n < 0 && errno == EINTR);
+    close(fds[0]);
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (n != (ssize_t)sizeof r || !r.ok)
+        return false;
+    *not_before = r.nb;
+    *not_after = r.na;
+    *covers = r.covers;
+    return true;
+}
+
 /* The status line, as what the certificate is, plus WHY the last attempt
  * failed, if it did. */
 static void set_status(const char *why)
 {
     time_t nb, na;
-    bool covers, have = acme_cert_read(a.p.cert, &cfg()->acme_domains, &nb, &na, &covers) && covers;
+    bool covers, have = cert_read(a.p.cert, &cfg()->acme_domains, &nb, &na, &covers) && covers;
     int n = have ? snprintf(a.status, sizeof a.status, "certificate valid until %s", date(na))
                  : snprintf(a.status, sizeof a.status, "no certificate yet (self-signed placeholder)");
 
@@ -265,7 +306,7 @@ static void look(void)
 
     if (!acme_paths(c, &a.p))
         return;
-    have = access(a.p.key, R_OK) == 0 && acme_cert_read(a.p.cert, &c->acme_domains, &nb, &na, &covers);
+    have = access(a.p.key, R_OK) == 0 && cert_read(a.p.cert, &c->acme_domains, &nb, &na, &covers);
     if (have && covers) {
         time_t renew_at = na - (na - nb) / 3;
         if (now < renew_at) {
@@ -290,7 +331,7 @@ static void issued(void)
     if (account_step() != STEP_ISSUE)
         write_account();        /* issuing proved the account */
     a.backoff = BACKOFF_FIRST;
-    if (acme_cert_read(a.p.cert, &cfg()->acme_domains, &nb, &na, &covers))
+    if (cert_read(a.p.cert, &cfg()->acme_domains, &nb, &na, &covers))
         as_info("acme: new certificate for %s from %s, valid until %s: reloading", cfg()->acme_domains.v[0], server(),
                 date(na));
     set_status(NULL);
