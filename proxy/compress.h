@@ -1,9 +1,12 @@
-/* Compression of responses on the fly (gzip with zlib, brotli with
- * libbrotlienc): which responses, with which coding, and the encoders.
- * Upstream responses are encoded as their body arrives (resp.c calls
- * compress_body), flushed after each read when the upstream streams (no
- * Content-Length), so a streamed page still arrives piece by piece; static
- * files are encoded whole (static_serve.c), up to COMPRESS_STATIC_MAX. */
+/* Compression of responses on the fly (gzip, brotli with libbrotlienc):
+ * which responses, with which coding, and the encoders. gzip of a body in
+ * hand whole is one libdeflate call: a static file (static_serve.c, up to
+ * COMPRESS_STATIC_MAX), or an upstream body with a Content-Length up to
+ * COMPRESS_WHOLE_MAX, gathered as it arrives (resp.c calls compress_body)
+ * and encoded at its end. Other upstream bodies go through zlib's (or
+ * brotli's) stream as they arrive, flushed after each read when the
+ * upstream streams (no Content-Length), so a streamed page still arrives
+ * piece by piece. */
 #ifndef APPSTACK_PROXY_COMPRESS_H
 #define APPSTACK_PROXY_COMPRESS_H
 
@@ -14,6 +17,10 @@
 #include "accept_enc.h"
 
 #define COMPRESS_STATIC_MAX (1u << 20)  /* larger files: precompressed siblings only */
+/* Upstream bodies of known length up to this are gathered and gzipped in
+ * one call: the buffer is no larger than the zlib state (about 256 KiB)
+ * the stream would hold for them meanwhile. */
+#define COMPRESS_WHOLE_MAX (256u << 10)
 
 struct exchange;
 struct runtime;
@@ -46,5 +53,7 @@ void compress_end(struct exchange *x);
 /* One-shot: LEN bytes at IN encoded with CODING into a buffer of the
  * process (valid until the next call); NULL on failure. */
 const char *compress_whole(const struct runtime *rt, int coding, const char *in, size_t len, size_t *out_len);
+/* Frees the encoders kept for reuse and the buffers (at exit). */
+void compress_release(void);
 
 #endif

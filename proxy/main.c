@@ -6,6 +6,7 @@
 #include "mime.h"
 #include "master.h"
 #include "memtrim.h"
+#include "compress.h"
 #include "request_id.h"
 
 #include <errno.h>
@@ -235,6 +236,7 @@ void proxy_serve(int slot, const sigset_t *mask)
     master_tell(NEWS_READY);
     ev_run(srv.loop, 0);
     access_log_flush();
+    compress_release();
     as_info("stopped after %llu requests", (unsigned long long)srv.requests);
     exit(0);
 }

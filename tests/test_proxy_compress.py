@@ -209,35 +209,56 @@ def test_http2_client(front, tmp_path):
         p.stop()
 
 
-# Bodies on both sides of each step where the deflate window and hash
-# shrink to fit a body of known length (a window of 2^N bytes serves bodies
-# below 2^N - 262), the smallest and the full window, in an order that
-# makes the proxy reuse a kept stream of another size.
-WINDOW_SIZES = (20, 249, 250, 251, 762, 763, 1785, 1786, 1787, 16121, 16122, 32505, 32506, 70000,
-                30, 300000, 1786, 16122, 5000)
+# Bodies on both sides of the 256 KiB up to which an upstream body of known
+# length is gathered and gzipped in one libdeflate call (above it, and
+# without a length, zlib's stream), and of the 1 MiB up to which a static
+# file is compressed on the fly (one libdeflate call), in an order that
+# makes the proxy reuse a kept gathering buffer or stream of another size.
+WHOLE_MAX = 256 << 10
+STATIC_MAX = 1 << 20
+SIZES = (20, 250, 763, 1786, 16122, 70000, WHOLE_MAX - 1, WHOLE_MAX, WHOLE_MAX + 1, 300000,
+         30, 5000, STATIC_MAX, STATIC_MAX + 1, 1786)
 
 
-def test_window_sized_to_the_body_decodes_at_every_size(tmp_path):
+def chunked(b, piece=65536):
+    out = b"".join(b"%x\r\n%s\r\n" % (len(b[i:i + piece]), b[i:i + piece]) for i in range(0, len(b), piece))
+    return out + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("level", [1, 9])
+def test_whole_and_streamed_bodies_decode_at_every_size(tmp_path, level):
     root = tmp_path / "s"
     root.mkdir()
-    bodies = {n: (text(n // 4 + 1, f"s{n}") * 2)[:n] for n in WINDOW_SIZES}
+    bodies = {n: (text(n // 4 + 1, f"s{n}") * 2)[:n] for n in SIZES}
     for n, b in bodies.items():
         (root / f"{n}.txt").write_bytes(b)
 
     def handler(req):
-        b = bodies[int(req.target.strip("/"))]
+        kind, n = req.target.strip("/").split("/")
+        b = bodies[int(n)]
+        if kind == "chunked":
+            return b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(b)
         return b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % len(b) + b
 
     up = Upstream(handler)
     port = free_port()
     p = Proxy(proxy_config(str(tmp_path), port, [up.addr], f"[location /s/]\nalias = {root}/\n",
-                           extra="gzip = on\ngzip_min_length = 20\ngzip_comp_level = 9"), port)
+                           extra=f"gzip = on\ngzip_min_length = 20\ngzip_comp_level = {level}"), port)
     try:
-        for n in WINDOW_SIZES:
-            for path in (f"/s/{n}.txt", f"/{n}"):
+        for n in SIZES:
+            for path in (f"/s/{n}.txt", f"/length/{n}", f"/chunked/{n}"):
                 r = get(port, path, {"Accept-Encoding": "gzip"})
-                assert r.status == 200 and r.header("content-encoding") == "gzip", path
-                assert gunzip(r.body) == bodies[n], path
+                assert r.status == 200, path
+                if path.startswith("/s/") and n > STATIC_MAX:
+                    # too big to encode on the fly: as it is, with sendfile
+                    assert r.header("content-encoding") is None and r.body == bodies[n], path
+                    continue
+                assert r.header("content-encoding") == "gzip" and r.header("vary") == "Accept-Encoding", path
+                assert gunzip(r.body) == bodies[n] and (len(r.body) < n or n < 100), path
+                if path.startswith("/s/"):
+                    assert int(r.header("content-length")) == len(r.body), path
+                else:
+                    assert r.header("transfer-encoding") == "chunked", path
     finally:
         p.stop()
         up.close()
