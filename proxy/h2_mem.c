@@ -5,11 +5,12 @@
  * (a frame header, a pad length byte and the largest payload: 16,394
  * bytes) and a 4 KiB stream table, and keeps both for the session's life;
  * from malloc's heap they are resident pages once any connection used
- * that memory before. Here a block of H2_MEM_BIG bytes or more has whole
- * pages of its own (a private mapping, its size rounded up to pages), so
- * that a page costs nothing until it is written, and when the session is
- * idle h2_mem_idle gives pages back with MADV_DONTNEED, after which the
- * kernel maps a zero page on the next touch:
+ * that memory before. Here a block of H2_MEM_BIG bytes or more made with
+ * the session has whole pages of its own (a private mapping, its size
+ * rounded up to pages), so that a page costs nothing until it is written,
+ * and when the session is idle h2_mem_idle gives pages back with
+ * MADV_DONTNEED, after which the kernel maps a zero page on the next
+ * touch:
  *
  * - the frame buffer's pages, whatever they hold: when want_write() is 0
  *   nghttp2 has no active outbound item (aob.item), and every place that
@@ -26,7 +27,9 @@
  *
  * A page given back costs a fault when it is touched again, so h2.c calls
  * h2_mem_idle once a session has stayed idle a while, not after every
- * response. */
+ * response. Large blocks made later (a long header field's copy, a
+ * response's header list, a grown table) live for a request or so: they
+ * come from malloc, with no mapping made and undone per request. */
 #include "h2_mem.h"
 #include "log.h"
 
@@ -120,9 +123,14 @@ static void mem_free(void *p, void *ud)
     *b = m->big[--m->n_big];
 }
 
+static bool page_own(const struct h2_mem *m, size_t n)
+{
+    return m->creating && n >= H2_MEM_BIG;
+}
+
 static void *mem_malloc(size_t n, void *ud)
 {
-    return n >= H2_MEM_BIG ? big_alloc(ud, n) : malloc(n);
+    return page_own(ud, n) ? big_alloc(ud, n) : malloc(n);
 }
 
 /* A large block comes zeroed: fresh pages are. */
@@ -130,7 +138,7 @@ static void *mem_calloc(size_t n, size_t size, void *ud)
 {
     if (size && n > SIZE_MAX / size)
         return NULL;
-    if (n * size < H2_MEM_BIG)
+    if (!page_own(ud, n * size))
         return calloc(n, size);
     return big_alloc(ud, n * size);
 }
@@ -142,7 +150,7 @@ static void *mem_realloc(void *p, size_t n, void *ud)
     size_t old;
     void *q;
 
-    if (!b && n < H2_MEM_BIG)
+    if (!b && !page_own(m, n))
         return realloc(p, n);
     if (!p)
         return big_alloc(m, n);

@@ -1,6 +1,7 @@
-/* The allocator nghttp2 sessions use (nghttp2_mem): small blocks from
- * malloc, large ones on whole pages of their own, so that an idle
- * session's pages can go back to the kernel (h2_mem_idle). */
+/* The allocator nghttp2 sessions use (nghttp2_mem): the large blocks a
+ * session is made with on whole pages of their own, so that an idle
+ * session's pages can go back to the kernel (h2_mem_idle); the others
+ * from malloc. */
 #ifndef APPSTACK_H2_MEM_H
 #define APPSTACK_H2_MEM_H
 
