@@ -154,10 +154,10 @@ static struct upworker *ready_worker(struct upstream *u, ev_tstamp now)
     return NULL;
 }
 
-/* A busy worker a request may wait behind (UPSTREAM_PIPELINE_MAX): all it
- * has of ours is on one connection, GET or HEAD, expected to end within the
- * limit, and the current one has not run longer already; the one expected
- * to be done first. */
+/* A busy worker a request may wait behind (UPSTREAM_PIPELINE_MAX and
+ * _AHEAD): all it has of ours is on one connection, GET or HEAD, expected
+ * to end within the limit, and the current one has not run longer already;
+ * the one expected to be done first. */
 static struct upworker *pipeline_worker(struct upstream *u, uint64_t len, ev_tstamp now)
 {
     struct upworker *best = NULL;
@@ -174,7 +174,7 @@ static struct upworker *pipeline_worker(struct upstream *u, uint64_t len, ev_tst
         left = pathtime_expect(c->x->path_key) - ran;
         for (struct exchange *p = c->pipe_head; p; p = p->pipe_next)
             left += pathtime_expect(p->path_key);
-        if (ran > UPSTREAM_PIPELINE_MAX || left + ran > UPSTREAM_PIPELINE_MAX)
+        if (ran > UPSTREAM_PIPELINE_MAX || left + ran > (c->n_pipe ? UPSTREAM_PIPELINE_AHEAD : UPSTREAM_PIPELINE_MAX))
             continue;
         if (!best || left < best_left) {
             best = w;

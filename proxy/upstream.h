@@ -36,12 +36,19 @@ struct resp_span {
 #define UPSTREAM_HOLD 0.02
 /* Requests go behind a worker's current one (pipelined on its connection)
  * only while many wait (upstream_offer), when they all are GET or HEAD
- * without a body, and what is ahead of the new one is expected to take at
- * most this long (pathtime.h) and the current one has not run longer
- * already: under a steady load of short requests a worker that ends one
- * finds the next one waiting instead of sleeping until the proxy sends it,
- * and nothing waits long behind another. */
+ * without a body: under a steady load of short requests a worker that ends
+ * one finds the next one waiting instead of sleeping until the proxy sends
+ * it. One goes behind a current one expected to take at most
+ * UPSTREAM_PIPELINE_MAX (pathtime.h) that has not run longer already; a
+ * second and more only while all that is ahead of the new one is expected
+ * to take at most UPSTREAM_PIPELINE_AHEAD, up to UPSTREAM_PIPELINE_DEPTH.
+ * One behind is enough where the proxy sends the next while the worker
+ * serves the one before (a 1 ms page); requests of 0.1 ms need several.
+ * More behind a 1 ms request only take requests out of the queue's order:
+ * they cannot move to another worker that frees first, and a worker that
+ * stalls (descheduled, collecting garbage) holds them all. */
 #define UPSTREAM_PIPELINE_MAX 0.01
+#define UPSTREAM_PIPELINE_AHEAD 0.002
 #define UPSTREAM_PIPELINE_DEPTH 8
 /* A pipelined request is copied into its connection's send buffer, so that
  * all the requests one loop turn puts behind a worker's current one go out
