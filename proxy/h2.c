@@ -724,6 +724,12 @@ static nghttp2_option *options(void)
         nghttp2_option_set_max_outbound_ack(opt, 1000);
         nghttp2_option_set_max_settings(opt, 32);
         nghttp2_option_set_no_auto_window_update(opt, 1);     /* h2_consumed, on_data */
+        /* A server's nghttp2 keeps up to MAX_CONCURRENT_STREAMS closed
+         * streams for RFC 7540's dependency tree (which RFC 9113
+         * deprecates): an idle connection after a page of 100 requests
+         * would hold them all. A new stream that names a closed one as its
+         * parent gets the default priority instead. */
+        nghttp2_option_set_no_closed_streams(opt, 1);
     }
     return opt;
 }

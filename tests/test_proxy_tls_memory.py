@@ -1,7 +1,7 @@
 """The memory an idle TLS keep-alive connection costs appstack-proxy, and
 that it goes back when the connections go: 2,000 connections (HTTP/1.1
-after one request each, HTTP/2 after the preface) held by a client in a
-process of its own, the serving process's RSS from /proc. bench/tls (row
+after one request each, HTTP/2 after the preface or after 8 requests)
+held by a client in a process of its own, the serving process's RSS from /proc. bench/tls (row
 "idle TLS connections") prints the 10,000-connection figures beside
 nginx's; docs/proxy.md ("Memory") says where the bytes are."""
 import os
@@ -25,10 +25,12 @@ N = 2000
 # which nghttp2's session is 5), but below what an idle connection that
 # kept a TLS record buffer (16 KiB more), a read buffer, or nghttp2's
 # 16 KiB frame buffer (37 KiB an HTTP/2 connection) would cost.
-LIMIT_KIB = {"h1": 16.0, "h2": 23.0}
+# h2r: after 8 requests each (25 KiB measured: HPACK tables, and malloc's
+# free space the requests left); 31 if nghttp2 kept the closed streams.
+LIMIT_KIB = {"h1": 16.0, "h2": 23.0, "h2r": 28.0}
 # An idle HTTP/2 session gives its frame buffer's pages back after 1 s
 # (proxy/h2.c, H2_IDLE_TRIM): the figure is taken after that.
-SETTLE = {"h1": 0.5, "h2": 2.0}
+SETTLE = {"h1": 0.5, "h2": 2.0, "h2r": 2.0}
 
 pytestmark = pytest.mark.skipif(sanitized(), reason="ASan's shadow memory and quarantine are not the proxy's")
 
@@ -69,7 +71,7 @@ def hold(port, n, proto):
     return c
 
 
-@pytest.mark.parametrize("proto", ["h1", "h2"])
+@pytest.mark.parametrize("proto", ["h1", "h2", "h2r"])
 def test_idle_tls_connections_cost_bounded_memory_and_give_it_back(front, proto):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < N + 200:
