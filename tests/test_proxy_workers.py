@@ -252,18 +252,24 @@ def test_metrics_sum_every_process_and_forget_a_dead_ones_connections(tmpdir_sho
         wait_for(lambda: len(proxy.serving()) == 2, timeout=5, what="two serving processes")
         for i in range(30):
             assert get(port, f"/m/{i}").status == 200
-        # Keep-alive connections until both processes hold some.
-        for i in range(40):
+        # Keep-alive connections until both processes hold some: which idle
+        # process takes a connection from the shared queue is the kernel's
+        # choice, so on a busy machine one of them may take many in a row.
+        def holders():
+            return {l.split("[")[1].split("]")[0] for l in proxy.log_text().splitlines() if '"GET /held/' in l}
+        while len(held) < 400 and (len(held) < 40 or len(holders()) < 2):
+            i = len(held)
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
             s.sendall(f"GET /held/{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             assert read_response(s.makefile("rb")).status == 200
             held.append(s)
-        wait_for(lambda: '"GET /held/39 ' in proxy.log_text(), timeout=5, what="access log")
-        pids = {l.split("[")[1].split("]")[0] for l in proxy.log_text().splitlines() if '"GET /held/' in l}
-        assert len(pids) == 2, "both processes should hold connections"
+            if len(held) >= 40:
+                wait_for(lambda: f'"GET /held/{i} ' in proxy.log_text(), timeout=5, what="access log")
+        assert len(holders()) == 2, "both processes should hold connections"
         m = scrape(mport)
-        assert m['appstack_proxy_requests_total{kind="upstream",method="GET",status="2xx"}'] == 70
-        assert m['appstack_proxy_connections{state="idle"}'] == 40
+        assert m['appstack_proxy_requests_total{kind="upstream",method="GET",status="2xx"}'] == 30 + len(held)
+        assert m['appstack_proxy_connections{state="idle"}'] == len(held)
+        n_requests = 30 + len(held)
         # One process dies with its connections: its requests stay counted,
         # its connections leave the gauge.
         os.kill(proxy.serving()[0], signal.SIGKILL)
@@ -274,7 +280,7 @@ def test_metrics_sum_every_process_and_forget_a_dead_ones_connections(tmpdir_sho
         wait_for(lambda: scrape(mport)['appstack_proxy_connections{state="idle"}'] == 0, timeout=5,
                  what="no idle connection left")
         m = scrape(mport)
-        assert m['appstack_proxy_requests_total{kind="upstream",method="GET",status="2xx"}'] == 70
+        assert m['appstack_proxy_requests_total{kind="upstream",method="GET",status="2xx"}'] == n_requests
         assert m['appstack_proxy_connections{state="active"}'] <= 1      # the scrape's own, at most
     finally:
         for s in held:
