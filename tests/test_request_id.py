@@ -137,6 +137,37 @@ def test_app_output_carries_the_request_id(journal, stack):
     entries_with(journal, "APPSTACK_REQUEST_ID=" + rid, "MESSAGE=app-log " + marker)
 
 
+def appstackd_pid(tmpdir):
+    """The appstackd whose configuration is under TMPDIR."""
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if argv[0].endswith(b"/appstackd") and any(tmpdir.encode() in a for a in argv):
+            return int(pid)
+    raise AssertionError("no appstackd")
+
+
+def test_app_output_keeps_its_id_while_appstackd_is_slow(journal, stack, tmpdir_short):
+    # appstackd does not run for 50 ms (a machine whose CPUs are all busy):
+    # the worker waits for it to read what the app printed before the
+    # request ends, so the line still carries the request's ID.
+    marker = f"slow{os.getpid()}{time.monotonic_ns()}"
+    pid = appstackd_pid(tmpdir_short)
+    os.kill(pid, signal.SIGSTOP)
+    resume = threading.Timer(0.05, os.kill, (pid, signal.SIGCONT))
+    resume.start()
+    try:
+        status, rid = request(stack, "/print?" + marker)
+    finally:
+        resume.join()
+        os.kill(pid, signal.SIGCONT)
+    assert status == 200
+    entries_with(journal, "APPSTACK_REQUEST_ID=" + rid, "MESSAGE=app-print " + marker)
+
+
 def test_untrusted_id_is_replaced_a_fronts_is_kept(journal, stack):
     marker = f"tr{os.getpid()}{time.monotonic_ns()}"
     _, rid = request(stack, "/print?" + marker, rid="chosen-by-the-client")

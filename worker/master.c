@@ -216,9 +216,10 @@ static void check_limit(uint64_t requests)
  * slot when appstackd reads it. appstackd reads within microseconds, but
  * a view that logs and returns may end the request before that: so the
  * request ends only once the pipes are empty, or after OUTPUT_WAIT (a
- * child process that keeps writing). Two ioctls, only for requests with
- * an ID. */
-#define OUTPUT_WAIT 0.01
+ * child process that keeps writing). On a machine whose CPUs are all busy
+ * appstackd may not run for tens of milliseconds: 10 ms lost IDs there.
+ * Two ioctls, only for requests with an ID. */
+#define OUTPUT_WAIT 0.1
 
 static bool output_unread(void)
 {
