@@ -422,7 +422,11 @@ static void check_beats(void)
         struct proc *p = &m.procs[i];
         if (p->state != P_SERVING && p->state != P_RETIRING)
             continue;
-        if (now - board->beat[i] > (uint64_t)(STUCK_LIMIT * 1e6)) {
+        uint64_t beat = board->beat[i];
+        /* A process on another CPU may stamp a time later than `now`
+         * between the clock read and this one: that is no lag (unsigned,
+         * now - beat would be huge and kill a healthy process). */
+        if (now > beat && now - beat > (uint64_t)(STUCK_LIMIT * 1e6)) {
             as_err("proxy process %d has not turned its loop for %gs: killing it", (int)p->pid, STUCK_LIMIT);
             kill(p->pid, SIGKILL);
             board->beat[i] = now;   /* once */
