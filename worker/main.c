@@ -176,6 +176,7 @@ int main(int argc, char **argv)
 {
     int rc;
 
+    wk_vgetrandom_init();   /* first: Python seeds its hash from getrandom() */
     parse_args(argc, argv);
     as_log_init("appstack-worker");
     if (!wk_master_attach())

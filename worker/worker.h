@@ -178,6 +178,9 @@ PyObject *wk_python_define(const char *code, const char *filename, const char *n
 char *wk_format_exception(void);
 void wk_log_exception(const char *what);
 
+/* vgetrandom.c: getrandom() without a syscall where the kernel's vDSO has it */
+void wk_vgetrandom_init(void);
+
 /* dump.c */
 bool wk_dump_init(void);
 void wk_dump_set_fd(int fd);
