@@ -14,6 +14,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,8 +199,26 @@ static void raise_nofile(void)
     }
 }
 
+/* A serving process does not preempt the app's workers when a socket wakes
+ * it (docs/proxy.md, "Scheduling"): SCHED_BATCH keeps its fair share of
+ * the CPU but waits for the running task's slice, so on a saturated CPU it
+ * handles many events per wakeup instead of switching out a worker for
+ * each. With an idle CPU it runs at once, as before. A policy the
+ * administrator chose (chrt, systemd's CPUSchedulingPolicy=) is kept. */
+static void yield_on_wakeup(void)
+{
+    struct sched_param sp = { .sched_priority = 0 };
+    int policy = sched_getscheduler(0);
+
+    if (policy < 0)
+        as_warn("sched_getscheduler: %s", strerror(errno));
+    else if (policy == SCHED_OTHER && sched_setscheduler(0, SCHED_BATCH, &sp) < 0)
+        as_warn("SCHED_BATCH: %s", strerror(errno));
+}
+
 void proxy_serve(int slot, const sigset_t *mask)
 {
+    yield_on_wakeup();
     srv.slot = slot;
     pm_use(slot);
     /* The certificates are loaded here, not in the master (tls_check.c).

@@ -314,3 +314,27 @@ def test_master_alone_notifies_systemd(tmpdir_short):
     seq = [l for l in ns.lines() if l in ("READY=1", "RELOADING=1", "STOPPING=1")]
     assert seq == ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"], ns.lines()
     assert {pid for pid, _ in ns.got} == {proxy.proc.pid}, ns.got
+
+
+def test_serving_processes_do_not_preempt_on_wakeup(tmpdir_short):
+    """Serving processes run SCHED_BATCH (docs/proxy.md, "Scheduling"); the
+    master keeps the policy it was started with; and a policy chosen for the
+    proxy (here chrt --idle, as systemd's CPUSchedulingPolicy= would) is
+    left alone in every process."""
+    port = free_port()
+    cfg = proxy_config(tmpdir_short, port, ["127.0.0.1:1"], workers=2)
+    p = Proxy(cfg, port)
+    try:
+        wait_for(lambda: len(p.serving()) == 2, timeout=5, what="two serving processes")
+        assert os.sched_getscheduler(p.proc.pid) == os.SCHED_OTHER
+        assert {os.sched_getscheduler(pid) for pid in p.serving()} == {os.SCHED_BATCH}
+    finally:
+        p.stop()
+    port = free_port()
+    chosen = Proxy(proxy_config(tmpdir_short, port, ["127.0.0.1:1"], workers=2, name="idle.ini"), port,
+                   wrap=["chrt", "--idle", "0"])
+    try:
+        wait_for(lambda: len(chosen.serving()) == 2, timeout=5, what="two serving processes")
+        assert {os.sched_getscheduler(pid) for pid in [chosen.proc.pid, *chosen.serving()]} == {os.SCHED_IDLE}
+    finally:
+        chosen.stop()
