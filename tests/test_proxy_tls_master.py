@@ -90,12 +90,18 @@ def serial(pem):
     return out.strip().split("=")[1]
 
 
+def live_proxy(tmpdir, first, workers):
+    """(upstream, live pair paths, proxy) serving the pair FIRST from files
+    a test may then replace."""
+    up = Upstream(lambda req: ok(b"fine"))
+    live = (os.path.join(tmpdir, "live.pem"), os.path.join(tmpdir, "live.key"))
+    place(live, first)
+    return up, live, tls_proxy(tmpdir, up, live, workers=workers)
+
+
 def test_master_keeps_no_libcrypto_pages_through_start_reload_and_a_bad_pair(tmpdir_short, ca):
     ca, first, second, other = ca
-    up = Upstream(lambda req: ok(b"fine"))
-    live = (os.path.join(tmpdir_short, "live.pem"), os.path.join(tmpdir_short, "live.key"))
-    place(live, first)
-    proxy = tls_proxy(tmpdir_short, up, live, workers=2)
+    up, live, proxy = live_proxy(tmpdir_short, first, workers=2)
     bound = loaded_only_kib() + SLACK_KIB
     master = proxy.proc.pid
     try:
@@ -126,10 +132,7 @@ def test_master_keeps_no_libcrypto_pages_through_start_reload_and_a_bad_pair(tmp
 
 def test_a_serving_process_that_cannot_load_the_pair_exits_and_the_next_one_serves(tmpdir_short, ca):
     ca, first, second, other = ca
-    up = Upstream(lambda req: ok(b"fine"))
-    live = (os.path.join(tmpdir_short, "live.pem"), os.path.join(tmpdir_short, "live.key"))
-    place(live, first)
-    proxy = tls_proxy(tmpdir_short, up, live, workers=1)
+    up, live, proxy = live_proxy(tmpdir_short, first, workers=1)
     try:
         [pid] = proxy.serving()
         assert fetch(proxy.port, ca)[0] == 200
