@@ -107,3 +107,13 @@ def test_threads_each_draw_their_own_bytes(supervisor, tmpdir_short, port):
     start(supervisor, tmpdir_short, port, extra="threads = 2")
     got = info(port, "/threads?n=600&at_once=8")["draws"]
     assert len(got) == 2400 and len(set(got)) == 2400
+
+
+@pytest.mark.parametrize("extra", ["", "threads = 2"], ids=["single", "threads"])
+def test_a_fork_by_the_app_does_not_repeat_the_parents_bytes(supervisor, tmpdir_short, port, extra):
+    start(supervisor, tmpdir_short, port, extra=extra)
+    info(port, "/")     # the serving thread has drawn from its state before the fork
+    for _ in range(3):
+        got = info(port, "/fork")
+        assert len(got["parent"]) == len(got["child"]) == 128
+        assert got["parent"] != got["child"], got

@@ -26,6 +26,22 @@ def application(environ, start_response):
         n = int(q.get("n", "100"))
         out["bytes"] = bytes(os.urandom(1)[0] for _ in range(n)).hex()
         out["token"] = secrets.token_urlsafe(32)
+    elif path == "/fork":
+        # The app forks, as some do for a subprocess of their own: the
+        # child's draws must not repeat the parent's (the vDSO state is
+        # wiped in the child).
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            os.write(w, "".join(draws(4)).encode())
+            os._exit(0)
+        os.close(w)
+        mine = "".join(draws(4))
+        with os.fdopen(r) as f:
+            child = f.read()
+        os.waitpid(pid, 0)
+        out["parent"], out["child"] = mine, child
     elif path == "/threads":
         # Threads the app starts, one after the other and side by side.
         n, at_once = int(q.get("n", "8")), int(q.get("at_once", "4"))
